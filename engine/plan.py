@@ -1,0 +1,194 @@
+"""The plan schema `prismn.plan/1` and its JSON form: one schema for CLI, GUI, coordinator, store.
+
+`Plan.to_dict()` is exactly the CLI's `--json` output; `Plan.from_dict()` validates a plan that
+crossed a file or the network and raises `InvalidInput` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.errors import InvalidInput
+
+SCHEMA = "prismn.plan/1"
+
+
+@dataclass(frozen=True)
+class Stage:
+    peer_id: str
+    layer_start: int                 # inclusive
+    layer_end: int                   # exclusive
+    embeddings: bool                 # holds the input embeddings (first stage)
+    lm_head: bool                    # holds final norm + lm_head (last stage)
+    vram_required_gb: float
+    vram_free_gb: float
+    carbon_g_per_kwh: float
+    carbon_source: str
+    lat: float
+    lon: float
+    gpu: str | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.layer_end - self.layer_start
+
+
+@dataclass(frozen=True)
+class PlanMetrics:
+    peers_used: int
+    tour_km: float
+    avg_carbon_g_per_kwh: float      # layer-weighted
+    est_ms_per_token: float
+    g_co2_per_1k_tokens: float
+    vram_utilization: float          # required / free over the stages used, 0..1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    num_layers: int
+    param_count: int
+    quant: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    policy: str
+    weights: dict[str, float]
+    model: ModelInfo
+    ingress: dict[str, float]        # {"lat", "lon"}
+    feasible: bool
+    stages: tuple[Stage, ...] = ()
+    metrics: PlanMetrics | None = None
+    shortfall_gb: float | None = None
+    shortfall_layers: int | None = None
+    schema: str = field(default=SCHEMA)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema": self.schema,
+            "policy": self.policy,
+            "weights": dict(self.weights),
+            "model": asdict(self.model),
+            "ingress": dict(self.ingress),
+            "feasible": self.feasible,
+            "stages": [asdict(s) for s in self.stages],
+            "metrics": asdict(self.metrics) if self.metrics else None,
+        }
+        if not self.feasible:
+            out["shortfall_gb"] = self.shortfall_gb
+            out["shortfall_layers"] = self.shortfall_layers
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Plan":
+        return _parse_plan(data)
+
+
+# ---- validation of plans that crossed a file or the network -------------------------------
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise InvalidInput(f"{where}{key}", None, "missing")
+    value = data[key]
+    if kind in (int, float) or kind == (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"{where}{key}", value, "expected a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"{where}{key}", value, "expected a finite number")
+        if kind is int and not float(value).is_integer():
+            raise InvalidInput(f"{where}{key}", value, "expected an integer")
+        return int(value) if kind is int else float(value)
+    if not isinstance(value, kind):
+        raise InvalidInput(f"{where}{key}", value, f"expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _parse_stage(raw: Any, where: str) -> Stage:
+    if not isinstance(raw, dict):
+        raise InvalidInput(where.rstrip("."), raw, "expected an object")
+    gpu = raw.get("gpu")
+    if gpu is not None and not isinstance(gpu, str):
+        raise InvalidInput(f"{where}gpu", gpu, "expected a string or null")
+    stage = Stage(
+        peer_id=_require(raw, "peer_id", str, where),
+        layer_start=_require(raw, "layer_start", int, where),
+        layer_end=_require(raw, "layer_end", int, where),
+        embeddings=_require(raw, "embeddings", bool, where),
+        lm_head=_require(raw, "lm_head", bool, where),
+        vram_required_gb=_require(raw, "vram_required_gb", float, where),
+        vram_free_gb=_require(raw, "vram_free_gb", float, where),
+        carbon_g_per_kwh=_require(raw, "carbon_g_per_kwh", float, where),
+        carbon_source=_require(raw, "carbon_source", str, where),
+        lat=_require(raw, "lat", float, where),
+        lon=_require(raw, "lon", float, where),
+        gpu=gpu,
+    )
+    if not 0 <= stage.layer_start < stage.layer_end:
+        raise InvalidInput(f"{where}layer_end", stage.layer_end,
+                           f"expected layer_start ({stage.layer_start}) < layer_end, both >= 0")
+    return stage
+
+
+def _parse_plan(data: Any) -> Plan:
+    if not isinstance(data, dict):
+        raise InvalidInput("plan", type(data).__name__, "expected a JSON object")
+    schema = _require(data, "schema", str, "")
+    if schema != SCHEMA:
+        raise InvalidInput("schema", schema, f"expected {SCHEMA!r}")
+    raw_model = _require(data, "model", dict, "")
+    model = ModelInfo(
+        name=_require(raw_model, "name", str, "model."),
+        num_layers=_require(raw_model, "num_layers", int, "model."),
+        param_count=_require(raw_model, "param_count", int, "model."),
+        quant=_require(raw_model, "quant", str, "model."),
+    )
+    raw_weights = _require(data, "weights", dict, "")
+    weights = {str(k): _require(raw_weights, k, float, "weights.") for k in raw_weights}
+    raw_ingress = _require(data, "ingress", dict, "")
+    ingress = {"lat": _require(raw_ingress, "lat", float, "ingress."),
+               "lon": _require(raw_ingress, "lon", float, "ingress.")}
+    feasible = _require(data, "feasible", bool, "")
+    raw_stages = _require(data, "stages", list, "")
+    stages = tuple(_parse_stage(s, f"stages[{i}].") for i, s in enumerate(raw_stages))
+    metrics = None
+    if data.get("metrics") is not None:
+        m = _require(data, "metrics", dict, "")
+        metrics = PlanMetrics(
+            peers_used=_require(m, "peers_used", int, "metrics."),
+            tour_km=_require(m, "tour_km", float, "metrics."),
+            avg_carbon_g_per_kwh=_require(m, "avg_carbon_g_per_kwh", float, "metrics."),
+            est_ms_per_token=_require(m, "est_ms_per_token", float, "metrics."),
+            g_co2_per_1k_tokens=_require(m, "g_co2_per_1k_tokens", float, "metrics."),
+            vram_utilization=_require(m, "vram_utilization", float, "metrics."),
+        )
+    if feasible:
+        _check_layers_cover(stages, model.num_layers)
+        return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,
+                    ingress=ingress, feasible=True, stages=stages, metrics=metrics)
+    return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,
+                ingress=ingress, feasible=False, stages=(), metrics=metrics,
+                shortfall_gb=_require(data, "shortfall_gb", float, ""),
+                shortfall_layers=_require(data, "shortfall_layers", int, ""))
+
+
+def _check_layers_cover(stages: tuple[Stage, ...], num_layers: int) -> None:
+    """A feasible plan covers layers 0..num_layers-1 exactly once, in stage order."""
+    if not stages:
+        raise InvalidInput("stages", [], "a feasible plan needs at least one stage")
+    expected_start = 0
+    for i, stage in enumerate(stages):
+        if stage.layer_start != expected_start:
+            raise InvalidInput(f"stages[{i}].layer_start", stage.layer_start,
+                               f"expected {expected_start} (layers must be contiguous)")
+        expected_start = stage.layer_end
+    if expected_start != num_layers:
+        raise InvalidInput(f"stages[{len(stages) - 1}].layer_end", expected_start,
+                           f"expected {num_layers} (model.num_layers)")
+    if not stages[0].embeddings:
+        raise InvalidInput("stages[0].embeddings", False, "the first stage holds the embeddings")
+    if not stages[-1].lm_head:
+        raise InvalidInput(f"stages[{len(stages) - 1}].lm_head", False,
+                           "the last stage holds final norm + lm_head")

@@ -1,0 +1,1 @@
+"""Prismn desktop application (customtkinter + matplotlib + cartopy)."""
