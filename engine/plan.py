@@ -83,7 +83,7 @@ class Plan:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Plan":
+    def from_dict(cls, data: Any) -> Plan:
         return _parse_plan(data)
 
 

@@ -48,7 +48,7 @@ class Weights:
     distance: float = 0.3
     vram: float = 0.1
 
-    def normalised(self) -> "Weights":
+    def normalised(self) -> Weights:
         total = self.carbon + self.distance + self.vram
         if total <= 0:
             return Weights(1 / 3, 1 / 3, 1 / 3)

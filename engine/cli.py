@@ -1,0 +1,215 @@
+"""`python -m engine ...`: plan, compare, inspect-model, generate.
+
+A thin shell: parse flags, load the model and the swarm, call the pure planner, print.
+Exit codes: 0 ok, 2 bad input (one line on stderr naming the field and value), 3 infeasible plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from engine.errors import InvalidInput, PrismnError
+from engine.planning.types import Ingress, Policy, Weights
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INFEASIBLE = 0, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line naming it, with our exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InvalidInput("arguments", " ".join(sys.argv[1:]), message)
+
+
+def parse_weights(text: str) -> Weights:
+    """'carbon=0.6,distance=0.3,vram=0.1' -> Weights; names may be omitted (then 0)."""
+    values = {"carbon": 0.0, "distance": 0.0, "vram": 0.0}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, raw = part.partition("=")
+        name = name.strip()
+        if not sep or name not in values:
+            raise InvalidInput("weights", text, "expected carbon=X,distance=Y,vram=Z")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(f"weights.{name}", raw, "expected a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInput(f"weights.{name}", raw, "expected a finite number >= 0")
+        values[name] = value
+    if sum(values.values()) <= 0:
+        raise InvalidInput("weights", text, "at least one weight must be > 0")
+    return Weights(**values)
+
+
+def parse_ingress(text: str) -> Ingress:
+    """'LAT,LON' -> Ingress."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise InvalidInput("ingress", text, "expected LAT,LON")
+    try:
+        lat, lon = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise InvalidInput("ingress", text, "expected two numbers LAT,LON") from None
+    if not (math.isfinite(lat) and -90 <= lat <= 90):
+        raise InvalidInput("ingress.lat", parts[0].strip(), "expected a latitude in [-90, 90]")
+    if not (math.isfinite(lon) and -180 <= lon <= 180):
+        raise InvalidInput("ingress.lon", parts[1].strip(), "expected a longitude in [-180, 180]")
+    return Ingress(lat=lat, lon=lon, name="cli")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="preset name, config JSON, folder with config.json, or hub id")
+    p.add_argument("--quant", default="bf16", help="fp32|bf16|fp16|int8|int4 (default bf16)")
+    p.add_argument("--context", type=_int_flag("context"), default=4096, help="tokens of KV cache (default 4096)")
+    p.add_argument("--batch", type=_int_flag("batch"), default=1)
+    p.add_argument("--group-size", type=_int_flag("group_size"), default=128, help="int4 group size")
+    p.add_argument("--safety-margin", type=_float_flag("safety_margin"), default=0.10,
+                   help="fraction of each peer's free VRAM kept unused (default 0.10)")
+
+
+def _swarm_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--peers", required=True, help="peers JSON file (see README)")
+    p.add_argument("--ingress", type=_checked(parse_ingress), default=None, help="LAT,LON (overrides the file's)")
+    p.add_argument("--weights", type=_checked(parse_weights), default=Weights(),
+                   help="carbon=0.6,distance=0.3,vram=0.1")
+
+
+def _checked(parse):
+    """Let InvalidInput from a flag parser escape argparse instead of becoming a usage error."""
+
+    def wrapper(text: str):
+        try:
+            return parse(text)
+        except InvalidInput as exc:
+            raise _FlagError(exc) from None
+
+    wrapper.__name__ = parse.__name__
+    return wrapper
+
+
+class _FlagError(Exception):
+    def __init__(self, error: InvalidInput) -> None:
+        self.error = error
+
+
+def _int_flag(field: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidInput(field, text, "expected an integer") from None
+    return _checked(parse)
+
+
+def _float_flag(field: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInput(field, text, "expected a number") from None
+        if not math.isfinite(value):
+            raise InvalidInput(field, text, "expected a finite number")
+        return value
+    return _checked(parse)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine", description="Prismn placement engine")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    plan = sub.add_parser("plan", help="place a model on a swarm with one policy")
+    _model_flags(plan)
+    _swarm_flags(plan)
+    plan.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.CARBON.value)
+    plan.add_argument("--json", action="store_true", help="print the prismn.plan/1 JSON")
+
+    compare = sub.add_parser("compare", help="both policies side by side")
+    _model_flags(compare)
+    _swarm_flags(compare)
+    compare.add_argument("--json", action="store_true", help="print {\"vram\": plan, \"carbon\": plan}")
+
+    inspect = sub.add_parser("inspect-model", help="parameter and byte sizes of a model")
+    inspect.add_argument("model")
+    inspect.add_argument("--quant", default="bf16")
+    inspect.add_argument("--group-size", type=_int_flag("group_size"), default=128)
+    inspect.add_argument("--json", action="store_true")
+
+    sub.add_parser("generate", help="run a local pipeline (see `python -m engine generate --help`)",
+                   add_help=False)
+    return parser
+
+
+def _footprint(args: argparse.Namespace):
+    from engine.model import footprint, load_spec
+
+    spec = load_spec(args.model)
+    return footprint(spec, quant=args.quant, context=args.context, batch=args.batch,
+                     group_size=args.group_size, safety_margin=args.safety_margin)
+
+
+def _swarm(args: argparse.Namespace):
+    from engine.swarm import load_swarm
+
+    return load_swarm(args.peers, ingress_override=args.ingress)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from engine.plan_text import describe_plan
+    from engine.planning.planner import make_plan
+
+    fp = _footprint(args)
+    swarm = _swarm(args)
+    plan = make_plan(fp, swarm.peers, swarm.ingress, Policy(args.policy), args.weights)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else describe_plan(plan))
+    return EXIT_OK if plan.feasible else EXIT_INFEASIBLE
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from engine.plan_text import compare_plans
+    from engine.planning.planner import plan_both
+
+    fp = _footprint(args)
+    swarm = _swarm(args)
+    vram_plan, carbon_plan = plan_both(fp, swarm.peers, swarm.ingress, args.weights)
+    if args.json:
+        print(json.dumps({"vram": vram_plan.to_dict(), "carbon": carbon_plan.to_dict()}, indent=2))
+    else:
+        print(compare_plans(vram_plan, carbon_plan))
+    return EXIT_OK if (vram_plan.feasible and carbon_plan.feasible) else EXIT_INFEASIBLE
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from engine.model import inspect_model, load_spec
+
+    info = inspect_model(load_spec(args.model), quant=args.quant, group_size=args.group_size)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>24}: {value}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:
+        from engine.generate import main as generate_main
+
+        return generate_main(argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect}[args.command]
+        return handler(args)
+    except _FlagError as exc:
+        print(f"error: {exc.error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except PrismnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
