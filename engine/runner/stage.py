@@ -1,0 +1,162 @@
+"""Run one stage: prefill and decode with a KV cache per generation session.
+
+A session is one generation (one prompt and its continuation). Each session owns a transformers
+`DynamicCache` holding only this stage's layers; sessions are independent, so several generations can
+be interleaved on the same runner. A session's cache is freed when the session ends or has been idle
+longer than `idle_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+from engine.errors import InvalidInput
+from engine.runner.shards import StageModule
+
+MAX_SESSIONS = 64
+
+
+@dataclass
+class _Session:
+    cache: DynamicCache
+    next_position: int = 0
+    last_used_s: float = field(default_factory=time.monotonic)
+
+
+class StageExecutor:
+    """Thread-safe executor of one `StageModule` for many sessions."""
+
+    def __init__(self, stage: StageModule, idle_timeout_s: float = 600.0,
+                 max_sessions: int = MAX_SESSIONS) -> None:
+        self.stage = stage
+        self.config = stage.config
+        self.idle_timeout_s = idle_timeout_s
+        self.max_sessions = max_sessions
+        self.device = next(stage.parameters()).device
+        self.dtype = next(p for n, p in stage.named_parameters() if n.startswith(("layers", "norm"))).dtype
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    @property
+    def first(self) -> bool:
+        return self.stage.layout.first
+
+    @property
+    def last(self) -> bool:
+        return self.stage.layout.last
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return sorted(self._sessions)
+
+    def end_session(self, session: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(session, None) is not None
+
+    def expire_idle(self, now_s: float | None = None) -> list[str]:
+        now_s = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            stale = [k for k, s in self._sessions.items() if now_s - s.last_used_s > self.idle_timeout_s]
+            for key in stale:
+                del self._sessions[key]
+        return stale
+
+    def _session(self, session: str, start_position: int) -> _Session:
+        entry = self._sessions.get(session)
+        if entry is None:
+            if start_position != 0:
+                raise InvalidInput("position", start_position,
+                                   f"session {session!r} is unknown here (ended or expired); start at 0")
+            if len(self._sessions) >= self.max_sessions:
+                raise InvalidInput("session", session, f"runner already holds {self.max_sessions} sessions")
+            cache = DynamicCache(config=self.config)
+            # The cache holds this stage's layers only; the decoder layers were renumbered to match.
+            layout = self.stage.layout
+            cache.layers = cache.layers[layout.layer_start:layout.layer_end]
+            entry = _Session(cache=cache)
+            self._sessions[session] = entry
+        elif start_position != entry.next_position:
+            raise InvalidInput("position", start_position,
+                               f"session {session!r} expects position {entry.next_position} next")
+        return entry
+
+    # ---- compute --------------------------------------------------------------------------
+
+    def forward(self, session: str, start_position: int, inputs: torch.Tensor,
+                last_only: bool = False) -> torch.Tensor:
+        """Token ids [1, T] (first stage) or hidden states [1, T, H] in; hidden states or logits out.
+
+        `start_position` is the position of the first input token (0 for a prefill); `last_only` keeps
+        only the last position's logits on the last stage (what greedy decoding needs).
+        """
+        self.expire_idle()
+        self._check_inputs(inputs)
+        with self._lock, torch.inference_mode():
+            entry = self._session(session, start_position)
+            try:
+                out = self._run(entry, start_position, inputs, last_only)
+            except Exception:
+                # A failed step leaves the cache in an unknown state: drop the session.
+                self._sessions.pop(session, None)
+                raise
+            entry.next_position = start_position + inputs.shape[1]
+            entry.last_used_s = time.monotonic()
+            return out
+
+    def _check_inputs(self, inputs: torch.Tensor) -> None:
+        if self.first:
+            if inputs.dim() != 2 or inputs.shape[0] != 1 or inputs.shape[1] < 1:
+                raise InvalidInput("tensor.shape", list(inputs.shape), "first stage expects token ids [1, T]")
+            if inputs.dtype not in (torch.int64, torch.int32):
+                raise InvalidInput("tensor.dtype", str(inputs.dtype), "token ids must be int64 or int32")
+            if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= self.config.vocab_size):
+                raise InvalidInput("tensor", "token id", f"expected ids in 0..{self.config.vocab_size - 1}")
+        else:
+            shape = list(inputs.shape)
+            if inputs.dim() != 3 or shape[0] != 1 or shape[1] < 1 or shape[2] != self.hidden_size:
+                raise InvalidInput("tensor.shape", shape, f"expected hidden states [1, T, {self.hidden_size}]")
+            if not inputs.is_floating_point():
+                raise InvalidInput("tensor.dtype", str(inputs.dtype), "hidden states must be floating point")
+
+    def _run(self, entry: _Session, start_position: int, inputs: torch.Tensor, last_only: bool) -> torch.Tensor:
+        stage = self.stage
+        inputs = inputs.to(self.device)
+        if self.first:
+            hidden = stage.embed_tokens(inputs.long())
+        else:
+            hidden = inputs.to(self.dtype)
+        length = hidden.shape[1]
+        position_ids = torch.arange(start_position, start_position + length, device=self.device).unsqueeze(0)
+        masks = self._masks(hidden, entry.cache, position_ids)
+        position_embeddings = stage.rotary_emb(hidden, position_ids)
+        for layer, layer_type in zip(stage.layers, stage.layer_types, strict=True):
+            hidden = layer(hidden, attention_mask=masks[layer_type], position_embeddings=position_embeddings,
+                           position_ids=position_ids, cache=entry.cache, use_cache=True)
+        if not self.last:
+            return hidden
+        if last_only:
+            hidden = hidden[:, -1:, :]
+        return stage.lm_head(stage.norm(hidden))
+
+    def _masks(self, hidden: torch.Tensor, cache: DynamicCache, position_ids: torch.Tensor) -> dict:
+        kwargs = {"config": self.config, "inputs_embeds": hidden, "attention_mask": None, "cache": cache,
+                  "position_ids": position_ids}
+        masks = {}
+        for layer_type in set(self.stage.layer_types):
+            if layer_type == "sliding_attention":
+                masks[layer_type] = create_sliding_window_causal_mask(**kwargs)
+            else:
+                masks[layer_type] = create_causal_mask(**kwargs)
+        return masks
