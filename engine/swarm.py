@@ -1,0 +1,224 @@
+"""The peers file: parse and validate a swarm, resolve each peer's carbon intensity, give planning Peers.
+
+Format (JSON object):
+    {"ingress": {"name": "Frankfurt", "lat": 50.11, "lon": 8.68},
+     "peers": [{"id": "paris-a100", "lat": 48.86, "lon": 2.35, "free_vram_gb": 72.5,
+                "carbon_g_per_kwh": 40,      # optional: explicit value, wins over everything
+                "region": "europe-west9",    # optional: Google Cloud region for the offline value
+                "gpu": "A100 80GB",          # optional: GPU table name (engine.planning.gpus)
+                "tflops": 312, "power_w": 400, "rtt_ms": 9.5}],   # optional overrides
+     "description": "..."}                   # optional, ignored
+Every bad value raises InvalidInput naming its path (``peers[2].free_vram_gb``) and the value.
+Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.carbon import CarbonResolver
+from engine.errors import InvalidInput
+from engine.paths import ASSETS_DIR
+from engine.planning.types import Ingress, Peer
+
+DEMO_SWARM_PATH = ASSETS_DIR / "swarms" / "demo.json"
+MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a stray multi-GB file
+
+_ROOT_KEYS = {"ingress", "peers", "description"}
+_INGRESS_KEYS = {"name", "lat", "lon"}
+_PEER_REQUIRED = ("id", "lat", "lon", "free_vram_gb")
+_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms")
+
+
+@dataclass(frozen=True)
+class Swarm:
+    ingress: Ingress
+    peers: tuple[Peer, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for index, peer in enumerate(self.peers):
+            if peer.id in seen:
+                raise InvalidInput(f"peers[{index}].id", peer.id, "duplicate peer id")
+            seen.add(peer.id)
+
+    @property
+    def total_free_vram_gb(self) -> float:
+        return sum(peer.free_vram_gb for peer in self.peers)
+
+    def peer(self, peer_id: str) -> Peer:
+        for candidate in self.peers:
+            if candidate.id == peer_id:
+                return candidate
+        raise InvalidInput("peer_id", peer_id, "no peer with this id in the swarm")
+
+
+def parse_swarm(
+    data: Any,
+    resolver: CarbonResolver | None = None,
+    ingress_override: Ingress | None = None,
+) -> Swarm:
+    """Validate a decoded peers file and resolve carbon; `ingress_override` replaces the file's ingress."""
+    root = _object(data, "root")
+    _no_unknown_keys(root, _ROOT_KEYS, "")
+    if "ingress" in root:
+        ingress = _ingress(root["ingress"])
+    elif ingress_override is None:
+        raise InvalidInput("ingress", None, "missing: the peers file must name an ingress (or pass one)")
+    if ingress_override is not None:
+        ingress = ingress_override
+
+    if "peers" not in root:
+        raise InvalidInput("peers", None, "missing: expected a list of peer objects")
+    raw_peers = root["peers"]
+    if not isinstance(raw_peers, list):
+        raise InvalidInput("peers", raw_peers, f"expected a list of peer objects, got {_kind(raw_peers)}")
+    if not raw_peers:
+        raise InvalidInput("peers", raw_peers, "expected at least one peer")
+
+    resolver = resolver if resolver is not None else CarbonResolver(use_env=True)
+    peers: list[Peer] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_peers):
+        peer = _peer(raw, f"peers[{index}]", resolver)
+        if peer.id in seen:
+            raise InvalidInput(f"peers[{index}].id", peer.id, f"duplicate peer id (also peers[{seen[peer.id]}])")
+        seen[peer.id] = index
+        peers.append(peer)
+    return Swarm(ingress=ingress, peers=tuple(peers))
+
+
+def load_swarm(
+    path: str | Path,
+    resolver: CarbonResolver | None = None,
+    ingress_override: Ingress | None = None,
+) -> Swarm:
+    """Read and parse a peers file; unreadable files and bad JSON raise InvalidInput("peers_file", path, ...)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_PEERS_FILE_BYTES:
+            raise InvalidInput("peers_file", str(path), f"larger than {MAX_PEERS_FILE_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except InvalidInput:
+        raise
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput("peers_file", str(path), f"cannot read: {error}") from error
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            "peers_file", str(path), f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from error
+    return parse_swarm(data, resolver=resolver, ingress_override=ingress_override)
+
+
+def _ingress(raw: Any) -> Ingress:
+    obj = _object(raw, "ingress")
+    _no_unknown_keys(obj, _INGRESS_KEYS, "ingress")
+    lat = _coordinate(obj, "lat", "ingress", 90.0)
+    lon = _coordinate(obj, "lon", "ingress", 180.0)
+    name = _optional_text(obj, "name", "ingress") or "ingress"
+    return Ingress(lat=lat, lon=lon, name=name)
+
+
+def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
+    obj = _object(raw, path)
+    _no_unknown_keys(obj, set(_PEER_REQUIRED) | set(_PEER_OPTIONAL), path)
+    for key in _PEER_REQUIRED:
+        if key not in obj:
+            raise InvalidInput(f"{path}.{key}", None, "missing required field")
+    peer_id = _text(obj["id"], f"{path}.id")
+    lat = _coordinate(obj, "lat", path, 90.0)
+    lon = _coordinate(obj, "lon", path, 180.0)
+    free_vram_gb = _number(obj["free_vram_gb"], f"{path}.free_vram_gb", minimum=0.0)
+    explicit = _optional_number(obj, "carbon_g_per_kwh", path, minimum=0.0)
+    region = _optional_text(obj, "region", path)
+    gpu = _optional_text(obj, "gpu", path)
+    # Zero TFLOPS or zero watts would make time and energy estimates meaningless (divide by zero).
+    tflops = _optional_number(obj, "tflops", path, minimum=0.0, allow_zero=False)
+    power_w = _optional_number(obj, "power_w", path, minimum=0.0, allow_zero=False)
+    rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0)
+    try:
+        carbon_g_per_kwh, source = resolver.resolve(lat, lon, explicit=explicit, region=region)
+    except InvalidInput as error:
+        raise InvalidInput(f"{path}.{error.field}", error.value, error.reason) from error
+    return Peer(
+        id=peer_id,
+        lat=lat,
+        lon=lon,
+        free_vram_gb=free_vram_gb,
+        carbon_g_per_kwh=carbon_g_per_kwh,
+        carbon_source=source,
+        gpu=gpu,
+        tflops=tflops,
+        power_w=power_w,
+        rtt_ms=rtt_ms,
+    )
+
+
+def _object(raw: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidInput(path, raw, f"expected a JSON object, got {_kind(raw)}")
+    return raw
+
+
+def _no_unknown_keys(obj: Mapping[str, Any], allowed: set[str], path: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise InvalidInput(where, obj[key], "unknown field; expected one of " + ", ".join(sorted(allowed)))
+
+
+def _text(raw: Any, path: str) -> str:
+    if not isinstance(raw, str):
+        raise InvalidInput(path, raw, f"expected a string, got {_kind(raw)}")
+    if not raw.strip():
+        raise InvalidInput(path, raw, "must not be empty")
+    return raw.strip()
+
+
+def _optional_text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    if key not in obj or obj[key] is None:
+        return None
+    return _text(obj[key], f"{path}.{key}")
+
+
+def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool = True) -> float:
+    # bool is an int in Python; "free_vram_gb": true is a mistake, not 1 GB.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise InvalidInput(path, raw, f"expected a number, got {_kind(raw)}")
+    if not math.isfinite(raw):
+        raise InvalidInput(path, raw, "expected a finite number")
+    if minimum is not None and (raw < minimum or (not allow_zero and raw == minimum)):
+        bound = f"> {minimum:g}" if not allow_zero else f">= {minimum:g}"
+        raise InvalidInput(path, raw, f"expected a number {bound}")
+    return float(raw)
+
+
+def _optional_number(
+    obj: Mapping[str, Any], key: str, path: str, minimum: float, allow_zero: bool = True
+) -> float | None:
+    if key not in obj or obj[key] is None:
+        return None
+    return _number(obj[key], f"{path}.{key}", minimum=minimum, allow_zero=allow_zero)
+
+
+def _coordinate(obj: Mapping[str, Any], key: str, path: str, limit: float) -> float:
+    field = f"{path}.{key}"
+    if key not in obj:
+        raise InvalidInput(field, None, "missing required field")
+    value = _number(obj[key], field)
+    if not -limit <= value <= limit:
+        raise InvalidInput(field, obj[key], f"expected degrees in [-{limit:g}, {limit:g}]")
+    return value
+
+
+def _kind(raw: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(raw), type(raw).__name__
+    )
