@@ -1,0 +1,117 @@
+"""load_spec finds presets, config files of any name, checkpoint folders, and fails clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from engine.errors import InvalidInput, UnknownModel
+from engine.model import list_presets, load_spec
+from engine.model.loading import PRESETS_DIR
+from engine.paths import REPO_ROOT
+
+REQUIRED_PRESETS = {
+    "smollm2-135m", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b",
+    "mistral-7b", "qwen2.5-7b", "mixtral-8x7b",
+}
+
+
+def test_presets_include_the_agreed_ones_sorted():
+    presets = list_presets()
+    assert REQUIRED_PRESETS <= set(presets)
+    assert presets == sorted(presets)
+
+
+@pytest.mark.parametrize(
+    ("model", "preset"),
+    [
+        ("llama-3.1-8b", "llama-3.1-8b"),
+        ("Llama-3.1-8B", "llama-3.1-8b"),
+        ("smollm2", "smollm2-135m"),
+        ("SmolLM2", "smollm2-135m"),
+        ("mixtral", "mixtral-8x7b"),
+        ("qwen2.5", "qwen2.5-7b"),
+        ("llama-3.2", "llama-3.2-1b"),
+        ("gemma", "gemma-2b"),
+    ],
+)
+def test_preset_names_are_case_insensitive_and_may_drop_the_size(model, preset):
+    spec = load_spec(model)
+    assert spec.name == preset
+
+
+def test_an_ambiguous_preset_prefix_lists_the_candidates():
+    with pytest.raises(UnknownModel) as err:
+        load_spec("llama-3.1")
+    assert "llama-3.1-8b" in str(err.value) and "llama-3.1-70b" in str(err.value)
+
+
+def test_a_config_file_of_any_name(tmp_path):
+    path = tmp_path / "my model.json"
+    shutil.copy(PRESETS_DIR / "qwen2.5-7b.json", path)
+    spec = load_spec(str(path))
+    assert spec.name == "my model" and spec.architecture == "qwen2"
+    assert spec == dataclasses.replace(load_spec("qwen2.5-7b"), name="my model")
+
+
+def test_a_folder_holding_config_json_is_named_after_the_folder(tmp_path):
+    folder = tmp_path / "Mistral-7B-v0.1"
+    folder.mkdir()
+    shutil.copy(PRESETS_DIR / "mistral-7b.json", folder / "config.json")
+    from_folder = load_spec(str(folder))
+    from_file = load_spec(str(folder / "config.json"))
+    assert from_folder.name == from_file.name == "Mistral-7B-v0.1"
+    assert from_folder.num_layers == 32 and from_folder.architecture == "mistral"
+
+
+def test_a_folder_without_config_json(tmp_path):
+    with pytest.raises(UnknownModel) as err:
+        load_spec(str(tmp_path))
+    assert err.value.value == str(tmp_path) and "config.json" in str(err.value)
+
+
+def test_a_file_that_is_not_json(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(InvalidInput) as err:
+        load_spec(str(path))
+    assert err.value.field == "model" and "not valid JSON" in str(err.value)
+
+
+def test_a_config_of_an_unsupported_architecture(tmp_path):
+    path = tmp_path / "gpt2.json"
+    path.write_text(json.dumps({"model_type": "gpt2", "n_layer": 12}))
+    with pytest.raises(InvalidInput) as err:
+        load_spec(str(path))
+    assert (err.value.field, err.value.value) == ("model_type", "gpt2")
+
+
+@pytest.mark.parametrize("model", ["", "   "])
+def test_an_empty_name(model):
+    with pytest.raises(InvalidInput) as err:
+        load_spec(model)
+    assert err.value.field == "model"
+
+
+def test_an_unknown_hub_id_offline_says_what_was_tried():
+    # A fresh interpreter with the hub offline: fails fast instead of retrying the network.
+    code = (
+        "from engine.model import load_spec\n"
+        "try:\n"
+        "    load_spec('no-such-org/no-such-model')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    ).stdout
+    assert out.startswith("UnknownModel model='no-such-org/no-such-model'")
+    assert "not a preset (" in out and "smollm2-135m" in out
+    assert "hub lookup failed:" in out
