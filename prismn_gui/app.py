@@ -1,11 +1,244 @@
-"""Placeholder window until the desktop app lands."""
+"""The Prismn window: controls | map & Pareto tabs + deploy area | plan comparison.
+
+Planning runs on worker threads (prismn_gui.worker); this module only wires widgets, polls the
+result queue with `after`, applies outcomes and redraws with `draw_idle`. With env
+PRISMN_STATE_FILE set, a JSON state (weights, both plans' metrics, an increasing update number,
+widget screen boxes) is written after each applied update, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from tkinter import filedialog
 
 import customtkinter as ctk
+import matplotlib
+
+matplotlib.use("TkAgg")
+from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from engine.planning.types import Weights  # noqa: E402
+from prismn_gui import export  # noqa: E402
+from prismn_gui.comparison import ComparisonPanel  # noqa: E402
+from prismn_gui.controls import Controls  # noqa: E402
+from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
+from prismn_gui.map_view import MapFigure, configure_cartopy  # noqa: E402
+from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
+from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
+from prismn_gui.worker import PlanWorker  # noqa: E402
+
+TITLE = "Prismn"
+POLL_MS = 15
+DEFAULT_MODEL = "llama-3.1-8b"
 
 
-def main() -> int:
-    root = ctk.CTk()
-    root.title("Prismn")
-    root.geometry("1280x800")
-    root.mainloop()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="main.py", description="Prismn desktop app")
+    parser.add_argument("--swarm", default="", help="peers JSON file (default: the demo swarm)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="preset name or config.json path")
+    parser.add_argument("--projection", choices=("robinson", "platecarree"), default="robinson")
+    parser.add_argument("--appearance", choices=("system", "light", "dark"), default="system")
+    parser.add_argument("--state-file", default=os.environ.get("PRISMN_STATE_FILE", ""),
+                        help="write a JSON state after each update (also env PRISMN_STATE_FILE)")
+    return parser.parse_args(argv)
+
+
+class PrismnApp:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.started = time.perf_counter()
+        self.args = args
+        self.state_file = args.state_file
+        ctk.set_appearance_mode(args.appearance)
+        theme = "dark" if ctk.get_appearance_mode() == "Dark" else "light"
+        configure_cartopy()
+
+        self.root = ctk.CTk()
+        self.root.title(TITLE)
+        self.root.geometry("1280x800")
+        self.root.minsize(1100, 700)
+        self.root.grid_columnconfigure(1, weight=1)
+        self.root.grid_rowconfigure(0, weight=1)
+
+        from engine.model import list_presets
+        presets = list_presets()
+        model = args.model if args.model in presets or Path(args.model).exists() else DEFAULT_MODEL
+        self.controls = Controls(self.root, presets=presets, default_model=model,
+                                 initial_weights=DEFAULT_WEIGHTS, on_change=self.request_plan,
+                                 initial_swarm_path=args.swarm)
+        self.controls.grid(row=0, column=0, sticky="nsw", padx=(6, 3), pady=6)
+
+        centre = ctk.CTkFrame(self.root, fg_color="transparent")
+        centre.grid(row=0, column=1, sticky="nsew", padx=3, pady=6)
+        centre.grid_columnconfigure(0, weight=1)
+        centre.grid_rowconfigure(0, weight=1)
+        centre.grid_rowconfigure(1, minsize=190)   # runners / deploy area
+        self.tabs = ctk.CTkTabview(centre)
+        self.tabs.grid(row=0, column=0, sticky="nsew")
+        map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
+
+        self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
+        self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
+        self.map = MapFigure(self.map_figure, projection=args.projection, theme=theme)
+        self.map_canvas.get_tk_widget().pack(fill="both", expand=True)
+        self.map_draws = 0
+        self.map_canvas.mpl_connect("draw_event", self._map_drawn)
+
+        self.pareto_figure = Figure(figsize=(6.2, 4.0), dpi=100)
+        self.pareto_canvas = FigureCanvasTkAgg(self.pareto_figure, master=pareto_tab)
+        self.pareto = ParetoFigure(self.pareto_figure, on_pick=self.use_weights, theme=theme)
+        self.pareto_canvas.get_tk_widget().pack(fill="both", expand=True)
+
+        self.outcome: PlanOutcome | None = None
+        self.context = AppContext(
+            root=self.root,
+            current_plan=lambda: self.outcome.carbon_plan if self.outcome else None,
+            baseline_plan=lambda: self.outcome.vram_plan if self.outcome else None,
+            set_status=self._set_status,
+        )
+        self.deploy_area = build_deploy_area(centre, self.context)
+        self.deploy_area.grid(row=1, column=0, sticky="nsew", pady=(6, 0))
+
+        self.comparison = ComparisonPanel(self.root, on_export_plan=self.export_plan,
+                                          on_export_map=self.export_map)
+        self.comparison.grid(row=0, column=2, sticky="nse", padx=(3, 6), pady=6)
+
+        self.status = ctk.CTkLabel(self.root, text="", anchor="w", font=ctk.CTkFont(size=11))
+        self.status.grid(row=1, column=0, columnspan=3, sticky="ew", padx=10)
+
+        default_swarm = args.swarm or None
+        self.plan_worker = PlanWorker(PlanningSession(default_swarm))
+        self.pareto_worker = PlanWorker(PlanningSession(default_swarm))
+        self._request_id = 0
+        self._pareto_key: tuple | None = None
+        self.update_number = 0
+        self.applied_at: float | None = None
+        self.root.protocol("WM_DELETE_WINDOW", self.close)
+        self.root.after(POLL_MS, self._poll)
+        self.request_plan()
+
+    # ---- requests and results ----------------------------------------------------------------
+
+    def request_plan(self) -> None:
+        self._request_id += 1
+        self.plan_worker.submit_plan(self.controls.request(self._request_id))
+
+    def use_weights(self, weights: Weights) -> None:
+        self.controls.set_weights(weights, notify=True)
+
+    def _poll(self) -> None:
+        latest = {}
+        for worker in (self.plan_worker, self.pareto_worker):
+            while not worker.results.empty():
+                kind, request, result = worker.results.get_nowait()
+                latest[kind] = (request, result)   # only the newest of each kind matters
+        if "plan" in latest:
+            self._apply_plan(*latest["plan"])
+        if "pareto" in latest:
+            self._apply_pareto(*latest["pareto"])
+        self.root.after(POLL_MS, self._poll)
+
+    def _apply_plan(self, request, result) -> None:
+        if isinstance(result, Exception):
+            result = PlanOutcome(request, error=f"internal error: {result!r} (see terminal)")
+        outcome: PlanOutcome = result
+        self.outcome = outcome
+        self.comparison.show(outcome)
+        if outcome.error is None:
+            self.map.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+            self.map_canvas.draw_idle()
+            key = request.planning_key()
+            if key != self._pareto_key:
+                self._pareto_key = key
+                self.pareto_worker.submit_pareto(request)
+            metrics = outcome.carbon_plan.metrics if outcome.carbon_plan else None
+            self.pareto.show_current(metrics.est_ms_per_token if metrics else None,
+                                     metrics.g_co2_per_1k_tokens if metrics else None)
+            self.pareto_canvas.draw_idle()
+        self.update_number += 1
+        self.applied_at = time.perf_counter()
+        self.context.publish(outcome)
+        self._write_state()
+
+    def _apply_pareto(self, request, result) -> None:
+        if isinstance(result, Exception) or request.planning_key() != self._pareto_key:
+            return
+        self.pareto.show_sweep(result)
+        self.pareto_canvas.draw_idle()
+
+    def _map_drawn(self, _event) -> None:
+        self.map_draws += 1
+        if self.map_draws == 1 and self.state_file:
+            self._write_state()
+
+    def _set_status(self, text: str) -> None:
+        self.status.configure(text=text)
+
+    # ---- exports ---------------------------------------------------------------------------
+
+    def export_plan(self) -> None:
+        if self.outcome is None or self.outcome.error:
+            self._set_status("Nothing to export: no plan yet")
+            return
+        plan = self.outcome.carbon_plan if self.comparison.selected_plan_key() == "carbon" else self.outcome.vram_plan
+        path = filedialog.asksaveasfilename(defaultextension=".json", initialfile=f"prismn-plan-{plan.policy}.json",
+                                            filetypes=[("JSON", "*.json")])
+        if path:
+            export.write_plan_json(plan, path)
+            self._set_status(f"Plan ({plan.policy}) written to {path}")
+
+    def export_map(self) -> None:
+        path = filedialog.asksaveasfilename(defaultextension=".png", initialfile="prismn-map.png",
+                                            filetypes=[("PNG", "*.png")])
+        if path:
+            export.write_figure_png(self.map_figure, path)
+            self._set_status(f"Map written to {path}")
+
+    # ---- test hook ---------------------------------------------------------------------------
+
+    def widget_boxes(self) -> dict[str, list[int]]:
+        widgets = {f"slider_{name}": slider for name, slider in self.controls.sliders.items()}
+        widgets.update({f"preset_{name.lower().replace(' ', '_')}": button
+                        for name, button in self.controls.preset_buttons.items()})
+        widgets["map"] = self.map_canvas.get_tk_widget()
+        widgets["context_entry"] = self.controls.context
+        boxes = {}
+        for name, widget in widgets.items():
+            if widget.winfo_ismapped():
+                boxes[name] = [widget.winfo_rootx(), widget.winfo_rooty(), widget.winfo_width(),
+                               widget.winfo_height()]
+        return boxes
+
+    def _write_state(self) -> None:
+        if not self.state_file or self.outcome is None:
+            return
+        state = state_summary(self.outcome, self.update_number)
+        state.update({
+            "title": self.root.title(),
+            "map_draws": self.map_draws,
+            "seconds_since_start": time.perf_counter() - self.started,
+            "widgets": self.widget_boxes(),
+            "pid": os.getpid(),
+        })
+        export.write_state_json(state, self.state_file)
+
+    def close(self) -> None:
+        self.plan_worker.stop()
+        self.pareto_worker.stop()
+        self.root.quit()
+        self.root.destroy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        app = PrismnApp(args)
+    except Exception as exc:  # e.g. no display: say so plainly
+        print(f"prismn: cannot start the window: {exc}", file=sys.stderr)
+        return 1
+    app.root.mainloop()
     return 0

@@ -189,7 +189,7 @@ def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
             peer_id=s.peer_id,
             gpu=s.gpu or "—",
             layers=f"{s.layer_start}–{s.layer_end - 1} ({s.num_layers})",
-            vram=f"{s.vram_required_gb:.1f} / {s.vram_free_gb:.1f} GB",
+            vram=f"{s.vram_required_gb:.1f}/{s.vram_free_gb:.1f}",
             carbon=f"{s.carbon_g_per_kwh:.0f}",
             source=s.carbon_source,
         )

@@ -1,0 +1,117 @@
+"""The right panel: both plans side by side with the difference in %, and the per-stage table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from tkinter import ttk
+
+import customtkinter as ctk
+
+from prismn_gui.viewmodel import PlanOutcome
+
+PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
+STAGE_COLUMNS = (("#", 22), ("Peer", 78), ("GPU", 62), ("Layers", 66), ("VRAM GB used/free", 74),
+                 ("g/kWh", 40), ("Source", 58))
+ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
+        "VRAM utilisation")
+
+
+class ComparisonPanel(ctk.CTkFrame):
+    def __init__(self, parent, on_export_plan: Callable[[], None], on_export_map: Callable[[], None]) -> None:
+        super().__init__(parent, width=400)
+        self._outcome: PlanOutcome | None = None
+        small = ctk.CTkFont(size=12)
+        bold = ctk.CTkFont(size=12, weight="bold")
+        self.grid_columnconfigure(0, weight=1)
+
+        ctk.CTkLabel(self, text="Plans compared", font=ctk.CTkFont(size=14, weight="bold"),
+                     anchor="w").grid(row=0, column=0, sticky="ew", padx=10, pady=(8, 2))
+        self.message = ctk.CTkLabel(self, text="Planning…", font=small, anchor="w", justify="left",
+                                    wraplength=370)
+        self.message.grid(row=1, column=0, sticky="ew", padx=10)
+
+        table = ctk.CTkFrame(self, fg_color="transparent")
+        table.grid(row=2, column=0, sticky="ew", padx=10, pady=(6, 4))
+        for col, weight in enumerate((3, 2, 2, 2)):
+            table.grid_columnconfigure(col, weight=weight)
+        for col, title in enumerate(("", "VRAM baseline", "Carbon+dist.", "Δ %")):
+            ctk.CTkLabel(table, text=title, font=bold, anchor="e" if col else "w").grid(
+                row=0, column=col, sticky="ew", padx=2)
+        self._cells: dict[str, tuple[ctk.CTkLabel, ctk.CTkLabel, ctk.CTkLabel]] = {}
+        for r, label in enumerate(ROWS, start=1):
+            ctk.CTkLabel(table, text=label, font=small, anchor="w").grid(row=r, column=0, sticky="ew", padx=2)
+            cells = tuple(ctk.CTkLabel(table, text="—", font=small, anchor="e") for _ in range(3))
+            for col, cell in enumerate(cells, start=1):
+                cell.grid(row=r, column=col, sticky="ew", padx=2)
+            self._cells[label] = cells  # type: ignore[assignment]
+
+        ctk.CTkLabel(self, text="Stages", font=ctk.CTkFont(size=14, weight="bold"), anchor="w").grid(
+            row=3, column=0, sticky="ew", padx=10, pady=(8, 0))
+        self.plan_choice = ctk.CTkSegmentedButton(self, values=list(PLAN_TABS), command=lambda _v: self._fill_stages(),
+                                                  font=small)
+        self.plan_choice.set("Carbon + distance")
+        self.plan_choice.grid(row=4, column=0, sticky="ew", padx=10, pady=(2, 4))
+
+        _style_treeview()
+        self.tree = ttk.Treeview(self, columns=[c for c, _ in STAGE_COLUMNS], show="headings", height=9,
+                                 style="Prismn.Treeview")
+        for name, width in STAGE_COLUMNS:
+            self.tree.heading(name, text=name.replace(" used/free", ""))
+            self.tree.column(name, width=width, minwidth=20, stretch=name in ("Peer", "GPU"), anchor="w")
+        self.tree.grid(row=5, column=0, sticky="nsew", padx=10)
+        self.grid_rowconfigure(5, weight=1)
+
+        buttons = ctk.CTkFrame(self, fg_color="transparent")
+        buttons.grid(row=6, column=0, sticky="ew", padx=10, pady=8)
+        self.export_plan_button = ctk.CTkButton(buttons, text="Export plan JSON…", command=on_export_plan,
+                                                font=small, width=140)
+        self.export_plan_button.pack(side="left", padx=(0, 6))
+        self.export_map_button = ctk.CTkButton(buttons, text="Export map PNG…", command=on_export_map,
+                                               font=small, width=140)
+        self.export_map_button.pack(side="left")
+
+    def show(self, outcome: PlanOutcome) -> None:
+        self._outcome = outcome
+        if outcome.error:
+            self.message.configure(text=f"⚠ {outcome.error}", text_color="#e5484d")
+            for cells in self._cells.values():
+                for cell in cells:
+                    cell.configure(text="—")
+            self.tree.delete(*self.tree.get_children())
+            return
+        if outcome.notices:
+            self.message.configure(text="\n".join(outcome.notices), text_color="#e5484d")
+        else:
+            self.message.configure(
+                text=f"{len(outcome.peers)} peers · planned in {outcome.compute_ms:.0f} ms",
+                text_color=("gray20", "gray80"))
+        for row in outcome.comparison:
+            if row.label in self._cells:
+                vram_cell, carbon_cell, diff_cell = self._cells[row.label]
+                vram_cell.configure(text=row.vram)
+                carbon_cell.configure(text=row.carbon)
+                diff_cell.configure(text=row.diff)
+        self._fill_stages()
+
+    def selected_plan_key(self) -> str:
+        return PLAN_TABS[self.plan_choice.get()]
+
+    def _fill_stages(self) -> None:
+        self.tree.delete(*self.tree.get_children())
+        if self._outcome is None or self._outcome.error:
+            return
+        for row in self._outcome.stage_rows.get(self.selected_plan_key(), ()):
+            self.tree.insert("", "end", values=row.values())
+
+
+def _style_treeview() -> None:
+    """ttk ignores customtkinter's theme: colour the table to match the appearance mode."""
+    dark = ctk.get_appearance_mode() == "Dark"
+    style = ttk.Style()
+    style.theme_use("default")
+    background, foreground, heading = ("#2b2b2b", "#e6e6e6", "#3a3a3a") if dark else ("#f5f5f5", "#1a1a1a", "#dcdcdc")
+    style.configure("Prismn.Treeview", background=background, fieldbackground=background,
+                    foreground=foreground, rowheight=20, font=("TkDefaultFont", 9), borderwidth=0)
+    style.configure("Prismn.Treeview.Heading", background=heading, foreground=foreground,
+                    font=("TkDefaultFont", 9, "bold"), relief="flat")
+    style.map("Prismn.Treeview", background=[("selected", "#1f6aa5")])
