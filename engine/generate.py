@@ -1,0 +1,370 @@
+"""`python -m engine generate`: greedy generation through a pipeline of runner processes.
+
+This process is the ingress: it tokenizes, starts one `python -m engine.runner` per stage, and sends
+each step to the first stage with the route of the remaining stages; hidden states go runner to
+runner and the last stage sends the next token straight back here (the closed tour ingress -> peers
+-> ingress). Prints {"text", "token_ids", "tokens_per_s", "stages": [...], ...}.
+
+Chat template: `--chat` wraps the prompt as one user turn with the tokenizer's chat template and
+`add_generation_prompt`; it is ON by default for models that ship a chat template (SmolLM2-Instruct)
+and OFF otherwise; `--no-chat` sends the raw prompt. Tests compare against the monolithic model fed
+the very same token ids (`prompt_ids` below), so either choice is checked the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import InvalidInput, PrismnError
+from engine.paths import REPO_ROOT
+
+READY_TIMEOUT_S = 600.0
+STEP_TIMEOUT_S = 300.0
+
+
+# ---- runner processes -------------------------------------------------------------------------
+
+@dataclass
+class RunnerProcess:
+    layers: tuple[int, int]
+    process: subprocess.Popen
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return self.ready["address"]
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream:
+                stream.close()
+
+
+def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str = "fp32",
+                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                  ready_timeout_s: float = READY_TIMEOUT_S) -> list[RunnerProcess]:
+    """Start one runner process per stage (all load at once) and wait for each one's ready line."""
+    runners: list[RunnerProcess] = []
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+    try:
+        for start, end in stages:
+            command = [sys.executable, "-m", "engine.runner", "--model", model, "--layers", f"{start}:{end}",
+                       "--listen", transport, "--dtype", dtype, *(extra_args or [])]
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       env=child_env, cwd=str(REPO_ROOT))
+            runners.append(RunnerProcess((start, end), process))
+        for runner in runners:
+            runner.ready = _read_ready(runner, ready_timeout_s)
+    except BaseException:
+        stop_runners(runners)
+        raise
+    return runners
+
+
+def _read_ready(runner: RunnerProcess, timeout_s: float) -> dict[str, Any]:
+    import selectors
+
+    deadline = time.monotonic() + timeout_s
+    stdout = runner.process.stdout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                if runner.process.poll() is not None:
+                    break
+                continue
+            line = stdout.readline()
+            if not line:
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("ready") is True:
+                return record
+            if record.get("ready") is False:
+                raise InvalidInput(record.get("field") or "runner", f"{runner.layers[0]}:{runner.layers[1]}",
+                                   record.get("error", "runner refused to start"))
+    tail = _stderr_tail(runner)
+    raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not become ready: {tail}")
+
+
+def _stderr_tail(runner: RunnerProcess) -> str:
+    if runner.process.poll() is None:
+        runner.process.kill()
+        runner.process.wait()
+    text = runner.process.stderr.read() if runner.process.stderr else ""
+    return text[-2000:]
+
+
+def stop_runners(runners: list[RunnerProcess]) -> None:
+    for runner in runners:
+        runner.stop()
+
+
+# ---- the ingress side of the pipeline ---------------------------------------------------------
+
+class PipelineClient:
+    """Talks to a chain of runners: sends to the first, receives results from the last."""
+
+    def __init__(self, node, addresses: list[str]) -> None:
+        self.node = node
+        self.addresses = list(addresses)
+        self._first = None
+        self._inbox: asyncio.Queue[tuple[dict[str, Any], bytes]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task] = set()
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def open(cls, transport: str, addresses: list[str]) -> PipelineClient:
+        from engine.runner.server import open_node
+
+        if not addresses:
+            raise InvalidInput("stages", [], "expected at least one runner address")
+        client = cls(await open_node(transport), addresses)
+        client._first = await client.node.connect(addresses[0])
+        client._spawn(client._read_into_inbox(client._first))
+        client._spawn(client._accept_loop())
+        return client
+
+    async def forward(self, session_id: str, position: int, inputs: torch.Tensor, want: str = "token",
+                      all_positions: bool = False, timeout_s: float = STEP_TIMEOUT_S) -> torch.Tensor:
+        from engine.transport.frames import frame_to_tensor, tensor_to_frame
+
+        request_id = next(self._ids)
+        header, payload = tensor_to_frame(
+            "forward", inputs, request_id=request_id, session_id=session_id, position=position, want=want,
+            all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address)
+        await self._first.send(header, payload)
+        reply, reply_payload = await self._wait_for(request_id, timeout_s)
+        return frame_to_tensor(reply, reply_payload)
+
+    async def end_session(self, session_id: str) -> None:
+        await self._first.send({"type": "end_session", "session_id": session_id, "route": self.addresses[1:],
+                                "reply_to": self.node.address})
+        try:
+            await asyncio.wait_for(self._until_type("session_ended"), 30.0)
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._first is not None:
+            await self._first.close()
+        await self.node.close()
+
+    async def _wait_for(self, request_id: int, timeout_s: float) -> tuple[dict[str, Any], bytes]:
+        async def wait() -> tuple[dict[str, Any], bytes]:
+            while True:
+                header, payload = await self._inbox.get()
+                if header.get("type") == "error" and header.get("request_id") in (request_id, None):
+                    raise InvalidInput(header.get("field") or "pipeline", header.get("for_type"),
+                                       f"a runner refused the step: {header.get('reason')}")
+                if header.get("type") == "result" and header.get("request_id") == request_id:
+                    return header, payload
+
+        return await asyncio.wait_for(wait(), timeout_s)
+
+    async def _until_type(self, frame_type: str) -> dict[str, Any]:
+        while True:
+            header, _ = await self._inbox.get()
+            if header.get("type") == frame_type:
+                return header
+
+    async def _accept_loop(self) -> None:
+        from engine.transport.base import ConnectionClosed
+
+        while True:
+            try:
+                channel = await self.node.accept()
+            except ConnectionClosed:
+                return
+            self._spawn(self._read_into_inbox(channel))
+
+    async def _read_into_inbox(self, channel) -> None:
+        from engine.transport.base import ConnectionClosed
+        from engine.transport.frames import FrameError
+
+        try:
+            while True:
+                try:
+                    await self._inbox.put(await channel.recv())
+                except FrameError as exc:
+                    if not exc.recoverable:
+                        return
+        except ConnectionClosed:
+            return
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
+                          eos_ids: set[int], session_id: str = "gen-1") -> dict[str, Any]:
+    """Greedy decoding through the pipeline; stops at an EOS token (kept in the output, as HF does)."""
+    new_ids: list[int] = []
+    started = time.perf_counter()
+    inputs = torch.tensor([prompt_ids], dtype=torch.int64)
+    position = 0
+    first_token_s = None
+    try:
+        for _ in range(max_new_tokens):
+            token = int(await client.forward(session_id, position, inputs, want="token"))
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - started
+            position += inputs.shape[1]
+            new_ids.append(token)
+            if token in eos_ids:
+                break
+            inputs = torch.tensor([[token]], dtype=torch.int64)
+    finally:
+        await client.end_session(session_id)
+    total_s = time.perf_counter() - started
+    decode_s = total_s - (first_token_s or 0.0)
+    decode_tokens = max(0, len(new_ids) - 1)
+    return {"token_ids": new_ids, "total_s": total_s, "prefill_s": first_token_s,
+            "tokens_per_s": len(new_ids) / total_s if total_s > 0 else 0.0,
+            "decode_tokens_per_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else None}
+
+
+# ---- tokenizer side ---------------------------------------------------------------------------
+
+def load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def prompt_ids(tokenizer, prompt: str, chat: bool) -> list[int]:
+    if chat:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(prompt)["input_ids"])
+
+
+def eos_token_ids(folder: Path, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    generation = Path(folder) / "generation_config.json"
+    if generation.is_file():
+        value = json.loads(generation.read_text()).get("eos_token_id")
+        ids.update(value if isinstance(value, list) else [value] if value is not None else [])
+    if not ids and tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def parse_stages(text: str) -> list[tuple[int, int]]:
+    """'0:10,10:20,20:30' -> [(0, 10), (10, 20), (20, 30)], contiguous from layer 0."""
+    from engine.runner.shards import parse_layers
+
+    stages = [parse_layers(part.strip()) for part in str(text).split(",") if part.strip()]
+    if not stages:
+        raise InvalidInput("stages", text, "expected A:B[,B:C...]")
+    if stages[0][0] != 0:
+        raise InvalidInput("stages", text, "the first stage must start at layer 0")
+    for (_, end), (start, _) in zip(stages, stages[1:], strict=False):
+        if start != end:
+            raise InvalidInput("stages", text, f"stages must be contiguous: {end} then {start}")
+    return stages
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine generate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--stages", required=True, help="layer ranges, e.g. 0:10,10:20,20:30")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--transport", default="iroh", choices=("iroh", "tcp"))
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--chat", dest="chat", action="store_true", default=None,
+                        help="apply the chat template (default: on when the tokenizer has one)")
+    parser.add_argument("--no-chat", dest="chat", action="store_false")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return parser
+
+
+async def _run_pipeline(args: argparse.Namespace, addresses: list[str], ids: list[int],
+                        eos: set[int]) -> dict[str, Any]:
+    client = await PipelineClient.open(args.transport, addresses)
+    try:
+        return await greedy_generate(client, ids, args.max_new_tokens, eos)
+    finally:
+        await client.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.runner.model_source import resolve_model
+    from engine.runner.shards import load_config
+
+    if args.max_new_tokens < 1:
+        raise InvalidInput("max_new_tokens", args.max_new_tokens, "expected >= 1")
+    source = resolve_model(args.model)              # converts a GGUF once, before the runners start
+    config = load_config(source.folder)
+    stages = parse_stages(args.stages)
+    if stages[-1][1] != config.num_hidden_layers:
+        raise InvalidInput("stages", args.stages,
+                           f"the last stage must end at layer {config.num_hidden_layers} (the model's count)")
+    tokenizer = load_tokenizer(source.folder)
+    chat = source.instruct if args.chat is None else args.chat
+    ids = prompt_ids(tokenizer, args.prompt, chat)
+    eos = eos_token_ids(source.folder, tokenizer)
+    runners = start_runners(str(source.folder), stages, args.transport, args.dtype)
+    try:
+        result = asyncio.run(_run_pipeline(args, [r.address for r in runners], ids, eos))
+    finally:
+        stop_runners(runners)
+    return {
+        "model": source.name, "transport": args.transport, "dtype": args.dtype, "chat": chat,
+        "prompt_ids": ids, "text": tokenizer.decode(result["token_ids"], skip_special_tokens=True),
+        **result,
+        "stages": [{"layers": list(r.layers), "address": r.address, "load_s": r.ready.get("load_s"),
+                    "device": r.ready.get("device"), "metrics": r.ready.get("metrics"), "pid": r.ready.get("pid")}
+                   for r in runners],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(args)
+    except (InvalidInput, PrismnError) as exc:
+        print(json.dumps({"error": str(exc), "field": getattr(exc, "field", None)}) if args.json
+              else f"error: {exc}", file=sys.stdout if args.json else sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(result["text"])
+        print(f"# {len(result['token_ids'])} tokens, {result['tokens_per_s']:.1f} tokens/s over "
+              f"{len(result['stages'])} stage(s) ({args.transport})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

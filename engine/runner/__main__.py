@@ -1,0 +1,114 @@
+"""`python -m engine.runner --model M --layers A:B [--listen tcp|iroh] ...`: serve one pipeline stage.
+
+Loads only layers [A, B) (+ embeddings on the first stage, final norm + lm_head on the last), starts a
+transport node, then prints ONE JSON line on stdout when ready::
+
+    {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...}}
+
+so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
+prints {"ready": false, "error": ..., "field": ...} and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from engine.errors import InvalidInput, PrismnError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="smollm2, a HF folder, a .gguf file or a hub id")
+    parser.add_argument("--layers", required=True, help="A:B, decoder layers A (inclusive) to B (exclusive)")
+    parser.add_argument("--listen", default="iroh", choices=("iroh", "tcp"))
+    parser.add_argument("--bind", default="127.0.0.1:0", help="TCP host:port to listen on (tcp only)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
+    parser.add_argument("--lat", type=float, default=None)
+    parser.add_argument("--lon", type=float, default=None)
+    parser.add_argument("--carbon", type=float, default=None, help="grid carbon intensity, gCO2/kWh")
+    parser.add_argument("--vram-gb", type=float, default=None, help="report this much free VRAM (demos)")
+    parser.add_argument("--idle-timeout-s", type=float, default=600.0,
+                        help="free a session's KV cache after this long without a request")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def _emit(stream, record: dict[str, Any]) -> None:
+    stream.write(json.dumps(record) + "\n")
+    stream.flush()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    import torch
+
+    from engine.runner.metrics import read_metrics
+    from engine.runner.model_source import resolve_model
+    from engine.runner.server import RunnerServer, open_node, stage_info
+    from engine.runner.shards import load_config, load_stage, parse_layers
+    from engine.runner.stage import StageExecutor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in ("lat", "lon", "carbon", "vram_gb"):
+        value = getattr(args, name)
+        if value is not None and value != value:  # NaN
+            raise InvalidInput(name, value, "expected a number")
+    if args.lat is not None and not -90 <= args.lat <= 90:
+        raise InvalidInput("lat", args.lat, "expected -90..90")
+    if args.lon is not None and not -180 <= args.lon <= 180:
+        raise InvalidInput("lon", args.lon, "expected -180..180")
+    if args.carbon is not None and args.carbon < 0:
+        raise InvalidInput("carbon", args.carbon, "expected >= 0 gCO2/kWh")
+    metrics = read_metrics(vram_gb_override=args.vram_gb)
+
+    started = time.perf_counter()
+    source = resolve_model(args.model)
+    config = load_config(source.folder)
+    layer_start, layer_end = parse_layers(args.layers, config.num_hidden_layers)
+    last_report = [0.0]
+
+    def progress(done_bytes: int, total_bytes: int) -> None:
+        now = time.perf_counter()
+        if done_bytes == total_bytes or now - last_report[0] > 0.5:
+            last_report[0] = now
+            _emit(sys.stderr, {"loading": {"loaded_bytes": done_bytes, "total_bytes": total_bytes}})
+
+    stage = load_stage(source.folder, layer_start, layer_end, args.dtype, args.device, progress)
+    load_s = time.perf_counter() - started
+    executor = StageExecutor(stage, idle_timeout_s=args.idle_timeout_s)
+    node = await open_node(args.listen, args.bind)
+    extra = {"lat": args.lat, "lon": args.lon, "carbon_g_per_kwh": args.carbon, "load_s": load_s,
+             "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address}
+    server = RunnerServer(executor, node, stage_info(executor, source.name, args.dtype, extra))
+    _emit(sys.stdout, {"ready": True, "pid": os.getpid(), **server.info})
+    try:
+        await server.serve_forever()
+    finally:
+        await server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s runner %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_serve(args))
+    except (InvalidInput, PrismnError) as exc:
+        _emit(sys.stdout, {"ready": False, "error": str(exc), "field": getattr(exc, "field", None)})
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Serve one stage over a transport node: a table of frame handlers around a `StageExecutor`.
+
+Every accepted channel gets its own task; frames on one channel are handled in order. Compute runs
+on one worker thread (a stage computes one step at a time) so the event loop keeps answering pings
+and reading other channels meanwhile. A bad frame costs only itself: it is answered with an `error`
+frame and the channel keeps serving; a frame that loses the stream position (a length over the
+limits, a stream cut inside a frame) closes that one channel. Other channels and sessions go on.
+
+`RunnerServer.handlers` maps frame type -> coroutine(channel, header, payload): a coordinator link
+adds its own types (join, deploy, ...) there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from engine.errors import InvalidInput, PrismnError
+from engine.runner.protocol import ForwardRequest, parse_end_session, parse_forward
+from engine.runner.stage import StageExecutor
+from engine.transport.base import Channel, ConnectionClosed, Node
+from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Channel, dict[str, Any], bytes], Awaitable[None]]
+EXPIRE_EVERY_S = 30.0
+
+
+class RunnerServer:
+    def __init__(self, executor: StageExecutor, node: Node, info: dict[str, Any] | None = None) -> None:
+        self.executor = executor
+        self.node = node
+        self.info = dict(info or {})
+        self.handlers: dict[str, Handler] = {
+            "forward": self._on_forward,
+            "end_session": self._on_end_session,
+            "ping": self._on_ping,
+        }
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._links: dict[str, Channel] = {}
+        self._link_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.frames_refused = 0
+
+    # ---- serving --------------------------------------------------------------------------
+
+    async def serve_forever(self) -> None:
+        self._spawn(self._expire_loop())
+        while True:
+            try:
+                channel = await self.node.accept()
+            except ConnectionClosed:
+                return
+            self._spawn(self.serve_channel(channel))
+
+    async def serve_channel(self, channel: Channel) -> None:
+        """Read frames until the peer goes; each goes to its handler, errors go back as `error` frames."""
+        try:
+            while True:
+                try:
+                    header, payload = await channel.recv()
+                except FrameError as exc:
+                    self.frames_refused += 1
+                    if not exc.recoverable:
+                        log.info("closing channel from %s: %s", channel.peer, exc)
+                        return
+                    await self._send_error(channel, exc, None)
+                    continue
+                handler = self.handlers.get(header["type"])
+                if handler is None:
+                    self.frames_refused += 1
+                    await self._send_error(channel, InvalidInput(
+                        "type", header["type"], f"unknown frame type; expected one of {sorted(self.handlers)}"),
+                        header)
+                    continue
+                try:
+                    await handler(channel, header, payload)
+                except (InvalidInput, PrismnError) as exc:
+                    self.frames_refused += 1
+                    await self._send_error(channel, exc, header)
+                except ConnectionClosed:
+                    raise
+                except Exception as exc:  # a compute failure must not take the runner down
+                    log.exception("handler %s failed", header["type"])
+                    await self._send_error(channel, exc, header)
+        except ConnectionClosed:
+            return
+        finally:
+            await channel.close()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for link in list(self._links.values()):
+            await link.close()
+        self._links.clear()
+        await self.node.close()
+        self._compute.shutdown(wait=False, cancel_futures=True)
+
+    # ---- handlers -------------------------------------------------------------------------
+
+    async def _on_ping(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
+        await channel.send({"type": "pong", "info": self.info, "sessions": len(self.executor.sessions()),
+                            "frames_refused": self.frames_refused, "request_id": header.get("request_id")})
+
+    async def _on_end_session(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
+        session_id, route, reply_to = parse_end_session(header)
+        ended = self.executor.end_session(session_id)
+        if route:
+            await self._send_to(route[0], {"type": "end_session", "session_id": session_id,
+                                           "route": list(route[1:]), "reply_to": reply_to})
+            return
+        reply = {"type": "session_ended", "session_id": session_id, "ended": ended}
+        await self._deliver(channel, reply_to, reply, b"")
+
+    async def _on_forward(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
+        request = parse_forward(header)
+        inputs = frame_to_tensor(header, payload)
+        if request.route and self.executor.last:
+            raise InvalidInput("route", list(request.route), "the last stage cannot forward further")
+        try:
+            output = await asyncio.get_running_loop().run_in_executor(
+                self._compute, self._compute_step, request, inputs)
+        except (InvalidInput, PrismnError) as exc:
+            # Whoever waits for the result (the ingress) must hear about it, not only the sender.
+            if request.reply_to is not None:
+                await self._send_error_to(request.reply_to, exc, header)
+            raise
+        if request.route:
+            out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next())
+            await self._send_to(request.route[0], out_header, out_payload)
+            return
+        out_header, out_payload = tensor_to_frame("result", output, request_id=request.request_id,
+                                                  session_id=request.session_id, position=request.position)
+        await self._deliver(channel, request.reply_to, out_header, out_payload)
+
+    def _compute_step(self, request: ForwardRequest, inputs: torch.Tensor) -> torch.Tensor:
+        executor = self.executor
+        last_only = executor.last and not request.all_positions
+        output = executor.forward(request.session_id, request.position, inputs, last_only=last_only)
+        if not executor.last:
+            return output
+        if request.want == "token":
+            return output[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
+        return output.float().cpu() if request.want == "logits" else output.cpu()
+
+    # ---- sending --------------------------------------------------------------------------
+
+    async def _deliver(self, channel: Channel, reply_to: str | None, header: dict[str, Any],
+                       payload: bytes) -> None:
+        if reply_to is None:
+            await channel.send(header, payload)
+        else:
+            await self._send_to(reply_to, header, payload)
+
+    async def _send_to(self, address: str, header: dict[str, Any], payload: bytes = b"") -> None:
+        """Send on the cached link to `address`, reconnecting once if it broke since last use."""
+        for attempt in (1, 2):
+            link = await self._link(address)
+            try:
+                await link.send(header, payload)
+                return
+            except ConnectionClosed:
+                self._links.pop(address, None)
+                if attempt == 2:
+                    raise
+
+    async def _link(self, address: str) -> Channel:
+        async with self._link_lock:
+            link = self._links.get(address)
+            if link is None or link.closed:
+                link = await self.node.connect(address)
+                self._links[address] = link
+                self._spawn(self._drain_link(address, link))
+            return link
+
+    async def _drain_link(self, address: str, link: Channel) -> None:
+        """Read what the next hop sends back on our link (only errors, in the pipeline) and log it."""
+        try:
+            while True:
+                try:
+                    header, _ = await link.recv()
+                except FrameError as exc:
+                    if not exc.recoverable:
+                        break
+                    continue
+                if header.get("type") == "error":
+                    log.warning("next hop %s refused a frame: %s", address, header.get("reason"))
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._links.get(address) is link:
+                self._links.pop(address, None)
+
+    async def _send_error(self, channel: Channel, exc: Exception, header: dict[str, Any] | None) -> None:
+        try:
+            await channel.send(error_header(exc, header))
+        except (ConnectionClosed, FrameError):
+            pass
+
+    async def _send_error_to(self, address: str, exc: Exception, header: dict[str, Any] | None) -> None:
+        try:
+            await self._send_to(address, error_header(exc, header))
+        except (ConnectionClosed, FrameError, InvalidInput) as send_exc:
+            log.warning("could not report an error to %s: %s", address, send_exc)
+
+    # ---- housekeeping ---------------------------------------------------------------------
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(EXPIRE_EVERY_S, max(0.05, self.executor.idle_timeout_s / 2)))
+            expired = self.executor.expire_idle()
+            if expired:
+                log.info("freed %d idle session(s)", len(expired))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def error_header(exc: Exception, header: dict[str, Any] | None) -> dict[str, Any]:
+    """An `error` frame naming the field when the error knows it; echoes the request's ids."""
+    out: dict[str, Any] = {"type": "error", "reason": str(exc)[:2000],
+                           "field": getattr(exc, "field", None), "error": type(exc).__name__}
+    if header:
+        for key in ("request_id", "session_id", "type"):
+            if key in header:
+                out["for_" + key if key == "type" else key] = header[key]
+    return out
+
+
+async def open_node(kind: str, bind: str = "127.0.0.1:0") -> Node:
+    """A listening transport node: "tcp" (host:port) or "iroh" (QUIC, dialable by endpoint address)."""
+    if kind == "tcp":
+        from engine.transport.tcp_channel import TcpNode
+
+        return await TcpNode.start(bind)
+    if kind == "iroh":
+        from engine.transport.iroh_channel import IrohNode
+
+        return await IrohNode.start()
+    raise InvalidInput("listen", kind, "expected 'tcp' or 'iroh'")
+
+
+def stage_info(executor: StageExecutor, model: str, dtype: str, extra: dict[str, Any]) -> dict[str, Any]:
+    layout = executor.stage.layout
+    return {"model": model, "layers": [layout.layer_start, layout.layer_end], "embeddings": layout.first,
+            "lm_head": layout.last, "dtype": dtype, "device": str(executor.device),
+            "started_at": time.time(), **extra}
