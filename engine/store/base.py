@@ -200,13 +200,16 @@ class Store(ABC):
         parsed = Plan.from_dict(plan)
         if not parsed.feasible:
             raise InvalidInput("plan.feasible", False, "only a feasible plan can be deployed")
-        now = time.time()
-        rec = DeploymentRecord(
-            deployment_id=uuid.uuid4().hex, plan=parsed.to_dict(),
-            stage_status={s.peer_id: STAGE_PENDING for s in parsed.stages},
-            created_at=now, updated_at=now, active=True,
-        )
         with self._open():
+            # Strictly after the current one even if the clock stalled or stepped back, so
+            # "newest created_at" always means "saved last" (current_deployment relies on it).
+            current = self._current_deployment()
+            now = time.time() if current is None else max(time.time(), current.created_at + 1e-3)
+            rec = DeploymentRecord(
+                deployment_id=uuid.uuid4().hex, plan=parsed.to_dict(),
+                stage_status={s.peer_id: STAGE_PENDING for s in parsed.stages},
+                created_at=now, updated_at=now, active=True,
+            )
             self._insert_deployment(rec)
         return rec.deployment_id
 
@@ -216,7 +219,7 @@ class Store(ABC):
             return self._get_deployment(deployment_id)
 
     def current_deployment(self) -> DeploymentRecord | None:
-        """The active deployment (the newest, should a crash ever leave two active)."""
+        """The active deployment: the newest by (created_at, deployment_id) if several are flagged."""
         with self._open():
             return self._current_deployment()
 
@@ -278,7 +281,7 @@ class Store(ABC):
 
     @abstractmethod
     def _insert_deployment(self, rec: DeploymentRecord) -> None:
-        """Insert `rec` (active) and deactivate every other deployment."""
+        """Insert `rec` (active; newer than any stored) and deactivate the older ones."""
 
     @abstractmethod
     def _get_deployment(self, deployment_id: str) -> DeploymentRecord | None: ...

@@ -118,22 +118,26 @@ class MongoStore(Store):
 
     # -- deployments --
     def _insert_deployment(self, rec: DeploymentRecord) -> None:
-        # Insert first, then deactivate the rest: a crash in between leaves two active, and
-        # `_current_deployment` then picks the newest, which is the right one.
+        # No multi-document transaction here: insert first, then deactivate only the deployments
+        # older than this one in (created_at, deployment_id) order. A crash in between, or a
+        # concurrent save from another process, can leave an older one flagged active, but
+        # `_current_deployment` sorts by the same order, so the newest is always the current one.
         self._deployments.insert_one({
             "deployment_id": rec.deployment_id, "plan": rec.plan,
             "stage_status": _stage_status_to_list(rec.stage_status),
             "created_at": rec.created_at, "updated_at": rec.updated_at, "active": True,
         })
-        self._deployments.update_many({"deployment_id": {"$ne": rec.deployment_id}, "active": True},
-                                      {"$set": {"active": False}})
+        older = [{"created_at": {"$lt": rec.created_at}},
+                 {"created_at": rec.created_at, "deployment_id": {"$lt": rec.deployment_id}}]
+        self._deployments.update_many({"active": True, "$or": older}, {"$set": {"active": False}})
 
     def _get_deployment(self, deployment_id: str) -> DeploymentRecord | None:
         doc = self._deployments.find_one({"deployment_id": deployment_id})
         return None if doc is None else _deployment_from_doc(doc)
 
     def _current_deployment(self) -> DeploymentRecord | None:
-        doc = self._deployments.find_one({"active": True}, sort=[("created_at", DESCENDING)])
+        doc = self._deployments.find_one({"active": True},
+                                         sort=[("created_at", DESCENDING), ("deployment_id", DESCENDING)])
         return None if doc is None else _deployment_from_doc(doc)
 
     def _put_stage_status(self, deployment_id: str, stage_status: dict[str, str], updated_at: float) -> None:

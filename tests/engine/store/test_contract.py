@@ -164,6 +164,14 @@ def test_a_new_deployment_deactivates_the_previous_one(store: Store) -> None:
     assert store.current_deployment().deployment_id == new_id
 
 
+def test_the_last_of_quickly_saved_deployments_is_the_only_active_one(store: Store) -> None:
+    ids = [store.save_deployment(make_plan(BERLIN)) for _ in range(6)]
+    assert store.current_deployment().deployment_id == ids[-1]
+    assert [store.get_deployment(i).active for i in ids] == [False] * 5 + [True]
+    created = [store.get_deployment(i).created_at for i in ids]
+    assert created == sorted(created) and len(set(created)) == len(created)
+
+
 def test_stage_status_of_unknown_deployment_or_peer_is_rejected(store: Store) -> None:
     dep_id = store.save_deployment(make_plan(BERLIN))
     with pytest.raises(InvalidInput) as err:
