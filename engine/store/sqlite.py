@@ -69,6 +69,8 @@ class SqliteStore(Store):
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__()
         self.path = str(default_path() if path is None else path)
+        if self.path != ":memory:":
+            self.path = str(Path(self.path).expanduser())
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)

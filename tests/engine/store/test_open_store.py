@@ -87,3 +87,10 @@ def test_a_file_that_is_not_sqlite_is_store_unavailable(tmp_path) -> None:
     path.write_bytes(b"definitely not SQLite " * 100)
     with pytest.raises(StoreUnavailable, match="not-a-db"):
         open_store(f"sqlite:{path}")
+
+
+def test_sqlite_spec_expands_the_home_folder(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with open_store("sqlite:~/prismn/s.sqlite3") as store:
+        assert store.path == str(tmp_path / "prismn" / "s.sqlite3")
+    assert (tmp_path / "prismn" / "s.sqlite3").is_file()
