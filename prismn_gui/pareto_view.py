@@ -74,4 +74,10 @@ class ParetoFigure:
     def _picked(self, event) -> None:
         if event.artist is not self._frontier or not len(event.ind):
             return
-        self._on_pick(self.entry_weights(int(event.ind[0])))
+        # Several points may sit under the cursor: take the one nearest to it.
+        mouse = (event.mouseevent.x, event.mouseevent.y)
+        def distance(index: int) -> float:
+            entry = self._entries[index]
+            x, y = self.ax.transData.transform((entry.est_ms_per_token, entry.g_co2_per_1k_tokens))
+            return (x - mouse[0]) ** 2 + (y - mouse[1]) ** 2
+        self._on_pick(self.entry_weights(min((int(i) for i in event.ind), key=distance)))

@@ -1,0 +1,111 @@
+"""The map and Pareto figures on Agg: offline basemap, both tours, dimming, picking."""
+
+from __future__ import annotations
+
+import cartopy.io
+import numpy as np
+import pytest
+from matplotlib.backend_bases import MouseEvent
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from engine.plan import Plan
+from prismn_gui import export
+from prismn_gui.map_view import CARBON_STYLE, VRAM_STYLE, MapFigure
+from prismn_gui.pareto_view import ParetoFigure
+from prismn_gui.viewmodel import PlanningSession, PlanRequest
+
+
+@pytest.fixture(scope="module")
+def outcome():
+    return PlanningSession().compute(PlanRequest(model="llama-3.1-70b", quant="int8"))
+
+
+@pytest.fixture
+def no_downloads(monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"cartopy tried to download {self.url_template}")
+    monkeypatch.setattr(cartopy.io.Downloader, "acquire_resource", refuse)
+
+
+def new_figure():
+    figure = Figure(figsize=(7, 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+@pytest.mark.parametrize("projection", ["robinson", "platecarree"])
+def test_the_basemap_draws_from_shipped_files_without_downloading(no_downloads, outcome, projection):
+    figure = new_figure()
+    view = MapFigure(figure, projection=projection)
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(int)
+    ocean = np.all(np.abs(pixels - (0xa9, 0xd3, 0xf0)) < 12, axis=-1).mean()
+    land = np.all(np.abs(pixels - (0xe8, 0xe4, 0xd8)) < 12, axis=-1).mean()
+    assert ocean > 0.15 and land > 0.05
+
+
+def test_both_tours_are_drawn_in_distinct_styles_with_stage_numbers(outcome):
+    figure = new_figure()
+    view = MapFigure(figure)
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    lines = [line for line in view.ax.get_lines()]
+    colours = {line.get_color() for line in lines}
+    assert {CARBON_STYLE["color"], VRAM_STYLE["color"]} <= colours
+    numbers = sorted(t.get_text() for t in view.ax.texts)
+    assert numbers == sorted(str(i) for i in range(1, len(outcome.carbon_plan.stages) + 1))
+    legend_labels = [t.get_text() for t in view.ax.get_legend().get_texts()]
+    assert "Carbon + distance" in legend_labels and "VRAM baseline" in legend_labels
+
+
+def test_unselected_peers_are_dimmed(outcome):
+    figure = new_figure()
+    view = MapFigure(figure)
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    used = {s.peer_id for p in (outcome.vram_plan, outcome.carbon_plan) for s in p.stages}
+    alphas = view._scatter.get_facecolors()[:, 3]
+    for peer, alpha in zip(outcome.peers, alphas, strict=True):
+        assert (alpha == 1.0) == (peer.id in used)
+
+
+def test_an_update_replaces_tours_instead_of_piling_them_up(outcome):
+    figure = new_figure()
+    view = MapFigure(figure)
+    for _ in range(3):
+        view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    assert len(view.ax.get_lines()) == 2
+    scatter = view._scatter
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    assert view._scatter is scatter          # same swarm: peer markers kept
+
+
+def test_exports_write_the_engine_schema_and_a_png(outcome, tmp_path):
+    path = export.write_plan_json(outcome.carbon_plan, tmp_path / "plan.json")
+    import json
+    assert Plan.from_dict(json.loads(path.read_text())) == outcome.carbon_plan
+    figure = new_figure()
+    MapFigure(figure).show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    png = export.write_figure_png(figure, tmp_path / "map.png", dpi=60)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_clicking_a_pareto_point_hands_back_its_weights():
+    session = PlanningSession()
+    sweep = session.pareto(PlanRequest())
+    picked = []
+    figure = new_figure()
+    view = ParetoFigure(figure, on_pick=picked.append)
+    view.show_sweep(sweep)
+    view.show_current(sweep.entries[0].est_ms_per_token, sweep.entries[0].g_co2_per_1k_tokens)
+    figure.canvas.draw()
+    index = len(sweep.entries) - 1
+    entry = sweep.entries[index]
+    x, y = view.ax.transData.transform((entry.est_ms_per_token, entry.g_co2_per_1k_tokens))
+    click = MouseEvent("button_press_event", figure.canvas, x, y, button=1)
+    figure.canvas.callbacks.process("button_press_event", click)
+    assert len(picked) == 1
+    chosen = next(e for e in sweep.entries if e.weights == picked[0])
+    # Points can coincide; the one handed back is the one under the cursor.
+    assert (chosen.est_ms_per_token, chosen.g_co2_per_1k_tokens) == (entry.est_ms_per_token,
+                                                                    entry.g_co2_per_1k_tokens)
