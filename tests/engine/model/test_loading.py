@@ -108,10 +108,40 @@ def test_an_unknown_hub_id_offline_says_what_was_tried():
         "except Exception as exc:\n"
         "    print(type(exc).__name__, exc)\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
-    ).stdout
+    out = _run_isolated(code, HF_HUB_OFFLINE="1")
     assert out.startswith("UnknownModel model='no-such-org/no-such-model'")
     assert "not a preset (" in out and "smollm2-135m" in out
     assert "hub lookup failed:" in out
+
+
+def _run_isolated(code: str, **env_overrides: str) -> str:
+    env = {**os.environ, **env_overrides}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    return result.stdout
+
+
+def test_a_hub_id_already_in_the_local_hub_cache_loads_offline(tmp_path):
+    # The hub cache layout huggingface_hub reads: models--<org>--<name>/{refs/main, snapshots/<rev>/}
+    repo = tmp_path / "hub" / "models--acme--tiny-qwen"
+    revision = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    shutil.copy(PRESETS_DIR / "qwen2.5-7b.json", snapshot / "config.json")
+    code = (
+        "from engine.model import load_spec\n"
+        "spec = load_spec('acme/tiny-qwen')\n"
+        "print(spec.name, spec.architecture, spec.num_layers, spec.vocab_size)\n"
+    )
+    out = _run_isolated(code, HF_HOME=str(tmp_path))
+    assert out.split() == ["acme/tiny-qwen", "qwen2", "28", "152064"]
+
+
+def test_an_unknown_hub_id_fails_with_the_reason():
+    with pytest.raises(UnknownModel) as err:
+        load_spec("no-such-org/no-such-model")
+    assert err.value.value == "no-such-org/no-such-model"
+    assert "hub lookup failed:" in str(err.value)
