@@ -192,12 +192,16 @@ def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool 
     # bool is an int in Python; "free_vram_gb": true is a mistake, not 1 GB.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidInput(path, raw, f"expected a number, got {_kind(raw)}")
-    if not math.isfinite(raw):
+    try:
+        value = float(raw)  # a huge JSON integer (10**400) overflows here
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
         raise InvalidInput(path, raw, "expected a finite number")
     if minimum is not None and (raw < minimum or (not allow_zero and raw == minimum)):
         bound = f"> {minimum:g}" if not allow_zero else f">= {minimum:g}"
         raise InvalidInput(path, raw, f"expected a number {bound}")
-    return float(raw)
+    return value
 
 
 def _optional_number(

@@ -58,20 +58,26 @@ class CountryLocator:
         inside = self._tree.query(point, predicate="intersects")
         if len(inside):
             return self._countries[int(min(inside))]
-        return self._nearest(point, lat, lon)
+        return self._nearest(lat, lon)
 
-    def _nearest(self, point: Point, lat: float, lon: float) -> Country | None:
+    def _nearest(self, lat: float, lon: float) -> Country | None:
         # Search a box a little larger than nearest_km, then measure candidates on the sphere:
         # degrees of longitude shrink with latitude, so planar distances in degrees would mislead.
         dlat = math.degrees(self.nearest_km / EARTH_RADIUS_KM) * 1.1
         dlon = dlat / max(math.cos(math.radians(lat)), 0.01)
-        box = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
         best: tuple[float, int] | None = None
-        for index in self._tree.query(box):
-            nearest = nearest_points(self._geometries[int(index)], point)[0]
-            distance_km = haversine_km(lat, lon, nearest.y, nearest.x)
-            if distance_km <= self.nearest_km and (best is None or distance_km < best[0]):
-                best = (distance_km, int(index))
+        # Near the antimeridian the search box wraps: look again with the point shifted by 360°.
+        for shift in (0.0, 360.0, -360.0):
+            west, east = lon + shift - dlon, lon + shift + dlon
+            if shift and -180.0 <= west and east <= 180.0:
+                continue
+            shifted = Point(lon + shift, lat)
+            for index in self._tree.query(shapely.box(west, lat - dlat, east, lat + dlat)):
+                # The planar nearest point is not the geodesic one, but within tens of km it is close.
+                nearest = nearest_points(self._geometries[int(index)], shifted)[0]
+                distance_km = haversine_km(lat, lon, nearest.y, nearest.x)
+                if distance_km <= self.nearest_km and (best is None or distance_km < best[0]):
+                    best = (distance_km, int(index))
         return None if best is None else self._countries[best[1]]
 
 

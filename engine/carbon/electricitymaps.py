@@ -102,8 +102,19 @@ class ElectricityMapsClient:
         except ValueError:
             log.warning("Electricity Maps answered non-JSON for %s", where)
             return None, False
-        value = payload.get("carbonIntensity") if isinstance(payload, dict) else None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            log.warning("Electricity Maps answer for %s has no usable carbonIntensity: %r", where, value)
-            return None, False
-        return float(value), False
+        raw = payload.get("carbonIntensity") if isinstance(payload, dict) else None
+        value = _usable_intensity(raw)
+        if value is None:
+            log.warning("Electricity Maps answer for %s has no usable carbonIntensity: %.40r", where, raw)
+        return value, False
+
+
+def _usable_intensity(raw: object) -> float | None:
+    """The value as a float when it is a finite number >= 0 (JSON true is not 1), else None."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    try:
+        value = float(raw)
+    except OverflowError:  # a JSON integer too large for a float
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

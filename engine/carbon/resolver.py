@@ -139,7 +139,12 @@ class CarbonResolver:
 
 
 def _bad_number(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    try:
+        return not math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return True
 
 
 def _check_coordinate(field: str, value: object, limit: float) -> None:

@@ -107,6 +107,7 @@ BAD_INPUTS = [
     ("lat as bool", _set(("peers", 1, "lat"), False), "peers[1].lat", False),
     ("vram NaN", _set(("peers", 0, "free_vram_gb"), math.nan), "peers[0].free_vram_gb", "nan"),
     ("vram inf", _set(("peers", 0, "free_vram_gb"), math.inf), "peers[0].free_vram_gb", math.inf),
+    ("vram too large for a float", _set(("peers", 0, "free_vram_gb"), 10**400), "peers[0].free_vram_gb", 10**400),
     ("lon -inf", _set(("peers", 0, "lon"), -math.inf), "peers[0].lon", -math.inf),
     ("lat above 90", _set(("peers", 2, "lat"), 90.01), "peers[2].lat", 90.01),
     ("lat below -90", _set(("peers", 2, "lat"), -91), "peers[2].lat", -91),

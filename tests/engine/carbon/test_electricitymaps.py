@@ -65,6 +65,8 @@ def test_the_cache_expires_after_its_ttl(local_api, clock) -> None:
         (200, b'{"zone": "DE", "carbonIntensity": -5}'),
         (200, b'{"zone": "DE", "carbonIntensity": "300"}'),
         (200, b'{"zone": "DE", "carbonIntensity": true}'),
+        (200, b'{"zone": "DE", "carbonIntensity": NaN}'),
+        (200, b'{"zone": "DE", "carbonIntensity": 1' + b"0" * 400 + b"}"),
         (200, b'[1, 2, 3]'),
     ],
 )

@@ -75,7 +75,7 @@ def test_an_explicit_value_wins_over_everything(live, local_api) -> None:
     assert local_api.requests == []  # the API is not even asked
 
 
-@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, True, "40"])
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, True, "40", 10**400])
 def test_a_bad_explicit_value_is_rejected(offline, bad) -> None:
     with pytest.raises(InvalidInput) as caught:
         offline.resolve(*PARIS, explicit=bad)
