@@ -118,10 +118,9 @@ class SqliteStore(Store):
     # -- metrics: expired rows are deleted on every write and read --
     def _insert_metrics(self, sample: MetricsSample, expire_before: float) -> None:
         with self._conn:
+            self._conn.execute("INSERT INTO metrics (peer_id, at, metrics_json) VALUES (?, ?, ?)",
+                               (sample.peer_id, sample.at, json.dumps(sample.metrics)))
             self._conn.execute("DELETE FROM metrics WHERE at < ?", (expire_before,))
-            if sample.at >= expire_before:
-                self._conn.execute("INSERT INTO metrics (peer_id, at, metrics_json) VALUES (?, ?, ?)",
-                                   (sample.peer_id, sample.at, json.dumps(sample.metrics)))
 
     def _metrics_since(self, peer_id: str, since: float, expire_before: float) -> list[MetricsSample]:
         with self._conn:

@@ -33,3 +33,16 @@ def test_mongodb_keeps_a_geojson_point_and_a_24_hour_ttl(nx_server: str) -> None
         assert db.peers.find_one({"peer_id": "p1"})["location"] == {"type": "Point", "coordinates": [151.21, -33.87]}
         ttl = [ix for ix in db.metrics.index_information().values() if "expireAfterSeconds" in ix]
         assert [(ix["key"], ix["expireAfterSeconds"]) for ix in ttl] == [([("at", 1)], METRICS_RETENTION_S)]
+
+
+def test_sqlite_deletes_expired_rows_when_history_is_read(tmp_path) -> None:
+    path = tmp_path / "s.sqlite3"
+    with open_store(f"sqlite:{path}") as store:
+        store.record_metrics("p1", time.time(), {"n": 1})
+        with sqlite3.connect(path) as conn:              # a row written when it was still fresh
+            conn.execute("INSERT INTO metrics (peer_id, at, metrics_json) VALUES ('p2', ?, '{}')",
+                         (time.time() - METRICS_RETENTION_S - 1,))
+        assert store.metrics_history("p2") == []
+        assert [s.metrics for s in store.metrics_history("p1")] == [{"n": 1}]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT peer_id FROM metrics").fetchall() == [("p1",)]
