@@ -107,12 +107,12 @@ class CarbonResolver:
         """(gCO2eq/kWh, source) for a peer at (lat, lon); bad inputs raise InvalidInput."""
         _check_coordinate("lat", lat, 90.0)
         _check_coordinate("lon", lon, 180.0)
+        # Check the region first, so a typo fails the same with or without a token or explicit value.
+        region_value = self._region_value(region) if region is not None else None
         if explicit is not None:
             if _bad_number(explicit) or explicit < 0:
                 raise InvalidInput("carbon_g_per_kwh", explicit, "expected a finite number >= 0 (gCO2eq/kWh)")
             return float(explicit), CarbonSource.EXPLICIT
-        # Check the region before asking the API, so a typo fails the same with or without a token.
-        region_value = self._region_value(region) if region is not None else None
 
         if self._live is not None:
             value = self._live.latest_g_per_kwh(lat, lon)

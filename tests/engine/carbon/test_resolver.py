@@ -99,9 +99,11 @@ def test_the_live_value_wins_over_region_and_country(live, local_api) -> None:
     assert local_api.requests[0].headers["auth-token"] == "tok-123"
 
 
-def test_an_unknown_region_fails_the_same_with_a_token(live, local_api) -> None:
+def test_an_unknown_region_fails_the_same_with_a_token_or_an_explicit_value(live, local_api) -> None:
     with pytest.raises(InvalidInput):
         live.resolve(*PARIS, region="mars-north1")
+    with pytest.raises(InvalidInput):
+        live.resolve(*PARIS, explicit=10.0, region="mars-north1")
     assert local_api.requests == []
 
 
