@@ -41,6 +41,7 @@ class Swarm:
     peers: tuple[Peer, ...]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "peers", tuple(self.peers))  # a list passed in must not stay mutable
         seen: set[str] = set()
         for index, peer in enumerate(self.peers):
             if peer.id in seen:
@@ -66,6 +67,8 @@ def parse_swarm(
     """Validate a decoded peers file and resolve carbon; `ingress_override` replaces the file's ingress."""
     root = _object(data, "root")
     _no_unknown_keys(root, _ROOT_KEYS, "")
+    if "description" in root and not isinstance(root["description"], str):
+        raise InvalidInput("description", root["description"], "expected a string")
     if "ingress" in root:
         ingress = _ingress(root["ingress"])
     elif ingress_override is None:

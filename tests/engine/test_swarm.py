@@ -138,6 +138,7 @@ BAD_INPUTS = [
     ("ingress lon missing", _delete(("ingress", "lon")), "ingress.lon", None),
     ("ingress name empty", _set(("ingress", "name"), ""), "ingress.name", ""),
     ("unknown root field", _set(("swarm",), 1), "swarm", 1),
+    ("description not text", _set(("description",), ["a"]), "description", ["a"]),
 ]
 
 
