@@ -10,15 +10,15 @@ import customtkinter as ctk
 from prismn_gui.viewmodel import PlanOutcome
 
 PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
-STAGE_COLUMNS = (("#", 22), ("Peer", 78), ("GPU", 62), ("Layers", 66), ("VRAM GB used/free", 74),
-                 ("g/kWh", 40), ("Source", 58))
+STAGE_COLUMNS = (("#", 22), ("Peer", 112), ("GPU", 70), ("Layers", 66), ("VRAM GB used/free", 76),
+                 ("g/kWh", 44), ("Source", 58))
 ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
         "VRAM utilisation")
 
 
 class ComparisonPanel(ctk.CTkFrame):
     def __init__(self, parent, on_export_plan: Callable[[], None], on_export_map: Callable[[], None]) -> None:
-        super().__init__(parent, width=400)
+        super().__init__(parent, width=460)
         self._outcome: PlanOutcome | None = None
         small = ctk.CTkFont(size=12)
         bold = ctk.CTkFont(size=12, weight="bold")
@@ -27,7 +27,7 @@ class ComparisonPanel(ctk.CTkFrame):
         ctk.CTkLabel(self, text="Plans compared", font=ctk.CTkFont(size=14, weight="bold"),
                      anchor="w").grid(row=0, column=0, sticky="ew", padx=10, pady=(8, 2))
         self.message = ctk.CTkLabel(self, text="Planning…", font=small, anchor="w", justify="left",
-                                    wraplength=370)
+                                    wraplength=430)
         self.message.grid(row=1, column=0, sticky="ew", padx=10)
 
         table = ctk.CTkFrame(self, fg_color="transparent")
@@ -57,7 +57,7 @@ class ComparisonPanel(ctk.CTkFrame):
                                  style="Prismn.Treeview")
         for name, width in STAGE_COLUMNS:
             self.tree.heading(name, text=name.replace(" used/free", ""))
-            self.tree.column(name, width=width, minwidth=20, stretch=name in ("Peer", "GPU"), anchor="w")
+            self.tree.column(name, width=width, minwidth=20, stretch=name == "Peer", anchor="w")
         self.tree.grid(row=5, column=0, sticky="nsew", padx=10)
         self.grid_rowconfigure(5, weight=1)
 
@@ -83,7 +83,7 @@ class ComparisonPanel(ctk.CTkFrame):
             self.message.configure(text="\n".join(outcome.notices), text_color="#e5484d")
         else:
             self.message.configure(
-                text=f"{len(outcome.peers)} peers · planned in {outcome.compute_ms:.0f} ms",
+                text=f"{len(outcome.peers)} peers · planned in {outcome.compute_ms:.1f} ms",
                 text_color=("gray20", "gray80"))
         for row in outcome.comparison:
             if row.label in self._cells:

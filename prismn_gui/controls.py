@@ -22,7 +22,7 @@ LIVE_HINT = "Live peers: start the coordinator first (not available yet)"
 class Controls(ctk.CTkFrame):
     def __init__(self, parent, presets: list[str], default_model: str, initial_weights: Weights,
                  on_change: Callable[[], None], initial_swarm_path: str = "") -> None:
-        super().__init__(parent, width=260)
+        super().__init__(parent, width=236)
         self._on_change = on_change
         self._models = list(presets)
         self._model = default_model
@@ -57,8 +57,8 @@ class Controls(ctk.CTkFrame):
         self.ingress_menu.set(SWARM_INGRESS)
         row.add(self.ingress_menu)
         latlon = ctk.CTkFrame(self, fg_color="transparent")
-        self.lat = ctk.CTkEntry(latlon, placeholder_text="lat", width=110, font=small)
-        self.lon = ctk.CTkEntry(latlon, placeholder_text="lon", width=110, font=small)
+        self.lat = ctk.CTkEntry(latlon, placeholder_text="lat", width=100, font=small)
+        self.lon = ctk.CTkEntry(latlon, placeholder_text="lon", width=100, font=small)
         self.lat.pack(side="left", padx=(0, 4))
         self.lon.pack(side="left")
         for entry in (self.lat, self.lon):
@@ -80,7 +80,7 @@ class Controls(ctk.CTkFrame):
         presets_row = ctk.CTkFrame(self, fg_color="transparent")
         self.preset_buttons: dict[str, ctk.CTkButton] = {}
         for name in WEIGHT_PRESETS:
-            button = ctk.CTkButton(presets_row, text=name, width=78, font=ctk.CTkFont(size=11),
+            button = ctk.CTkButton(presets_row, text=name, width=70, font=ctk.CTkFont(size=11),
                                    command=lambda n=name: self.set_weights(WEIGHT_PRESETS[n], notify=True))
             button.pack(side="left", padx=(0, 3))
             self.preset_buttons[name] = button
@@ -101,9 +101,9 @@ class Controls(ctk.CTkFrame):
                                              value="live", state="disabled", font=small)
         row.add(self.live_radio, pady=(4, 0))
         row.add(ctk.CTkLabel(self, text=LIVE_HINT, font=ctk.CTkFont(size=10), text_color="gray55",
-                             anchor="w", wraplength=230, justify="left"))
+                             anchor="w", wraplength=210, justify="left"))
         self.swarm_label = ctk.CTkLabel(self, text=self._swarm_text(), font=ctk.CTkFont(size=10),
-                                        anchor="w", wraplength=230, justify="left")
+                                        anchor="w", wraplength=210, justify="left")
         row.add(self.swarm_label)
         self.set_weights(initial_weights, notify=False)
 

@@ -48,7 +48,7 @@ class MapFigure:
         self.theme = THEMES[theme]
         proj = ccrs.Robinson() if projection == "robinson" else ccrs.PlateCarree()
         figure.set_facecolor(self.theme["figure"])
-        self.ax = figure.add_axes((0.005, 0.09, 0.99, 0.90), projection=proj)
+        self.ax = figure.add_axes((0.005, 0.16, 0.99, 0.83), projection=proj)
         self.ax.set_global()
         self.ax.set_anchor("N")    # spare height goes below the map, next to the colour bar
         self.ax.set_facecolor(self.theme["ocean"])
@@ -64,7 +64,7 @@ class MapFigure:
         self.norm = Normalize(vmin=0, vmax=800)
         from matplotlib.cm import ScalarMappable
         # Placed relative to the drawn map (after the projection's aspect), just under it.
-        cax = self.ax.inset_axes((0.42, -0.07, 0.56, 0.035))
+        cax = self.ax.inset_axes((0.2, -0.15, 0.6, 0.035))
         self.colorbar = figure.colorbar(ScalarMappable(self.norm, self.cmap), cax=cax, orientation="horizontal")
         self.colorbar.set_label("grid carbon intensity, gCO2/kWh (marker size: free VRAM)",
                                 color=self.theme["text"], fontsize=8)
@@ -145,7 +145,7 @@ class MapFigure:
             Line2D([], [], marker="o", linestyle="none", markersize=6, markerfacecolor="#999999",
                    markeredgecolor="#111111", label="Peer in a plan"),
         ]
-        legend = self.ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.01), ncol=2,
+        legend = self.ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005), ncol=4,
                                 fontsize=7, framealpha=0.85)
         self._dynamic.append(legend)
 
