@@ -1,0 +1,192 @@
+"""The coordinator <-> runner message schema: every header that crosses the wire is checked here.
+
+A message is one transport frame: a JSON header (``{"type": ..., fields}``) and an optional raw
+payload (tensor bytes; dtype and shape in the header). `validate(header, payload)` returns the
+header with numbers normalised or raises `InvalidInput` naming the field; unknown types, missing or
+extra fields, non-finite numbers, out-of-range values and payloads over a type's limit are refused.
+Nothing here is ever pickled or evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.transport.frames import DTYPES, check_tensor_fields
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 16 * 1024            # JSON header; the largest (join) is well under 1 KiB
+MAX_TENSOR_BYTES = 256 * 2**20          # hidden states of a long prompt on a wide model
+MAX_TEXT_CHARS = 2000                   # error strings, names
+MAX_TENSOR_DIMS = 4
+
+PEER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+# what a stage may exchange: token ids in, hidden states / logits out
+STAGE_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str                           # "str" | "float" | "int" | "bool" | "shape"
+    required: bool = True
+    nullable: bool = False
+    low: float | None = None            # inclusive bounds for numbers, length bounds for strings
+    high: float | None = None
+    check: Callable[[Any], str | None] | None = None   # extra rule -> reason or None
+
+
+def _peer_id_rule(value: str) -> str | None:
+    return None if PEER_ID_PATTERN.match(value) else "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)"
+
+
+def _dtype_rule(value: str) -> str | None:
+    return None if value in STAGE_DTYPES and value in DTYPES else f"expected one of {list(STAGE_DTYPES)}"
+
+
+PEER_ID = Field("str", low=1, high=64, check=_peer_id_rule)
+DEPLOYMENT_ID = Field("str", low=1, high=64, check=_peer_id_rule)
+SESSION_ID = Field("str", low=1, high=64, check=_peer_id_rule)
+REQUEST_ID = Field("int", low=0, high=2**53)
+LAT = Field("float", low=-90.0, high=90.0)
+LON = Field("float", low=-180.0, high=180.0)
+GB_VALUE = Field("float", low=0.0, high=1e6)
+TEXT = Field("str", low=0, high=MAX_TEXT_CHARS)
+DTYPE = Field("str", low=1, high=16, check=_dtype_rule)
+SHAPE = Field("shape")
+_METRICS = {
+    "gpu": Field("str", nullable=True, low=0, high=128),
+    "total_vram_gb": GB_VALUE,
+    "free_vram_gb": GB_VALUE,
+    "utilization_pct": Field("float", nullable=True, low=0.0, high=100.0),
+    "power_w": Field("float", nullable=True, low=0.0, high=1e5),
+}
+_STAGE = {
+    "deployment_id": DEPLOYMENT_ID,
+    "model": Field("str", low=1, high=512),
+    "layer_start": Field("int", low=0, high=10_000),
+    "layer_end": Field("int", low=1, high=10_000),
+    "embeddings": Field("bool"),
+    "lm_head": Field("bool"),
+}
+
+# type -> (fields, payload limit in bytes). Both directions share one table: each side accepts
+# only the types the other sends (see RUNNER_TO_COORDINATOR / COORDINATOR_TO_RUNNER).
+SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
+    # runner -> coordinator
+    "join": ({
+        "protocol": Field("int", low=1, high=1000),
+        "secret": Field("str", low=1, high=256),
+        "peer_id": PEER_ID,
+        "name": Field("str", low=0, high=64),
+        "lat": LAT,
+        "lon": LON,
+        "carbon_g_per_kwh": Field("float", nullable=True, low=0.0, high=5000.0),
+        "tflops": Field("float", nullable=True, low=0.0, high=1e5),
+        # a stage the runner still holds from before a coordinator restart
+        "loaded": Field("stage", nullable=True, required=False),
+        **_METRICS,
+    }, 0),
+    "heartbeat": (dict(_METRICS), 0),
+    "load_progress": ({"deployment_id": DEPLOYMENT_ID, "loaded_bytes": Field("int", low=0, high=2**50),
+                       "total_bytes": Field("int", low=0, high=2**50)}, 0),
+    "ready": ({"deployment_id": DEPLOYMENT_ID}, 0),
+    "load_failed": ({"deployment_id": DEPLOYMENT_ID, "error": TEXT}, 0),
+    "result": ({"request_id": REQUEST_ID, "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
+    "failed": ({"request_id": REQUEST_ID, "error": TEXT}, 0),
+    # coordinator -> runner
+    "welcome": ({"peer_id": PEER_ID, "heartbeat_s": Field("float", low=0.05, high=60.0)}, 0),
+    "refused": ({"reason": TEXT}, 0),
+    "deploy": (dict(_STAGE), 0),
+    # `position`: the session position of the tensor's first token (0 = prefill)
+    "forward": ({"request_id": REQUEST_ID, "session_id": SESSION_ID, "position": Field("int", low=0, high=2**31),
+                 "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
+    "end_session": ({"session_id": SESSION_ID}, 0),
+    "ping": ({}, 0),                    # the coordinator's own heartbeat: runners notice it is gone
+    "error": ({"reason": TEXT}, 0),
+}
+RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "load_failed",
+                                   "result", "failed"})
+COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "forward", "end_session", "ping", "error"})
+
+
+def validate(header: Any, payload: bytes, allowed: frozenset[str]) -> dict[str, Any]:
+    """Check one received message against its type's schema; returns a clean copy of the header."""
+    if not isinstance(header, dict):
+        raise InvalidInput("header", type(header).__name__, "expected a JSON object")
+    kind = header.get("type")
+    if not isinstance(kind, str) or kind not in allowed:
+        shown = kind if isinstance(kind, str) and len(kind) <= 64 else type(kind).__name__
+        raise InvalidInput("type", shown, f"unknown message type; expected one of {sorted(allowed)}")
+    fields, payload_limit = SCHEMAS[kind]
+    if len(payload) > payload_limit:
+        raise InvalidInput(f"{kind}.payload", len(payload), f"expected at most {payload_limit} bytes")
+    # `payload_bytes` is the transport's own field, already checked against the frame
+    extra = sorted(set(header) - set(fields) - {"type", "payload_bytes"})
+    if extra:
+        raise InvalidInput(f"{kind}.{extra[0]}", "...", "unexpected field")
+    clean: dict[str, Any] = {"type": kind}
+    for name, spec in fields.items():
+        where = f"{kind}.{name}"
+        if name not in header:
+            if spec.required:
+                raise InvalidInput(where, None, "missing")
+            continue
+        clean[name] = _check_value(header[name], spec, where)
+    if "shape" in fields:
+        check_tensor_fields(clean, len(payload))
+    return clean
+
+
+def _check_value(value: Any, spec: Field, where: str) -> Any:
+    if value is None:
+        if spec.nullable:
+            return None
+        raise InvalidInput(where, None, "must not be null")
+    if spec.kind == "str":
+        if not isinstance(value, str):
+            raise InvalidInput(where, _short(value), "expected a string")
+        if not (spec.low or 0) <= len(value) <= (spec.high or MAX_TEXT_CHARS):
+            raise InvalidInput(where, _short(value), f"expected {spec.low:g}..{spec.high:g} characters")
+    elif spec.kind in ("float", "int"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(where, _short(value), "expected a number")
+        if not math.isfinite(value):
+            raise InvalidInput(where, value, "expected a finite number")
+        if spec.kind == "int":
+            if not float(value).is_integer():
+                raise InvalidInput(where, value, "expected an integer")
+            value = int(value)
+        else:
+            value = float(value)
+        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+            raise InvalidInput(where, value, f"expected {spec.low:g}..{spec.high:g}")
+    elif spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidInput(where, _short(value), "expected true or false")
+    elif spec.kind == "shape":
+        if (not isinstance(value, list) or not 1 <= len(value) <= MAX_TENSOR_DIMS
+                or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 2**31 for d in value)):
+            raise InvalidInput(where, _short(value), f"expected a list of 1..{MAX_TENSOR_DIMS} sizes >= 0")
+        value = list(value)
+    elif spec.kind == "stage":
+        if not isinstance(value, dict):
+            raise InvalidInput(where, _short(value), "expected an object")
+        extra = sorted(set(value) - set(_STAGE))
+        if extra:
+            raise InvalidInput(f"{where}.{extra[0]}", "...", "unexpected field")
+        value = {name: _check_value(value.get(name), field, f"{where}.{name}") for name, field in _STAGE.items()}
+    if spec.check is not None:
+        reason = spec.check(value)
+        if reason:
+            raise InvalidInput(where, _short(value), reason)
+    return value
+
+
+def _short(value: Any) -> Any:
+    """Keep error messages small when a peer sends something huge."""
+    text = repr(value)
+    return value if len(text) <= 80 else text[:77] + "..."

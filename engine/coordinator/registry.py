@@ -1,0 +1,118 @@
+"""Who is in the swarm and who is alive. No I/O and no clock: callers pass `now_s` (monotonic seconds).
+
+A peer joins with its location and metrics, beats once per `heartbeat_s`, and is dead once
+`MISSED_BEATS` beats are missing (or at once when its connection drops). Live peers become the
+planning core's `Peer` values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine.planning.types import CarbonSource, Peer
+
+MISSED_BEATS = 3
+
+# peer status, also the colour key of the GUI's runners panel
+LIVE = "live"          # joined and beating, holds no stage of the current deployment
+LOADING = "loading"    # loading its stage
+READY = "ready"        # holds its stage of the current deployment
+DEAD = "dead"          # missed MISSED_BEATS beats or dropped its connection
+STATUSES = (LIVE, LOADING, READY, DEAD)
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    id: str
+    name: str
+    lat: float
+    lon: float
+    gpu: str | None
+    total_vram_gb: float
+    free_vram_gb: float
+    utilization_pct: float | None
+    power_w: float | None
+    carbon_g_per_kwh: float
+    carbon_source: CarbonSource
+    tflops: float | None
+    status: str
+    last_beat_s: float
+
+    def as_peer(self) -> Peer:
+        return Peer(id=self.id, lat=self.lat, lon=self.lon, free_vram_gb=self.free_vram_gb,
+                    carbon_g_per_kwh=self.carbon_g_per_kwh, carbon_source=self.carbon_source,
+                    gpu=self.gpu, tflops=self.tflops, power_w=self.power_w)
+
+    def summary(self) -> dict[str, Any]:
+        """The GUI's row: id, lat, lon, gpu, free_vram_gb, utilization, carbon_g_per_kwh, status."""
+        return {"id": self.id, "name": self.name, "lat": self.lat, "lon": self.lon, "gpu": self.gpu,
+                "free_vram_gb": self.free_vram_gb, "total_vram_gb": self.total_vram_gb,
+                "utilization": self.utilization_pct, "power_w": self.power_w,
+                "carbon_g_per_kwh": self.carbon_g_per_kwh, "carbon_source": self.carbon_source.value,
+                "status": self.status}
+
+
+class Registry:
+    """Peers by id. Single-threaded: the coordinator's event loop owns it."""
+
+    def __init__(self, heartbeat_s: float) -> None:
+        self.heartbeat_s = heartbeat_s
+        self._peers: dict[str, PeerRecord] = {}
+
+    def join(self, msg: dict[str, Any], carbon: tuple[float, CarbonSource], now_s: float) -> PeerRecord:
+        """Register (or re-register) a peer from a validated `join` message."""
+        record = PeerRecord(
+            id=msg["peer_id"], name=msg["name"] or msg["peer_id"], lat=msg["lat"], lon=msg["lon"],
+            gpu=msg["gpu"], total_vram_gb=msg["total_vram_gb"], free_vram_gb=msg["free_vram_gb"],
+            utilization_pct=msg["utilization_pct"], power_w=msg["power_w"],
+            carbon_g_per_kwh=carbon[0], carbon_source=carbon[1], tflops=msg["tflops"],
+            status=LIVE, last_beat_s=now_s)
+        self._peers[record.id] = record
+        return record
+
+    def restore(self, record: PeerRecord) -> None:
+        """A peer known from the store before a restart: listed, but dead until it rejoins."""
+        self._peers[record.id] = replace(record, status=DEAD)
+
+    def beat(self, peer_id: str, msg: dict[str, Any], now_s: float) -> PeerRecord | None:
+        record = self._peers.get(peer_id)
+        if record is None or record.status == DEAD:
+            return None
+        record = replace(record, gpu=msg["gpu"], total_vram_gb=msg["total_vram_gb"],
+                         free_vram_gb=msg["free_vram_gb"], utilization_pct=msg["utilization_pct"],
+                         power_w=msg["power_w"], last_beat_s=now_s)
+        self._peers[peer_id] = record
+        return record
+
+    def set_status(self, peer_id: str, status: str) -> None:
+        record = self._peers.get(peer_id)
+        if record is not None and record.status != DEAD:
+            self._peers[peer_id] = replace(record, status=status)
+
+    def mark_dead(self, peer_id: str) -> bool:
+        """True when this call is what killed the peer."""
+        record = self._peers.get(peer_id)
+        if record is None or record.status == DEAD:
+            return False
+        self._peers[peer_id] = replace(record, status=DEAD)
+        return True
+
+    def expire(self, now_s: float) -> list[str]:
+        """Mark dead every peer silent for MISSED_BEATS beats; returns the ids that just died."""
+        limit_s = MISSED_BEATS * self.heartbeat_s
+        silent = [p.id for p in self._peers.values() if p.status != DEAD and now_s - p.last_beat_s > limit_s]
+        return [peer_id for peer_id in silent if self.mark_dead(peer_id)]
+
+    def get(self, peer_id: str) -> PeerRecord | None:
+        return self._peers.get(peer_id)
+
+    def is_alive(self, peer_id: str) -> bool:
+        record = self._peers.get(peer_id)
+        return record is not None and record.status != DEAD
+
+    def all(self) -> list[PeerRecord]:
+        return sorted(self._peers.values(), key=lambda p: p.id)
+
+    def alive(self) -> list[PeerRecord]:
+        return [p for p in self.all() if p.status != DEAD]
