@@ -77,7 +77,7 @@ class PrismnApp:
         centre.grid_columnconfigure(0, weight=1)
         centre.grid_rowconfigure(0, weight=1)
         centre.grid_rowconfigure(1, minsize=190)   # runners / deploy area
-        self.tabs = ctk.CTkTabview(centre)
+        self.tabs = ctk.CTkTabview(centre, command=self._tab_changed)
         self.tabs.grid(row=0, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
 
@@ -117,6 +117,7 @@ class PrismnApp:
         self._pareto_key: tuple | None = None
         self.update_number = 0
         self.applied_at: float | None = None
+        self.map_draws_at_apply = 0
         self.root.protocol("WM_DELETE_WINDOW", self.close)
         self.root.after(POLL_MS, self._poll)
         self.request_plan()
@@ -158,9 +159,10 @@ class PrismnApp:
             metrics = outcome.carbon_plan.metrics if outcome.carbon_plan else None
             self.pareto.show_current(metrics.est_ms_per_token if metrics else None,
                                      metrics.g_co2_per_1k_tokens if metrics else None)
-            self.pareto_canvas.draw_idle()
+            self._draw_pareto_if_shown()
         self.update_number += 1
         self.applied_at = time.perf_counter()
+        self.map_draws_at_apply = self.map_draws
         self.context.publish(outcome)
         self._write_state()
 
@@ -168,7 +170,18 @@ class PrismnApp:
         if isinstance(result, Exception) or request.planning_key() != self._pareto_key:
             return
         self.pareto.show_sweep(result)
-        self.pareto_canvas.draw_idle()
+        self._draw_pareto_if_shown()
+
+    def _draw_pareto_if_shown(self) -> None:
+        # A hidden Pareto figure is redrawn when its tab is opened, not on every slider move.
+        if self.tabs.get() == "Pareto":
+            self.pareto_canvas.draw_idle()
+
+    def _tab_changed(self) -> None:
+        if self.tabs.get() == "Pareto":
+            self.pareto_canvas.draw_idle()
+        else:
+            self.map_canvas.draw_idle()
 
     def _map_drawn(self, _event) -> None:
         self.map_draws += 1
