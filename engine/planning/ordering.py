@@ -62,20 +62,22 @@ def held_karp_cycle(dist: np.ndarray) -> list[int]:
     return [0] + order[::-1]
 
 
-def best_cycle(dist: np.ndarray) -> list[int]:
+def best_cycle(dist: np.ndarray, points: np.ndarray | None = None) -> list[int]:
     """Shortest closed tour found through all nodes of `dist`, starting at node 0 (the ingress).
 
-    Exact for up to HELD_KARP_MAX_STAGES + 1 nodes, heuristic above. Deterministic.
+    Exact for up to HELD_KARP_MAX_STAGES + 1 nodes, heuristic above (`points`, the nodes as
+    unit vectors, lets it cluster very large instances). Deterministic.
     """
     n = dist.shape[0]
     if n <= 3:
         return list(range(n))   # every tour of <= 3 nodes has the same length
     if n - 1 <= HELD_KARP_MAX_STAGES:
         return held_karp_cycle(dist)
-    return heuristic_cycle(dist)
+    return heuristic_cycle(dist, points)
 
 
-def cycle_with_fixed_ends(dist: np.ndarray, first: int, last: int) -> list[int]:
+def cycle_with_fixed_ends(dist: np.ndarray, first: int, last: int,
+                          points: np.ndarray | None = None) -> list[int]:
     """Shortest tour found 0 -> first -> ... -> last -> 0 (first != last, both != 0).
 
     The edges 0-first and 0-last are forced by making them very negative: any tour that drops
@@ -85,7 +87,7 @@ def cycle_with_fixed_ends(dist: np.ndarray, first: int, last: int) -> list[int]:
     big = float(np.abs(dist).sum()) + 1.0
     forced[0, first] = forced[first, 0] = -big
     forced[0, last] = forced[last, 0] = -big
-    tour = best_cycle(forced)
+    tour = best_cycle(forced, points)
     if tour[1] != first:
         tour = [0] + tour[1:][::-1]
     return tour

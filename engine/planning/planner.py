@@ -1,0 +1,143 @@
+"""make_plan: footprint + peers + ingress + policy -> Plan. The planning core's entry point.
+
+Steps: validate -> order peers by policy (scoring) -> smallest feasible set (selection) ->
+shortest closed tour ingress -> stages -> ingress (ordering) -> contiguous layer ranges
+(assignment) -> metrics. Pure: values in, a Plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine import GB
+from engine.errors import InvalidInput
+from engine.model.footprint import ModelFootprint
+from engine.plan import ModelInfo, Plan, Stage
+from engine.planning.assignment import fits, layer_ranges
+from engine.planning.geo import pairwise_km, unit_vectors
+from engine.planning.gpus import peer_gpu_spec
+from engine.planning.inputs import PeerColumns, check_footprint, check_weights, peer_columns
+from engine.planning.metrics import plan_metrics
+from engine.planning.ordering import best_cycle, cycle_with_fixed_ends
+from engine.planning.scoring import policy_order
+from engine.planning.selection import Capacities, Selection, layer_capacities, select_peers
+from engine.planning.types import Ingress, Peer, Policy, Weights
+
+
+@dataclass(frozen=True, eq=False)
+class PlanningInputs:
+    """Validated inputs with their numpy columns, shared by several plans of one swarm."""
+
+    footprint: ModelFootprint
+    peers: tuple[Peer, ...]
+    ingress: Ingress
+    columns: PeerColumns
+    caps: Capacities
+
+
+def prepare(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress) -> PlanningInputs:
+    check_footprint(footprint)
+    columns = peer_columns(peers, ingress)
+    return PlanningInputs(footprint, tuple(peers), ingress, columns,
+                          layer_capacities(footprint, columns.free_vram_gb))
+
+
+def _policy(policy: Policy | str) -> Policy:
+    try:
+        return Policy(policy)
+    except ValueError:
+        raise InvalidInput("policy", policy, "expected one of " +
+                           ", ".join(p.value for p in Policy)) from None
+
+
+def make_plan(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress,
+              policy: Policy, weights: Weights) -> Plan:
+    """The plan for `policy`; infeasible swarms give Plan(feasible=False) with the shortfall."""
+    policy = _policy(policy)
+    normalised = check_weights(weights)
+    return plan_prepared(prepare(footprint, peers, ingress), policy, normalised)
+
+
+def plan_both(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress,
+              weights: Weights) -> tuple[Plan, Plan]:
+    """(VRAM baseline plan, carbon plan) over the same validated inputs."""
+    normalised = check_weights(weights)
+    inputs = prepare(footprint, peers, ingress)
+    return (plan_prepared(inputs, Policy.VRAM, normalised),
+            plan_prepared(inputs, Policy.CARBON, normalised))
+
+
+def plan_prepared(inputs: PlanningInputs, policy: Policy, weights: Weights) -> Plan:
+    """make_plan on prepared inputs; `weights` already normalised (VRAM records, ignores them)."""
+    fp = inputs.footprint
+    base = dict(
+        policy=policy.value,
+        weights={"carbon": weights.carbon, "distance": weights.distance, "vram": weights.vram},
+        model=ModelInfo(fp.name, fp.num_layers, fp.param_count, fp.quant),
+        ingress={"lat": float(inputs.ingress.lat), "lon": float(inputs.ingress.lon)},
+    )
+    order = policy_order(policy, inputs.columns, weights)
+    chosen = select_peers(fp, inputs.caps, order)
+    if not isinstance(chosen, Selection):
+        return Plan(**base, feasible=False, stages=(), shortfall_gb=chosen.shortfall_gb,
+                    shortfall_layers=chosen.shortfall_layers)
+    stage_peers, leg_km = _tour(inputs, chosen)
+    ranges = layer_ranges(inputs.caps, stage_peers, fp.num_layers)
+    stages = tuple(_stage(inputs, p, start, end, i == 0, i == len(ranges) - 1)
+                   for i, (p, (start, end)) in enumerate(zip(stage_peers, ranges, strict=True)))
+    gpus = [peer_gpu_spec(inputs.peers[p].gpu, inputs.peers[p].tflops, inputs.peers[p].power_w)
+            for p in stage_peers]
+    rtt = inputs.columns.rtt_ms
+    metrics = plan_metrics(fp, stages, gpus, leg_km,
+                           (float(rtt[stage_peers[0]]), float(rtt[stage_peers[-1]])))
+    return Plan(**base, feasible=True, stages=stages, metrics=metrics)
+
+
+def _tour(inputs: PlanningInputs, chosen: Selection) -> tuple[list[int], np.ndarray]:
+    """Stage peers in tour order (the ends able to hold embeddings / head) and the legs' km."""
+    peers = np.asarray(chosen.peers, dtype=np.int64)
+    cols = inputs.columns
+    lats = np.concatenate([[inputs.ingress.lat], cols.lat[peers]])
+    lons = np.concatenate([[inputs.ingress.lon], cols.lon[peers]])
+    dist = pairwise_km(lats, lons)
+    points = unit_vectors(lats, lons)
+    n = inputs.footprint.num_layers
+    if len(peers) == 1:
+        nodes = [0, 1]
+    else:
+        nodes = best_cycle(dist, points)
+        forward = [int(peers[v - 1]) for v in nodes[1:]]
+        if not fits(inputs.caps, forward, n):
+            nodes = [0] + nodes[1:][::-1]
+            if not fits(inputs.caps, forward[::-1], n):
+                # Neither direction puts peers able to hold the ends there: pin the ends.
+                first = 1 + chosen.peers.index(chosen.first)
+                last = 1 + chosen.peers.index(chosen.last)
+                nodes = cycle_with_fixed_ends(dist, first, last, points)
+    stage_peers = [int(peers[v - 1]) for v in nodes[1:]]
+    if not fits(inputs.caps, stage_peers, n):
+        raise AssertionError(f"planner bug: stages {stage_peers} cannot hold {n} layers")
+    walk = np.array(nodes + [0])
+    return stage_peers, dist[walk[:-1], walk[1:]]
+
+
+def _stage(inputs: PlanningInputs, p: int, start: int, end: int, first: bool,
+           last: bool) -> Stage:
+    peer = inputs.peers[p]
+    source = peer.carbon_source
+    return Stage(
+        peer_id=peer.id,
+        layer_start=start,
+        layer_end=end,
+        embeddings=first,
+        lm_head=last,
+        vram_required_gb=inputs.footprint.stage_bytes(end - start, first=first, last=last) / GB,
+        vram_free_gb=float(peer.free_vram_gb),
+        carbon_g_per_kwh=float(peer.carbon_g_per_kwh),
+        carbon_source=getattr(source, "value", str(source)),
+        lat=float(peer.lat),
+        lon=float(peer.lon),
+        gpu=peer.gpu,
+    )
