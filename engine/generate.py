@@ -168,10 +168,12 @@ class PipelineClient:
             pass
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        # Close the link before cancelling its reader: the reader sees the runner's end-of-stream,
+        # which is what Channel.close waits for.
         if self._first is not None:
             await self._first.close()
+        for task in list(self._tasks):
+            task.cancel()
         await self.node.close()
 
     async def _wait_for(self, request_id: int, timeout_s: float) -> tuple[dict[str, Any], bytes]:

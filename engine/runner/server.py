@@ -246,7 +246,7 @@ async def open_node(kind: str, bind: str = "127.0.0.1:0") -> Node:
     if kind == "iroh":
         from engine.transport.iroh_channel import IrohNode
 
-        return await IrohNode.start()
+        return await IrohNode.start(bind)
     raise InvalidInput("listen", kind, "expected 'tcp' or 'iroh'")
 
 

@@ -9,13 +9,14 @@ import torch
 
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=6,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+EOS = 255  # rarely the greedy pick of the seeded tiny model, so generations run to max_new_tokens
 
 
 def save_tiny(folder: Path, model_type: str = "llama", tied: bool = False, seed: int = 0, **extra) -> Path:
     from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
 
     config_cls = {"llama": LlamaConfig, "mistral": MistralConfig, "qwen2": Qwen2Config}[model_type]
-    config = config_cls(**TINY, tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    config = config_cls(**TINY, tie_word_embeddings=tied, bos_token_id=1, eos_token_id=EOS, pad_token_id=0,
                         **extra)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -39,3 +40,11 @@ def load_monolithic(folder: Path):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_model(tiny_llama):
+    return load_monolithic(tiny_llama)
+
+
+PROMPT_IDS = [5, 17, 33, 99, 4, 8, 200, 3]
