@@ -18,12 +18,12 @@ from shapely.ops import nearest_points
 from shapely.strtree import STRtree
 
 from engine.paths import ASSETS_DIR
+from engine.planning.geo import EARTH_RADIUS_KM, haversine_km
 
 COUNTRIES_SHP = (
     ASSETS_DIR / "natural_earth" / "shapefiles" / "natural_earth" / "cultural" / "ne_50m_admin_0_countries.shp"
 )
 NEAREST_KM = 50.0
-EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
 _MISSING = "-99"             # Natural Earth's "no code" marker (France and Norway have ISO_A3 = -99)
 
 # Natural Earth codes that differ from the ISO-style codes the carbon tables use.
@@ -79,15 +79,6 @@ class CountryLocator:
                 if distance_km <= self.nearest_km and (best is None or distance_km < best[0]):
                     best = (distance_km, int(index))
         return None if best is None else self._countries[best[1]]
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance; haversine formula (R. W. Sinnott, Sky & Telescope, 1984)."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi = phi2 - phi1
-    dlambda = math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _country_of(fields: dict[str, object]) -> Country:
