@@ -14,6 +14,7 @@ import pytest
 from engine.carbon import TOKEN_ENV, CarbonResolver
 from engine.carbon.country import CountryLocator
 from engine.errors import InvalidInput
+from engine.planning.gpus import GPU_TABLE
 from engine.planning.types import CarbonSource, Ingress, Peer
 from engine.swarm import DEMO_SWARM_PATH, Swarm, load_swarm, parse_swarm
 from tests.engine.carbon.local_api import start_local_api
@@ -259,6 +260,7 @@ def test_the_demo_swarm_holds_llama_70b_together_but_no_peer_alone(demo) -> None
 
 def test_the_demo_gpus_are_known_and_their_free_vram_below_the_card(demo) -> None:
     for peer in demo.peers:
+        assert peer.gpu in GPU_TABLE, peer.id  # exact key of the planner's GPU table
         assert peer.gpu in GPU_TOTAL_GB, peer.id
         assert 0 < peer.free_vram_gb < GPU_TOTAL_GB[peer.gpu], peer.id
 
