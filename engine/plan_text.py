@@ -74,7 +74,9 @@ def compare_plans(vram_plan: Plan, carbon_plan: Plan) -> str:
     rows = comparison_rows(vram_plan, carbon_plan)
     parts = [_table(("metric", "VRAM-only", "carbon+distance", "change"), rows)]
     for name, plan in (("VRAM-only", vram_plan), ("carbon+distance", carbon_plan)):
-        parts.append(f"\n{name}: " + (shortfall_message(plan) if not plan.feasible else ""))
         if plan.feasible:
+            parts.append(f"\n{name}:")
             parts.append(_table(("#", "peer", "GPU", "layers", "VRAM GB", "gCO2/kWh"), stage_rows(plan)))
+        else:
+            parts.append(f"\n{name}: {shortfall_message(plan)}")
     return "\n".join(parts)
