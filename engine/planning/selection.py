@@ -96,7 +96,11 @@ def best_two_ended(caps: Capacities, peers: np.ndarray) -> tuple[int, int, int] 
         second_last = np.where(np.arange(len(peers)) == f, np.inf, loss_last)
         second_first = np.where(np.arange(len(peers)) == f, np.inf, loss_first)
         l2, f2 = int(np.argmin(second_last)), int(np.argmin(second_first))
-        if loss_first[f] + second_last[l2] <= second_first[f2] + loss_last[ll]:
+        keep_first = loss_first[f] + second_last[l2]
+        keep_last = second_first[f2] + loss_last[ll]
+        if not math.isfinite(min(keep_first, keep_last)):
+            return None
+        if keep_first <= keep_last:
             ll = l2
         else:
             f = f2
@@ -108,7 +112,7 @@ def best_two_ended(caps: Capacities, peers: np.ndarray) -> tuple[int, int, int] 
 
 
 def _fits(caps: Capacities, peers: np.ndarray, num_layers: int) -> bool:
-    two = best_two_ended(caps, peers)
+    two = best_two_ended(caps, peers) if num_layers >= 2 else None   # a stage per layer at most
     return (two is not None and two[0] >= num_layers) or bool(caps.single[peers].max() >= num_layers)
 
 
@@ -139,7 +143,7 @@ def select_peers(footprint: ModelFootprint, caps: Capacities,
         else:
             lo = mid + 1
     prefix = candidates[:lo]
-    two = best_two_ended(caps, prefix)
+    two = best_two_ended(caps, prefix) if n >= 2 else None
     if two is None or two[0] < n:
         p = int(prefix[np.argmax(caps.single[prefix] >= n)])
         return Selection((p,), p, p)
@@ -160,15 +164,15 @@ def shortfall(footprint: ModelFootprint, caps: Capacities, candidates: np.ndarra
     """Facts for an infeasible swarm.
 
     shortfall_layers: layers left unplaced by the best arrangement of every peer (all layers when
-    no arrangement with both ends exists). shortfall_gb: the least free VRAM one more peer would
+    no arrangement with both ends exists; a one-layer model needs one peer for everything). shortfall_gb: the least free VRAM one more peer would
     need to make the swarm feasible, over its possible roles (alone, first, last, middle).
     """
     n = footprint.num_layers
-    two = best_two_ended(caps, candidates)
+    two = best_two_ended(caps, candidates) if n >= 2 else None
     best_single = int(caps.single[candidates].max()) if len(candidates) else 0
     placed = max(two[0] if two else 0, best_single)
     needed_bytes = [footprint.stage_bytes(n, first=True, last=True)]
-    if len(candidates):
+    if len(candidates) and n >= 2:
         loss_first, loss_last = _losses(caps, candidates)
         total_middle = int(caps.middle[candidates].sum())
         if np.isfinite(loss_last.min()):      # a newcomer as first stage, the best last kept
