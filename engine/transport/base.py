@@ -1,0 +1,219 @@
+"""The channel interface every transport implements, and the frame reading/writing they share.
+
+A `Channel` is one ordered, reliable, bidirectional stream of frames between two peers. A `Node`
+listens on an address a peer can dial and dials others; each transport (iroh, TCP) provides one.
+Concrete channels only supply four byte-level primitives; framing, limits, locking, recovery from
+bad frames and the graceful close live here once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Collection
+from typing import Any
+
+from engine.errors import PrismnError
+from engine.transport.frames import (
+    DEFAULT_LIMITS,
+    PREFIX_BYTES,
+    FrameError,
+    FrameLimits,
+    decode_header,
+    encode_prefix_and_header,
+    parse_prefix,
+)
+
+# Sent by the dialer right after opening the stream: identifies Prismn and its frame version, and
+# makes an iroh stream visible to the acceptor (QUIC announces a stream only once data flows).
+HELLO = b"prismn/1"
+HELLO_TIMEOUT_S = 10.0
+# How long a closed channel waits in the background for the peer's end-of-stream before it
+# drops the connection.
+LINGER_S = 10.0
+# Strong references to lingering closes, so the event loop does not lose them.
+_LINGERING: set[asyncio.Task[None]] = set()
+
+
+class ConnectionClosed(PrismnError):
+    """The peer closed the channel, the connection dropped, or this side closed it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"connection closed: {reason}")
+
+
+class Channel(abc.ABC):
+    """A framed, ordered, reliable channel to one peer.
+
+    `send` and `recv` are each safe to call from several tasks (frames never interleave).
+    `send` applies backpressure: it returns once the frame is handed to the transport, which for
+    iroh means within the peer's stream window (about 1.25 MB); larger frames need the peer to be
+    reading concurrently.
+    `recv` raises `FrameError` for a bad frame: if `error.recoverable`, the frame was consumed and
+    the channel keeps working; if not (a length over the limits, a stream cut inside a frame), the
+    channel has been closed. `recv` raises `ConnectionClosed` once the peer is gone.
+    """
+
+    def __init__(self, limits: FrameLimits = DEFAULT_LIMITS, allowed_types: Collection[str] | None = None):
+        self.limits = limits
+        self.allowed_types = frozenset(allowed_types) if allowed_types is not None else None
+        self._send_lock = asyncio.Lock()
+        self._recv_lock = asyncio.Lock()
+        self._closed = False
+        self._peer_finished = asyncio.Event()
+
+    # -- what a transport supplies ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _read_exact(self, num_bytes: int) -> bytes:
+        """Exactly `num_bytes`; raise `ConnectionClosed` if the stream ends or breaks first."""
+
+    @abc.abstractmethod
+    async def _read_some(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` (at least one); b"" at end-of-stream; `ConnectionClosed` if broken."""
+
+    @abc.abstractmethod
+    async def _write(self, chunks: list[bytes]) -> None:
+        """Write the chunks in order; raise `ConnectionClosed` if the stream is broken."""
+
+    @abc.abstractmethod
+    async def _finish_sending(self) -> None:
+        """Signal end-of-stream to the peer (it reads EOF after the last frame)."""
+
+    @abc.abstractmethod
+    def _release(self) -> None:
+        """Drop the connection now (synchronous, so it also runs inside a cancelled task); must
+        not raise. Pending reads on it end with `ConnectionClosed`."""
+
+    @property
+    @abc.abstractmethod
+    def peer(self) -> str:
+        """Who is on the other end (an iroh endpoint id, a TCP host:port)."""
+
+    # -- the interface ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        """Send one frame. A header that cannot be framed raises FrameError before any byte is sent."""
+        prefix_and_header = encode_prefix_and_header(header, memoryview(payload).nbytes, self.limits)
+        if self._closed:
+            raise ConnectionClosed("this side closed the channel")
+        async with self._send_lock:
+            await self._write([prefix_and_header, payload] if payload else [prefix_and_header])
+
+    async def recv(self) -> tuple[dict[str, Any], bytes]:
+        """The next frame as (header, payload)."""
+        if self._closed:
+            raise ConnectionClosed("this side closed the channel")
+        async with self._recv_lock:
+            try:
+                prefix = await self._read_exact(PREFIX_BYTES)
+            except ConnectionClosed:
+                self._peer_finished.set()
+                raise
+            try:
+                header_bytes, payload_bytes = parse_prefix(prefix, self.limits)
+            except FrameError:
+                # The stream position is lost: nothing after this can be trusted.
+                await self._abort()
+                raise
+            header_json = await self._read_rest("header", header_bytes)
+            payload = await self._read_rest("payload", payload_bytes) if payload_bytes else b""
+            # Both parts are consumed before the header is judged, so a bad header costs one frame.
+            return decode_header(header_json, payload_bytes, self.allowed_types), payload
+
+    async def close(self) -> None:
+        """Stop using the channel: finish sending and release the connection once the peer is done.
+
+        Returns at once. The connection lingers in the background (up to `LINGER_S`) until the
+        peer's end-of-stream arrives, so frames this side sent are not cut off by a teardown before
+        the peer has read them; frames that arrive meanwhile are dropped.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._finish_sending()
+        except (ConnectionClosed, OSError):
+            self._release()
+            return
+        if self._peer_finished.is_set():
+            self._release()
+            return
+        task = asyncio.ensure_future(self._linger())
+        _LINGERING.add(task)
+        task.add_done_callback(_LINGERING.discard)
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(peer={self.peer!r}, closed={self._closed})"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _read_rest(self, field: str, num_bytes: int) -> bytes:
+        try:
+            return await self._read_exact(num_bytes)
+        except ConnectionClosed as exc:
+            await self._abort()
+            raise FrameError(
+                field, num_bytes, f"truncated: stream ended inside a frame ({exc.reason})", recoverable=False
+            ) from None
+
+    async def _linger(self) -> None:
+        try:
+            if self._recv_lock.locked():
+                # Another task is inside recv(); it will see the end-of-stream.
+                await asyncio.wait_for(self._peer_finished.wait(), LINGER_S)
+            else:
+                await asyncio.wait_for(self._drain_until_eof(), LINGER_S)
+        except (ConnectionClosed, TimeoutError, OSError):
+            pass
+        finally:  # also when the event loop shuts down and cancels this task
+            self._release()
+
+    async def _drain_until_eof(self) -> None:
+        async with self._recv_lock:
+            while await self._read_some(64 * 1024):
+                pass
+            self._peer_finished.set()
+
+    async def _abort(self) -> None:
+        self._closed = True
+        self._release()
+
+
+class Node(abc.ABC):
+    """One local transport endpoint: listens at `address` and dials other nodes' addresses."""
+
+    @property
+    @abc.abstractmethod
+    def address(self) -> str:
+        """What a peer passes to its own `connect` to reach this node."""
+
+    @abc.abstractmethod
+    async def accept(self) -> Channel:
+        """The next channel a peer opened to this node (waits for one)."""
+
+    @abc.abstractmethod
+    async def connect(self, address: str, timeout_s: float = 10.0) -> Channel:
+        """Open a channel to the node at `address`; `InvalidInput` for a malformed address,
+        `ConnectionClosed` when it cannot be reached within `timeout_s`."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop listening and release the endpoint; open channels from this node stop working."""
+
+    async def __aenter__(self) -> Node:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,219 @@
+"""Frames over iroh (QUIC, peer to peer): one bidirectional stream on its own connection per channel.
+
+Offline-safe by default: the minimal preset (no discovery, no n0 services) and relays disabled, so
+peers dial each other's direct addresses carried in the endpoint ticket. `relay=True` switches to
+iroh's n0 preset (relays + discovery) for peers behind NATs on the internet.
+
+All iroh nodes of a process must live on one asyncio event loop: the bindings keep one global loop
+(`uniffi_set_event_loop`), which `IrohNode.start` sets to the running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+
+import iroh
+from iroh import iroh_ffi
+
+from engine.errors import InvalidInput
+from engine.transport import iroh_fix
+from engine.transport.base import HELLO, HELLO_TIMEOUT_S, Channel, ConnectionClosed, Node
+from engine.transport.frames import DEFAULT_LIMITS, FrameLimits
+
+log = logging.getLogger(__name__)
+
+ALPN = b"prismn/1"
+CONNECT_TIMEOUT_S = 10.0
+# QUIC application error codes this module closes connections with.
+CLOSE_NORMAL = 0
+CLOSE_BAD_HELLO = 1
+
+iroh_fix.apply()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, iroh.IrohError):
+        return f"{error.kind().name}: {error.message()}"
+    return str(error) or type(error).__name__
+
+
+class IrohChannel(Channel):
+    """A channel on one bidirectional QUIC stream; the channel owns its connection."""
+
+    def __init__(
+        self,
+        connection: iroh.Connection,
+        stream: iroh.BiStream,
+        limits: FrameLimits = DEFAULT_LIMITS,
+        allowed_types: Collection[str] | None = None,
+    ) -> None:
+        super().__init__(limits, allowed_types)
+        self._connection = connection
+        self._send_stream = stream.send()
+        self._recv_stream = stream.recv()
+        self._peer = str(connection.remote_id())
+
+    @property
+    def peer(self) -> str:
+        return self._peer
+
+    @property
+    def rtt_ms(self) -> int | None:
+        """QUIC's current round-trip estimate on the selected path."""
+        return self._connection.rtt()
+
+    async def _read_exact(self, num_bytes: int) -> bytes:
+        try:
+            return await self._recv_stream.read_exact(num_bytes)
+        except iroh.IrohError as exc:
+            raise ConnectionClosed(f"{self._peer[:10]}: {_describe(exc)}") from None
+
+    async def _read_some(self, max_bytes: int) -> bytes:
+        try:
+            return await self._recv_stream.read(max_bytes)
+        except iroh.IrohError as exc:
+            raise ConnectionClosed(f"{self._peer[:10]}: {_describe(exc)}") from None
+
+    async def _write(self, chunks: list[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                await self._send_stream.write_all(chunk)
+        except iroh.IrohError as exc:
+            raise ConnectionClosed(f"{self._peer[:10]}: {_describe(exc)}") from None
+
+    async def _finish_sending(self) -> None:
+        try:
+            await self._send_stream.finish()
+        except iroh.IrohError as exc:
+            raise ConnectionClosed(_describe(exc)) from None
+
+    def _release(self) -> None:
+        try:
+            self._connection.close(CLOSE_NORMAL, b"closed")
+        except iroh.IrohError:
+            pass
+
+
+class IrohNode(Node):
+    """An iroh endpoint that accepts and opens Prismn channels.
+
+    `address` is the endpoint ticket (a base32 string with the endpoint id and its direct
+    addresses, plus the relay URL when relays are on); a peer passes it to `connect`.
+    """
+
+    def __init__(
+        self, endpoint: iroh.Endpoint, limits: FrameLimits, allowed_types: Collection[str] | None
+    ) -> None:
+        self.limits = limits
+        self.allowed_types = allowed_types
+        self._endpoint = endpoint
+        self._incoming: asyncio.Queue[IrohChannel] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @classmethod
+    async def start(
+        cls,
+        bind_addr: str = "127.0.0.1:0",
+        secret_key: bytes | None = None,
+        relay: bool = False,
+        limits: FrameLimits = DEFAULT_LIMITS,
+        allowed_types: Collection[str] | None = None,
+    ) -> IrohNode:
+        """Bind an endpoint at `bind_addr` ("0.0.0.0:0" to accept from other machines).
+
+        `secret_key` (32 bytes) keeps the endpoint id stable across restarts; a fresh one otherwise.
+        """
+        if secret_key is not None and len(secret_key) != 32:
+            raise InvalidInput("secret_key", f"<{len(secret_key)} bytes>", "must be 32 bytes")
+        iroh_ffi.uniffi_set_event_loop(asyncio.get_running_loop())
+        options = iroh.EndpointOptions(
+            preset=iroh.preset_n0() if relay else iroh.preset_minimal(),
+            bind_addr=bind_addr,
+            secret_key=secret_key,
+            alpns=[ALPN],
+            relay_mode=iroh.RelayMode.default_mode() if relay else iroh.RelayMode.disabled(),
+        )
+        try:
+            endpoint = await iroh.Endpoint.bind(options)
+        except iroh.IrohError as exc:
+            raise InvalidInput(
+                "bind_addr", bind_addr, f"cannot bind an iroh endpoint: {_describe(exc)}"
+            ) from None
+        node = cls(endpoint, limits, allowed_types)
+        node._spawn(node._accept_loop())
+        return node
+
+    @property
+    def address(self) -> str:
+        return str(iroh.EndpointTicket.from_addr(self._endpoint.addr()))
+
+    @property
+    def endpoint_id(self) -> str:
+        return str(self._endpoint.id())
+
+    async def accept(self) -> IrohChannel:
+        if self._closed:
+            raise ConnectionClosed("node is closed")
+        return await self._incoming.get()
+
+    async def connect(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> IrohChannel:
+        if self._closed:
+            raise ConnectionClosed("node is closed")
+        try:
+            endpoint_addr = iroh.EndpointTicket.from_string(address).endpoint_addr()
+        except (iroh.IrohError, TypeError) as exc:
+            raise InvalidInput("address", address, f"not an iroh endpoint ticket: {_describe(exc)}") from None
+        try:
+            connection = await asyncio.wait_for(self._endpoint.connect(endpoint_addr, ALPN), timeout_s)
+            stream = await asyncio.wait_for(connection.open_bi(), timeout_s)
+        except TimeoutError:
+            raise ConnectionClosed(f"cannot reach {address[:24]}...: timed out after {timeout_s} s") from None
+        except iroh.IrohError as exc:
+            raise ConnectionClosed(f"cannot reach {address[:24]}...: {_describe(exc)}") from None
+        channel = IrohChannel(connection, stream, self.limits, self.allowed_types)
+        await channel._write([HELLO])
+        return channel
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        while not self._incoming.empty():
+            await self._incoming.get_nowait().close()
+        await self._endpoint.close()
+
+    def _spawn(self, coroutine) -> None:  # noqa: ANN001
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self) -> None:
+        while True:
+            incoming = await self._endpoint.accept_next()
+            if incoming is None:  # endpoint closed
+                return
+            self._spawn(self._handshake(incoming))
+
+    async def _handshake(self, incoming: iroh.Incoming) -> None:
+        connection = None
+        try:
+            connection = await asyncio.wait_for((await incoming.accept()).connect(), HELLO_TIMEOUT_S)
+            stream = await asyncio.wait_for(connection.accept_bi(), HELLO_TIMEOUT_S)
+            hello = await asyncio.wait_for(stream.recv().read_exact(len(HELLO)), HELLO_TIMEOUT_S)
+        except (iroh.IrohError, TimeoutError) as exc:
+            log.info("dropping incoming iroh connection: %s", _describe(exc))
+            if connection is not None:
+                connection.close(CLOSE_BAD_HELLO, b"no hello")
+            return
+        if hello != HELLO:
+            log.info(
+                "dropping iroh connection from %s: hello %r is not %r", connection.remote_id(), hello, HELLO
+            )
+            connection.close(CLOSE_BAD_HELLO, b"bad hello")
+            return
+        await self._incoming.put(IrohChannel(connection, stream, self.limits, self.allowed_types))
