@@ -92,6 +92,7 @@ class PrismnApp:
         self.pareto_canvas = FigureCanvasTkAgg(self.pareto_figure, master=pareto_tab)
         self.pareto = ParetoFigure(self.pareto_figure, on_pick=self.use_weights, theme=theme)
         self.pareto_canvas.get_tk_widget().pack(fill="both", expand=True)
+        self.pareto_canvas.mpl_connect("draw_event", lambda _e: self._write_state())
 
         self.outcome: PlanOutcome | None = None
         self.context = AppContext(
@@ -185,8 +186,7 @@ class PrismnApp:
 
     def _map_drawn(self, _event) -> None:
         self.map_draws += 1
-        if self.map_draws == 1 and self.state_file:
-            self._write_state()
+        self._write_state()
 
     def _set_status(self, text: str) -> None:
         self.status.configure(text=text)
@@ -219,12 +219,23 @@ class PrismnApp:
                         for name, button in self.controls.preset_buttons.items()})
         widgets["map"] = self.map_canvas.get_tk_widget()
         widgets["context_entry"] = self.controls.context
+        for name, button in self.tabs._segmented_button._buttons_dict.items():  # no public accessor
+            widgets[f"tab_{name.lower()}"] = button
         boxes = {}
         for name, widget in widgets.items():
             if widget.winfo_ismapped():
                 boxes[name] = [widget.winfo_rootx(), widget.winfo_rooty(), widget.winfo_width(),
                                widget.winfo_height()]
         return boxes
+
+    def _pareto_screen_points(self) -> list[dict]:
+        widget = self.pareto_canvas.get_tk_widget()
+        if self.tabs.get() != "Pareto" or not widget.winfo_ismapped():
+            return []
+        height = widget.winfo_height()
+        return [{"x": widget.winfo_rootx() + x, "y": widget.winfo_rooty() + height - y,
+                 "weights": {"carbon": w.carbon, "distance": w.distance, "vram": w.vram}}
+                for x, y, w in self.pareto.display_points()]
 
     def _write_state(self) -> None:
         if not self.state_file or self.outcome is None:
@@ -235,6 +246,8 @@ class PrismnApp:
             "map_draws": self.map_draws,
             "seconds_since_start": time.perf_counter() - self.started,
             "widgets": self.widget_boxes(),
+            "tab": self.tabs.get(),
+            "pareto_points": self._pareto_screen_points(),
             "pid": os.getpid(),
         })
         export.write_state_json(state, self.state_file)

@@ -56,6 +56,7 @@ class ParetoFigure:
                                          picker=6, label="Pareto frontier", zorder=3)
         self.ax.relim()
         self.ax.autoscale_view()
+        self._refresh_legend()
 
     def show_current(self, ms_per_token: float | None, g_co2_per_1k: float | None) -> None:
         if self._current is not None:
@@ -66,7 +67,23 @@ class ParetoFigure:
         (self._current,) = self.ax.plot([ms_per_token], [g_co2_per_1k], marker="*", markersize=18,
                                         color="#ffd60a", markeredgecolor="#111111", linestyle="none",
                                         label="current weights", zorder=4)
-        self.ax.legend(loc="upper right", fontsize=8)
+        self._refresh_legend()
+
+    def _refresh_legend(self) -> None:
+        if self._frontier is None and self._current is None:
+            return
+        legend = self.ax.legend(loc="upper right", fontsize=8, facecolor=self._theme["figure"],
+                                edgecolor=self._theme["text"])
+        for text in legend.get_texts():
+            text.set_color(self._theme["text"])
+
+    def display_points(self) -> list[tuple[float, float, Weights]]:
+        """Frontier points in figure display pixels (origin bottom-left), for the test hook."""
+        out = []
+        for entry in self._entries:
+            x, y = self.ax.transData.transform((entry.est_ms_per_token, entry.g_co2_per_1k_tokens))
+            out.append((float(x), float(y), entry.weights))
+        return out
 
     def entry_weights(self, index: int) -> Weights:
         return self._entries[index].weights

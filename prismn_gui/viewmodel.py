@@ -291,11 +291,18 @@ class PlanningSession:
             points = pareto_sweep(fp, swarm.peers, ingress, steps=steps)
         except PrismnError as exc:
             return ParetoOutcome(key, error=str(exc))
-        entries = tuple(
-            ParetoEntry(p.weights, p.plan.metrics.g_co2_per_1k_tokens, p.plan.metrics.est_ms_per_token)
-            for p in points if p.plan.feasible and p.plan.metrics is not None
-        )
-        return ParetoOutcome(key, entries)
+        entries: list[ParetoEntry] = []
+        seen: set[tuple[float, float]] = set()
+        for point in points:
+            if not point.plan.feasible or point.plan.metrics is None:
+                continue
+            metrics = point.plan.metrics
+            # Weights that lead to the same plan would stack on one spot; a click takes the first.
+            spot = (round(metrics.g_co2_per_1k_tokens, 9), round(metrics.est_ms_per_token, 9))
+            if spot not in seen:
+                seen.add(spot)
+                entries.append(ParetoEntry(point.weights, metrics.g_co2_per_1k_tokens, metrics.est_ms_per_token))
+        return ParetoOutcome(key, tuple(entries))
 
 
 def state_summary(outcome: PlanOutcome, update_number: int) -> dict:

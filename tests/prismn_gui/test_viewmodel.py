@@ -136,6 +136,8 @@ def test_pareto_entries_come_from_the_engine_sweep(session):
     ms = [e.est_ms_per_token for e in outcome.entries]
     assert ms == sorted(ms)
     assert all(isinstance(e.weights, Weights) for e in outcome.entries)
+    spots = [(e.g_co2_per_1k_tokens, e.est_ms_per_token) for e in outcome.entries]
+    assert len(spots) == len(set(spots))          # one clickable point per distinct plan
 
 
 def test_state_summary_is_json_and_carries_both_plans(session):

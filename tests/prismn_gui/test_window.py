@@ -164,6 +164,28 @@ def test_a_bad_context_shows_the_field_and_value_and_the_app_keeps_running(app):
     assert app["proc"].poll() is None
 
 
+def test_clicking_a_pareto_point_moves_the_sliders_to_its_weights(app):
+    state_file = app["state_file"]
+    boxes = read_state(state_file)["widgets"]
+    x, y = centre_of(boxes["tab_pareto"])
+    xdo(app, "mousemove", str(x), str(y), "click", "1")
+    shown = wait_for_state(state_file, lambda s: s["tab"] == "Pareto" and s["pareto_points"], proc=app["proc"])
+    # Pick the point whose weights differ most from the sliders now.
+    now = shown["weights"]
+    target = max(shown["pareto_points"],
+                 key=lambda p: sum(abs(p["weights"][k] - now[k]) for k in ("carbon", "distance", "vram")))
+    xdo(app, "mousemove", str(round(target["x"])), str(round(target["y"])), "click", "1")
+
+    def follows(state: dict) -> bool:   # sliders move in steps of 0.01
+        return all(abs(state["weights"][k] - target["weights"][k]) <= 0.006 for k in ("carbon", "distance", "vram"))
+    moved = wait_for_state(state_file, follows, proc=app["proc"])
+    assert moved["update"] > shown["update"]
+    x, y = centre_of(moved["widgets"]["tab_map"])
+    xdo(app, "mousemove", str(x), str(y), "click", "1")
+    wait_for_state(state_file, lambda s: s["tab"] == "Map", proc=app["proc"])
+    time.sleep(0.5)   # the map frame is mapped again after the tab switch
+
+
 def test_a_screenshot_shows_the_window_with_the_map(app):
     import matplotlib.image
 
@@ -174,7 +196,7 @@ def test_a_screenshot_shows_the_window_with_the_map(app):
     pixels = (matplotlib.image.imread(path)[..., :3] * 255).astype(int)
     assert pixels.shape[:2] == (800, 1280)
     assert pixels.std() > 20, "the screenshot is blank"
-    x, y, width, height = read_state(app["state_file"])["widgets"]["map"]
+    x, y, width, height = app["first"]["widgets"]["map"]   # the map does not move
     region = pixels[y:y + height, x:x + width]
     theme = THEMES["light"]
 
