@@ -10,8 +10,15 @@ from engine.errors import InvalidInput
 from engine.plan import Plan
 from engine.planning.planner import make_plan, plan_both
 from engine.planning.types import Ingress, Policy, Weights
-from tests.engine.planning.factories import (INGRESS, best_arrangement_layers, footprint,
-                                             footprints, peer, swarms, usable_bytes)
+from tests.engine.planning.factories import (
+    INGRESS,
+    best_arrangement_layers,
+    footprint,
+    footprints,
+    peer,
+    swarms,
+    usable_bytes,
+)
 
 
 def assert_valid_plan(plan, fp, peers, ingress=INGRESS):

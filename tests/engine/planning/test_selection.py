@@ -2,12 +2,19 @@ import numpy as np
 from hypothesis import given, settings
 
 from engine import GB
-from engine.planning.scoring import policy_order
 from engine.planning.inputs import peer_columns
+from engine.planning.scoring import policy_order
 from engine.planning.selection import Selection, Shortfall, layer_capacities, select_peers
 from engine.planning.types import Policy, Weights
-from tests.engine.planning.factories import (INGRESS, best_arrangement_layers, footprint,
-                                             footprints, max_layers, peer, swarms)
+from tests.engine.planning.factories import (
+    INGRESS,
+    best_arrangement_layers,
+    footprint,
+    footprints,
+    max_layers,
+    peer,
+    swarms,
+)
 
 
 @settings(max_examples=60, deadline=None)
