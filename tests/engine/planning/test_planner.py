@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -27,7 +28,7 @@ def assert_valid_plan(plan, fp, peers, ingress=INGRESS):
     stages = plan.stages
     assert stages and plan.metrics is not None
     assert stages[0].layer_start == 0 and stages[-1].layer_end == fp.num_layers
-    for a, b in zip(stages, stages[1:]):
+    for a, b in itertools.pairwise(stages):
         assert a.layer_end == b.layer_start                     # contiguous, each layer once
     assert all(s.layer_end > s.layer_start for s in stages)
     assert [s.embeddings for s in stages] == [True] + [False] * (len(stages) - 1)
@@ -41,7 +42,7 @@ def assert_valid_plan(plan, fp, peers, ingress=INGRESS):
         assert (s.lat, s.lon, s.vram_free_gb) == (p.lat, p.lon, p.free_vram_gb)
         assert s.carbon_source == p.carbon_source.value and s.gpu == p.gpu
     points = [(ingress.lat, ingress.lon)] + [(s.lat, s.lon) for s in stages] + [(ingress.lat, ingress.lon)]
-    km = sum(great_circle(a, b).km for a, b in zip(points, points[1:]))
+    km = sum(great_circle(a, b).km for a, b in itertools.pairwise(points))
     assert plan.metrics.tour_km == pytest.approx(km, rel=1e-6, abs=1e-3)
     assert plan.metrics.peers_used == len(stages)
     assert 0 < plan.metrics.vram_utilization <= 1
