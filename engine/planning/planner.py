@@ -107,20 +107,47 @@ def _tour(inputs: PlanningInputs, chosen: Selection) -> tuple[list[int], np.ndar
     if len(peers) == 1:
         nodes = [0, 1]
     else:
-        nodes = best_cycle(dist, points)
-        forward = [int(peers[v - 1]) for v in nodes[1:]]
-        if not fits(inputs.caps, forward, n):
-            nodes = [0] + nodes[1:][::-1]
-            if not fits(inputs.caps, forward[::-1], n):
-                # Neither direction puts peers able to hold the ends there: pin the ends.
-                first = 1 + chosen.peers.index(chosen.first)
-                last = 1 + chosen.peers.index(chosen.last)
-                nodes = cycle_with_fixed_ends(dist, first, last, points)
+        nodes = _feasible_break(inputs.caps, peers, dist, best_cycle(dist, points), n)
+        if nodes is None:
+            # No way round the shortest ring puts end-capable peers at the ends: pin them.
+            first = 1 + chosen.peers.index(chosen.first)
+            last = 1 + chosen.peers.index(chosen.last)
+            nodes = cycle_with_fixed_ends(dist, first, last, points)
     stage_peers = [int(peers[v - 1]) for v in nodes[1:]]
     if not fits(inputs.caps, stage_peers, n):
         raise AssertionError(f"planner bug: stages {stage_peers} cannot hold {n} layers")
     walk = np.array(nodes + [0])
     return stage_peers, dist[walk[:-1], walk[1:]]
+
+
+def _feasible_break(caps: Capacities, peers: np.ndarray, dist: np.ndarray, cycle: list[int],
+                    num_layers: int) -> list[int] | None:
+    """The shortest way to splice the ingress into the stages' ring with feasible ends.
+
+    The tour's ends are the ingress's two neighbours. Cutting the ring edge (a, b) and going
+    ingress -> b ... a -> ingress (or reversed) costs d(0,a) + d(0,b) − d(a,b) extra; every
+    cut and direction whose first peer fits the embeddings, last peer the head, and total
+    capacity the layers is a candidate. None when no cut works.
+    """
+    ring = np.asarray(cycle[1:], dtype=np.int64)
+    before = np.roll(ring, 1)                       # ring edge (before[i], ring[i])
+    extra = dist[0, before] + dist[0, ring] - dist[before, ring]
+    who = peers[ring - 1]
+    who_before = peers[before - 1]
+    total = int(caps.middle[who].sum())
+    loss_first = np.where(caps.first >= 1, caps.middle - caps.first, num_layers + 1)
+    loss_last = np.where(caps.last >= 1, caps.middle - caps.last, num_layers + 1)
+    # forward: ingress -> ring[i] ... before[i] -> ingress; backward: the mirror image.
+    forward_ok = total - loss_first[who] - loss_last[who_before] >= num_layers
+    backward_ok = total - loss_first[who_before] - loss_last[who] >= num_layers
+    cost = np.minimum(np.where(forward_ok, extra, np.inf), np.where(backward_ok, extra, np.inf))
+    i = int(np.argmin(cost))
+    if not np.isfinite(cost[i]):
+        return None
+    order = np.concatenate([ring[i:], ring[:i]])
+    if not forward_ok[i]:
+        order = order[::-1]
+    return [0] + [int(v) for v in order]
 
 
 def _stage(inputs: PlanningInputs, p: int, start: int, end: int, first: bool,

@@ -81,7 +81,7 @@ def test_plans_with_many_stages_use_the_heuristic_tour_and_stay_valid(stages, se
         assert_valid_plan(plan, fp, peers)
 
 
-def test_tour_direction_or_ends_are_fixed_when_only_some_peers_can_hold_the_ends():
+def test_ingress_is_spliced_into_the_ring_where_end_capable_peers_become_the_ends():
     # Only the two big peers can hold the 4 GB embeddings / head, and they sit far from the
     # ingress while the small ones sit around it: the shortest tour would put them mid-way.
     fp = footprint(num_layers=10, layer_mb=1024, kv_mb=0, activation_mb=0, margin=0.0,
@@ -197,3 +197,18 @@ def test_bad_policy_weights_ingress_and_footprint_are_rejected_precisely():
     with pytest.raises(InvalidInput, match="footprint.safety_margin=1.0"):
         make_plan(footprint(margin=1.0), peers, INGRESS, Policy.CARBON, Weights())
     assert make_plan(fp, peers, INGRESS, "vram", Weights()).policy == "vram"
+
+
+def test_ends_are_pinned_when_no_cut_of_the_shortest_ring_fits():
+    # Only Sydney and Buenos Aires can hold the ends, and Auckland lies between them on the
+    # shortest ring, so no place to splice in the ingress puts both at the ends.
+    fp = footprint(num_layers=10, layer_mb=1024, kv_mb=0, activation_mb=0, margin=0.0,
+                   embedding_mb=4096, lm_head_mb=4096)
+    peers = (peer("sydney", lat=-33.9, lon=151.2, free_vram_gb=6.5),
+             peer("buenos-aires", lat=-34.6, lon=-58.4, free_vram_gb=6.5),
+             peer("auckland", lat=-36.8, lon=174.8, free_vram_gb=3.2),
+             peer("paris", lat=48.9, lon=2.3, free_vram_gb=3.2))
+    plan = make_plan(fp, peers, INGRESS, Policy.VRAM, Weights())
+    assert plan.feasible
+    assert_valid_plan(plan, fp, peers)
+    assert {plan.stages[0].peer_id, plan.stages[-1].peer_id} == {"sydney", "buenos-aires"}
