@@ -27,7 +27,7 @@ from prismn_gui import export  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
-from prismn_gui.map_view import MapFigure, configure_cartopy  # noqa: E402
+from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
 from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
 from prismn_gui.worker import PlanWorker  # noqa: E402
@@ -86,7 +86,7 @@ class PrismnApp:
         self.map = MapFigure(self.map_figure, projection=args.projection, theme=theme)
         self.map_canvas.get_tk_widget().pack(fill="both", expand=True)
         self.map_draws = 0
-        self.map_canvas.mpl_connect("draw_event", self._map_drawn)
+        self.map_blit = BlitManager(self.map_canvas, self.map, on_drawn=self._map_drawn)
 
         self.pareto_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.pareto_canvas = FigureCanvasTkAgg(self.pareto_figure, master=pareto_tab)
@@ -119,6 +119,7 @@ class PrismnApp:
         self.update_number = 0
         self.applied_at: float | None = None
         self.map_draws_at_apply = 0
+        self.last_apply_ms = 0.0
         self.root.protocol("WM_DELETE_WINDOW", self.close)
         self.root.after(POLL_MS, self._poll)
         self.request_plan()
@@ -148,11 +149,13 @@ class PrismnApp:
         if isinstance(result, Exception):
             result = PlanOutcome(request, error=f"internal error: {result!r} (see terminal)")
         outcome: PlanOutcome = result
+        apply_started = time.perf_counter()
+        self.map_draws_at_apply = self.map_draws
         self.outcome = outcome
         self.comparison.show(outcome)
         if outcome.error is None:
             self.map.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
-            self.map_canvas.draw_idle()
+            self.map_blit.update()
             key = request.planning_key()
             if key != self._pareto_key:
                 self._pareto_key = key
@@ -163,7 +166,7 @@ class PrismnApp:
             self._draw_pareto_if_shown()
         self.update_number += 1
         self.applied_at = time.perf_counter()
-        self.map_draws_at_apply = self.map_draws
+        self.last_apply_ms = (self.applied_at - apply_started) * 1000
         self.context.publish(outcome)
         self._write_state()
 
@@ -184,7 +187,7 @@ class PrismnApp:
         else:
             self.map_canvas.draw_idle()
 
-    def _map_drawn(self, _event) -> None:
+    def _map_drawn(self) -> None:
         self.map_draws += 1
         self._write_state()
 
@@ -208,7 +211,8 @@ class PrismnApp:
         path = filedialog.asksaveasfilename(defaultextension=".png", initialfile="prismn-map.png",
                                             filetypes=[("PNG", "*.png")])
         if path:
-            export.write_figure_png(self.map_figure, path)
+            with self.map.all_drawn():
+                export.write_figure_png(self.map_figure, path)
             self._set_status(f"Map written to {path}")
 
     # ---- test hook ---------------------------------------------------------------------------

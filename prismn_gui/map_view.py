@@ -9,6 +9,7 @@ caller asks for `draw_idle`. Cartopy caches projected coastlines, so redraws sta
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 
 import cartopy
 import numpy as np
@@ -74,7 +75,30 @@ class MapFigure:
         self._peer_rgba: np.ndarray | None = None
         self._scatter = None
         self._ingress_artist = None
-        self._dynamic: list = []            # tours, rings, stage numbers, legend
+        self._dynamic: list = []            # tours, stage numbers, legend
+        self._animated = False              # True once a BlitManager draws the changing artists
+
+    # ---- what changes between updates (drawn over a cached basemap when blitting) ----------
+
+    def changing_artists(self) -> list:
+        artists = [a for a in (self._scatter, self._ingress_artist) if a is not None]
+        return artists + self._dynamic
+
+    def set_animated(self, animated: bool) -> None:
+        """Animated artists are skipped by a full draw; the blit manager draws them itself."""
+        self._animated = animated
+        for artist in self.changing_artists():
+            artist.set_animated(animated)
+
+    @contextmanager
+    def all_drawn(self):
+        """For savefig: draw every artist normally, then restore blitting."""
+        was = self._animated
+        self.set_animated(False)
+        try:
+            yield
+        finally:
+            self.set_animated(was)
 
     # ---- updates --------------------------------------------------------------------------
 
@@ -83,6 +107,8 @@ class MapFigure:
         self._set_peers(peers)
         self._set_ingress(ingress)
         self._set_plans(ingress, vram_plan, carbon_plan)
+        if self._animated:
+            self.set_animated(True)
 
     def _set_peers(self, peers) -> None:
         key = tuple((p.id, p.lat, p.lon, p.free_vram_gb, p.carbon_g_per_kwh) for p in peers)
@@ -165,6 +191,42 @@ class MapFigure:
     def artist_counts(self) -> dict[str, int]:
         """For tests: how many dynamic artists (tours, labels, legend) are on the map."""
         return {"dynamic": len(self._dynamic), "peers": len(self._peer_ids)}
+
+
+class BlitManager:
+    """Keeps a rendered basemap and redraws only the changing artists over it (matplotlib blitting).
+
+    A full draw (first show, resize, tab switch) refreshes the cached background; an update then
+    costs restore + a few artists + one blit instead of re-rendering coastlines and countries.
+    """
+
+    def __init__(self, canvas, map_figure: MapFigure, on_drawn=None) -> None:
+        self.canvas = canvas
+        self.map_figure = map_figure
+        self._on_drawn = on_drawn
+        self._background = None
+        map_figure.set_animated(True)
+        canvas.mpl_connect("draw_event", self._full_draw)
+
+    def _full_draw(self, _event) -> None:
+        self._background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        self._draw_changing()
+        if self._on_drawn:
+            self._on_drawn()
+
+    def _draw_changing(self) -> None:
+        for artist in self.map_figure.changing_artists():
+            self.canvas.figure.draw_artist(artist)
+
+    def update(self) -> None:
+        if self._background is None:
+            self.canvas.draw_idle()
+            return
+        self.canvas.restore_region(self._background)
+        self._draw_changing()
+        self.canvas.blit(self.canvas.figure.bbox)
+        if self._on_drawn:
+            self._on_drawn()
 
 
 def _configured() -> bool:

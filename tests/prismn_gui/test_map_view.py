@@ -109,3 +109,36 @@ def test_clicking_a_pareto_point_hands_back_its_weights():
     # Points can coincide; the one handed back is the one under the cursor.
     assert (chosen.est_ms_per_token, chosen.g_co2_per_1k_tokens) == (entry.est_ms_per_token,
                                                                     entry.g_co2_per_1k_tokens)
+
+
+def _share_of(figure, hex_colour: str, tolerance: int = 10) -> float:
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(int)
+    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return float(np.all(np.abs(pixels - rgb) < tolerance, axis=-1).mean())
+
+
+def test_blitting_draws_the_tours_over_the_cached_basemap_and_exports_keep_them(outcome, tmp_path):
+    import matplotlib.image
+
+    from prismn_gui.map_view import BlitManager
+
+    figure = new_figure()
+    view = MapFigure(figure)
+    drawn = []
+    blit = BlitManager(figure.canvas, view, on_drawn=lambda: drawn.append(1))
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    figure.canvas.draw()                       # full draw: caches the basemap, then the tours
+    with_tours = _share_of(figure, VRAM_STYLE["color"])
+    view.show(outcome.peers, outcome.ingress, None, None)
+    blit.update()                              # restore basemap; only the legend's sample line is orange
+    without_tours = _share_of(figure, VRAM_STYLE["color"])
+    assert with_tours > 3 * without_tours
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    blit.update()
+    assert _share_of(figure, VRAM_STYLE["color"]) == with_tours
+    assert len(drawn) == 3
+    with view.all_drawn():
+        png = export.write_figure_png(figure, tmp_path / "map.png", dpi=100)
+    saved = (matplotlib.image.imread(png)[..., :3] * 255).astype(int)
+    rgb = np.array([int(VRAM_STYLE["color"][i:i + 2], 16) for i in (1, 3, 5)])
+    assert np.all(np.abs(saved - rgb) < 10, axis=-1).any()
