@@ -241,6 +241,13 @@ class PrismnApp:
                  "weights": {"carbon": w.carbon, "distance": w.distance, "vram": w.vram}}
                 for x, y, w in self.pareto.display_points()]
 
+    def _deploy_state(self) -> dict:
+        button = getattr(self.deploy_area, "deploy_button", None)
+        hint = getattr(self.deploy_area, "hint", None)
+        return {"panel": type(self.deploy_area).__name__,
+                "deploy_enabled": bool(button is not None and button.cget("state") == "normal"),
+                "hint": hint.cget("text") if hint is not None else None}
+
     def _write_state(self) -> None:
         if not self.state_file or self.outcome is None:
             return
@@ -253,6 +260,7 @@ class PrismnApp:
             "tab": self.tabs.get(),
             "pareto_points": self._pareto_screen_points(),
             "pid": os.getpid(),
+            "deploy": self._deploy_state(),
         })
         export.write_state_json(state, self.state_file)
 
