@@ -8,9 +8,12 @@ longer than `idle_timeout_s`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -42,6 +45,7 @@ class StageExecutor:
         self.dtype = next(p for n, p in stage.named_parameters() if n.startswith(("layers", "norm"))).dtype
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
+        self._names = _KwargNames.of(type(stage.layers[0]).forward)
 
     # ---- sessions -------------------------------------------------------------------------
 
@@ -139,24 +143,61 @@ class StageExecutor:
             hidden = inputs.to(self.dtype)
         length = hidden.shape[1]
         position_ids = torch.arange(start_position, start_position + length, device=self.device).unsqueeze(0)
-        masks = self._masks(hidden, entry.cache, position_ids)
+        cache_position = position_ids[0]
+        masks = self._masks(hidden, entry.cache, position_ids, cache_position)
         position_embeddings = stage.rotary_emb(hidden, position_ids)
+        extra: dict[str, Any] = {self._names.layer_cache: entry.cache}
+        if self._names.layer_cache_position:
+            extra["cache_position"] = cache_position
         for layer, layer_type in zip(stage.layers, stage.layer_types, strict=True):
             hidden = layer(hidden, attention_mask=masks[layer_type], position_embeddings=position_embeddings,
-                           position_ids=position_ids, cache=entry.cache, use_cache=True)
+                           position_ids=position_ids, use_cache=True, **extra)
+            if isinstance(hidden, tuple):     # older transformers return (hidden_states, ...)
+                hidden = hidden[0]
         if not self.last:
             return hidden
         if last_only:
             hidden = hidden[:, -1:, :]
         return stage.lm_head(stage.norm(hidden))
 
-    def _masks(self, hidden: torch.Tensor, cache: DynamicCache, position_ids: torch.Tensor) -> dict:
-        kwargs = {"config": self.config, "inputs_embeds": hidden, "attention_mask": None, "cache": cache,
-                  "position_ids": position_ids}
+    def _masks(self, hidden: torch.Tensor, cache: DynamicCache, position_ids: torch.Tensor,
+               cache_position: torch.Tensor) -> dict:
         masks = {}
         for layer_type in set(self.stage.layer_types):
-            if layer_type == "sliding_attention":
-                masks[layer_type] = create_sliding_window_causal_mask(**kwargs)
-            else:
-                masks[layer_type] = create_causal_mask(**kwargs)
+            function = (create_sliding_window_causal_mask if layer_type == "sliding_attention"
+                        else create_causal_mask)
+            masks[layer_type] = function(**_mask_kwargs(function, self.config, hidden, cache, position_ids,
+                                                        cache_position))
         return masks
+
+
+# ---- transformers version differences -------------------------------------------------------
+# transformers 5.24 (this repo's pin) calls the KV cache `cache`, and its mask builders take
+# `inputs_embeds`; earlier 5.x releases (the GPU machines' 5.17) use `past_key_values`,
+# `input_embeds` and a `cache_position` argument. Read the real signatures instead of guessing.
+
+@dataclass(frozen=True)
+class _KwargNames:
+    layer_cache: str
+    layer_cache_position: bool
+
+    @classmethod
+    def of(cls, layer_forward) -> _KwargNames:
+        params = inspect.signature(layer_forward).parameters
+        cache = next((n for n in ("cache", "past_key_values", "past_key_value") if n in params), "cache")
+        return cls(layer_cache=cache, layer_cache_position="cache_position" in params)
+
+
+@functools.cache
+def _parameters(function) -> frozenset[str]:
+    return frozenset(inspect.signature(function).parameters)
+
+
+def _mask_kwargs(function, config, hidden, cache, position_ids, cache_position) -> dict[str, Any]:
+    params = _parameters(function)
+    kwargs: dict[str, Any] = {"config": config, "attention_mask": None, "position_ids": position_ids}
+    kwargs["inputs_embeds" if "inputs_embeds" in params else "input_embeds"] = hidden
+    kwargs["cache" if "cache" in params else "past_key_values"] = cache
+    if "cache_position" in params:
+        kwargs["cache_position"] = cache_position
+    return kwargs

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU check for one NVIDIA GPU (H100 class), under 8 minutes:
+#   1. NVML readings through engine.runner.metrics (GPU name, VRAM, utilisation, power);
+#   2. CUDA runners: the pipeline stages below load on the GPU and report device + NVML in their ready line;
+#   3. a 2-stage pipeline (layers 0:16, 16:32) of a Llama-3.1-8B-shaped model with random bf16 weights
+#      vs the monolithic model on the same GPU: decode tokens/s, ratio (goal >= 0.8), and whether the
+#      pipeline's greedy tokens equal the one-process loop's.
+# Usage: bash scripts/gpu_check.sh        (PYTHON=... to pick the interpreter; default .venv or python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    PYTHON=.venv/bin/python
+  else
+    PYTHON=python3
+  fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+START=$(date +%s)
+
+echo "== GPU =="
+nvidia-smi --query-gpu=name,memory.total,memory.used,power.draw,driver_version --format=csv || true
+
+echo "== versions and NVML readings =="
+"$PYTHON" - <<'PY'
+import importlib.util, json
+import torch, transformers
+from engine.runner.metrics import read_metrics
+print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
+                  "cuda": torch.cuda.is_available(), "iroh": importlib.util.find_spec("iroh") is not None}))
+print(json.dumps(read_metrics().to_dict()))
+assert torch.cuda.is_available(), "no CUDA device visible to torch"
+PY
+
+TRANSPORTS=tcp
+if "$PYTHON" -c "import iroh" 2>/dev/null; then TRANSPORTS=iroh,tcp; fi
+
+echo "== 2-stage Llama-3.1-8B-shaped pipeline (random bf16) vs monolithic, same GPU =="
+timeout 420 "$PYTHON" benchmarks/bench_pipeline.py --random-preset llama-3.1-8b --dtype bf16 --device cuda \
+  --stages 0:16,16:32 --tokens 64 --repeats 3 --transports "$TRANSPORTS"
+
+echo "== done in $(( $(date +%s) - START )) s =="
