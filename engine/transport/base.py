@@ -192,16 +192,30 @@ class Channel(abc.ABC):
 
 
 class Node(abc.ABC):
-    """One local transport endpoint: listens at `address` and dials other nodes' addresses."""
+    """One local transport endpoint: listens at `address` and dials other nodes' addresses.
+
+    Subclasses hand each channel that passed the hello to `_offer`, and call `_stop_accepting`
+    when closing; `accept` is shared.
+    """
+
+    def __init__(self) -> None:
+        # None is the "closed" sentinel that wakes every task waiting in accept().
+        self._incoming: asyncio.Queue[Channel | None] = asyncio.Queue()
+        self._accepting = True
 
     @property
     @abc.abstractmethod
     def address(self) -> str:
         """What a peer passes to its own `connect` to reach this node."""
 
-    @abc.abstractmethod
     async def accept(self) -> Channel:
-        """The next channel a peer opened to this node (waits for one)."""
+        """The next channel a peer opened to this node (waits for one); `ConnectionClosed` once
+        the node is closed, also for tasks already waiting."""
+        channel = await self._incoming.get() if self._accepting else None
+        if channel is None:
+            self._incoming.put_nowait(None)
+            raise ConnectionClosed("node is closed")
+        return channel
 
     @abc.abstractmethod
     async def connect(self, address: str, timeout_s: float = 10.0) -> Channel:
@@ -211,6 +225,20 @@ class Node(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop listening and release the endpoint; open channels from this node stop working."""
+
+    def _offer(self, channel: Channel) -> None:
+        if self._accepting:
+            self._incoming.put_nowait(channel)
+        else:
+            channel._release()
+
+    def _stop_accepting(self) -> None:
+        self._accepting = False
+        while not self._incoming.empty():
+            channel = self._incoming.get_nowait()
+            if channel is not None:
+                channel._release()
+        self._incoming.put_nowait(None)
 
     async def __aenter__(self) -> Node:
         return self

@@ -106,10 +106,10 @@ class IrohNode(Node):
     def __init__(
         self, endpoint: iroh.Endpoint, limits: FrameLimits, allowed_types: Collection[str] | None
     ) -> None:
+        super().__init__()
         self.limits = limits
         self.allowed_types = allowed_types
         self._endpoint = endpoint
-        self._incoming: asyncio.Queue[IrohChannel] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -154,11 +154,6 @@ class IrohNode(Node):
     def endpoint_id(self) -> str:
         return str(self._endpoint.id())
 
-    async def accept(self) -> IrohChannel:
-        if self._closed:
-            raise ConnectionClosed("node is closed")
-        return await self._incoming.get()
-
     async def connect(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> IrohChannel:
         if self._closed:
             raise ConnectionClosed("node is closed")
@@ -183,8 +178,7 @@ class IrohNode(Node):
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
-        while not self._incoming.empty():
-            await self._incoming.get_nowait().close()
+        self._stop_accepting()
         await self._endpoint.close()
 
     def _spawn(self, coroutine) -> None:  # noqa: ANN001
@@ -216,4 +210,4 @@ class IrohNode(Node):
             )
             connection.close(CLOSE_BAD_HELLO, b"bad hello")
             return
-        await self._incoming.put(IrohChannel(connection, stream, self.limits, self.allowed_types))
+        self._offer(IrohChannel(connection, stream, self.limits, self.allowed_types))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Collection
 
 from engine.errors import InvalidInput
@@ -97,12 +98,14 @@ class TcpNode(Node):
     """
 
     def __init__(self, limits: FrameLimits, allowed_types: Collection[str] | None) -> None:
+        super().__init__()
         self.limits = limits
         self.allowed_types = allowed_types
-        self._incoming: asyncio.Queue[TcpChannel] = asyncio.Queue()
         self._server: asyncio.Server | None = None
         self._address = ""
         self._handshakes: set[asyncio.Task[None]] = set()
+        # Channels this node accepted or dialed, released when it closes (as iroh's endpoint does).
+        self._channels: weakref.WeakSet[TcpChannel] = weakref.WeakSet()
 
     @classmethod
     async def start(
@@ -114,7 +117,12 @@ class TcpNode(Node):
     ) -> TcpNode:
         host, port = parse_host_port(bind_addr, "bind_addr", allow_port_0=True)
         node = cls(limits, allowed_types)
-        node._server = await asyncio.start_server(node._on_connection, host, port, limit=STREAM_BUFFER_BYTES)
+        try:
+            node._server = await asyncio.start_server(
+                node._on_connection, host, port, limit=STREAM_BUFFER_BYTES
+            )
+        except OSError as exc:
+            raise InvalidInput("bind_addr", bind_addr, f"cannot listen: {exc}") from None
         bound_host, bound_port = node._server.sockets[0].getsockname()[:2]
         if advertise_addr is not None:
             parse_host_port(advertise_addr, "advertise_addr")
@@ -125,13 +133,12 @@ class TcpNode(Node):
     def address(self) -> str:
         return self._address
 
-    async def accept(self) -> TcpChannel:
+    async def connect(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> TcpChannel:
         if self._server is None:
             raise ConnectionClosed("node is closed")
-        return await self._incoming.get()
-
-    async def connect(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> TcpChannel:
-        return await tcp_connect(address, self.limits, self.allowed_types, timeout_s)
+        channel = await tcp_connect(address, self.limits, self.allowed_types, timeout_s)
+        self._channels.add(channel)
+        return channel
 
     async def close(self) -> None:
         if self._server is None:
@@ -140,9 +147,11 @@ class TcpNode(Node):
         server.close()
         for task in list(self._handshakes):
             task.cancel()
-        while not self._incoming.empty():
-            await self._incoming.get_nowait().close()
-        await server.wait_closed()
+        self._stop_accepting()
+        for channel in list(self._channels):
+            channel._closed = True
+            channel._release()
+        # Not server.wait_closed(): from Python 3.12 it also waits for every client to hang up.
 
     def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.ensure_future(self._handshake(reader, writer))
@@ -161,7 +170,8 @@ class TcpNode(Node):
             log.info("dropping TCP connection from %s: hello %r is not %r", channel.peer, hello, HELLO)
             channel._release()
             return
-        await self._incoming.put(channel)
+        self._channels.add(channel)
+        self._offer(channel)
 
 
 async def tcp_connect(

@@ -310,3 +310,25 @@ def test_receiver_limits_refuse_a_frame_the_sender_allowed() -> None:
             await to_server.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_closing_a_node_wakes_accept_and_ends_its_channels(transport: str) -> None:
+    async def scenario() -> None:
+        async with await start_node(transport) as client:
+            server = await start_node(transport)
+            to_server, to_client = await open_pair(server, client)
+            waiting = asyncio.ensure_future(server.accept())
+            await asyncio.sleep(0.05)
+            await server.close()
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(waiting, 10)
+            with pytest.raises(ConnectionClosed):
+                await server.accept()
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(to_client.recv(), 10)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(to_server.recv(), 10)  # the peer sees it too
+            await to_server.close()
+
+    asyncio.run(scenario())
