@@ -156,10 +156,14 @@ class MapFigure:
                                    solid_capstyle="round", **{k: v for k, v in style.items() if k != "label"})
             self._dynamic.append(line)
         if carbon_plan is not None and carbon_plan.feasible:
+            geo = self.ccrs.PlateCarree()._as_mpl_transform(self.ax)
             for number, stage in enumerate(carbon_plan.stages, start=1):
-                self._dynamic.append(self.ax.text(
-                    stage.lon, stage.lat, str(number), transform=self.ccrs.PlateCarree(), zorder=8,
-                    fontsize=7, fontweight="bold", color="white", ha="center", va="center",
+                # Nearby stages would stack their numbers: fan the labels out around the marker.
+                angle = np.deg2rad(45 + 75 * (number - 1))
+                self._dynamic.append(self.ax.annotate(
+                    str(number), xy=(stage.lon, stage.lat), xycoords=geo,
+                    xytext=(11 * np.cos(angle), 11 * np.sin(angle)), textcoords="offset points",
+                    zorder=8, fontsize=7, fontweight="bold", color="white", ha="center", va="center",
                     bbox={"boxstyle": "circle,pad=0.25", "facecolor": CARBON_STYLE["color"],
                           "edgecolor": "white", "linewidth": 0.6}))
         self._dim_unused(used)
