@@ -125,10 +125,12 @@ class RunnerServer:
         inputs = frame_to_tensor(header, payload)
         if request.route and self.executor.last:
             raise InvalidInput("route", list(request.route), "the last stage cannot forward further")
+        if request.want == "hidden" and self.executor.last:
+            raise InvalidInput("want", "hidden", "the last stage returns logits or a token")
         try:
             output = await asyncio.get_running_loop().run_in_executor(
                 self._compute, self._compute_step, request, inputs)
-        except (InvalidInput, PrismnError) as exc:
+        except Exception as exc:
             # Whoever waits for the result (the ingress) must hear about it, not only the sender.
             if request.reply_to is not None:
                 await self._send_error_to(request.reply_to, exc, header)
@@ -149,7 +151,7 @@ class RunnerServer:
             return output
         if request.want == "token":
             return output[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
-        return output.float().cpu() if request.want == "logits" else output.cpu()
+        return output.float().cpu()
 
     # ---- sending --------------------------------------------------------------------------
 

