@@ -183,6 +183,10 @@ def test_clicking_a_pareto_point_moves_the_sliders_to_its_weights(app):
         return all(abs(state["weights"][k] - target["weights"][k]) <= 0.006 for k in ("carbon", "distance", "vram"))
     moved = wait_for_state(state_file, follows, proc=app["proc"])
     assert moved["update"] > shown["update"]
+    time.sleep(0.3)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["import", "-window", "root", str(ARTIFACTS / "prismn_pareto.png")], env=app["env"],
+                   check=True, timeout=20)
     x, y = centre_of(moved["widgets"]["tab_map"])
     xdo(app, "mousemove", str(x), str(y), "click", "1")
     wait_for_state(state_file, lambda s: s["tab"] == "Map", proc=app["proc"])
