@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.planning.tour_ils import iterated_local_search
+from engine.planning.tour_ils import LOCAL_KICK_SPAN, iterated_local_search
 
 CLUSTER_MIN_NODES = 400    # above this, tour clusters separately (k-means on the sphere)
 CLUSTER_NODES = 60         # target nodes per cluster
@@ -201,4 +201,4 @@ def _clustered_cycle(dist: np.ndarray, points: np.ndarray) -> np.ndarray:
         pieces.append(_open_path(dist, nodes, entry, exit_))
         prev_exit = int(pieces[-1][-1])
     tour = np.concatenate(pieces)
-    return iterated_local_search(dist, tour, 0)
+    return iterated_local_search(dist, tour, kicks_for(n), span=LOCAL_KICK_SPAN)
