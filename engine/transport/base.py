@@ -28,6 +28,9 @@ from engine.transport.frames import (
 # makes an iroh stream visible to the acceptor (QUIC announces a stream only once data flows).
 HELLO = b"prismn/1"
 HELLO_TIMEOUT_S = 10.0
+# Frames with payloads up to this size are written and read in one piece (fewer FFI round trips
+# on iroh, at the cost of one small copy); larger payloads are passed through uncopied.
+SMALL_FRAME_BYTES = 64 * 1024
 # How long a closed channel waits in the background for the peer's end-of-stream before it
 # drops the connection.
 LINGER_S = 10.0
@@ -102,8 +105,14 @@ class Channel(abc.ABC):
         prefix_and_header = encode_prefix_and_header(header, memoryview(payload).nbytes, self.limits)
         if self._closed:
             raise ConnectionClosed("this side closed the channel")
+        payload_bytes = memoryview(payload).nbytes
+        if payload_bytes <= SMALL_FRAME_BYTES:
+            # One write per small frame: each write is a round trip through iroh's FFI.
+            chunks = [prefix_and_header + bytes(payload)] if payload_bytes else [prefix_and_header]
+        else:
+            chunks = [prefix_and_header, payload]  # the payload goes out as it is, uncopied
         async with self._send_lock:
-            await self._write([prefix_and_header, payload] if payload else [prefix_and_header])
+            await self._write(chunks)
 
     async def recv(self) -> tuple[dict[str, Any], bytes]:
         """The next frame as (header, payload)."""
@@ -121,8 +130,15 @@ class Channel(abc.ABC):
                 # The stream position is lost: nothing after this can be trusted.
                 await self._abort()
                 raise
-            header_json = await self._read_rest("header", header_bytes)
-            payload = await self._read_rest("payload", payload_bytes) if payload_bytes else b""
+            if payload_bytes <= SMALL_FRAME_BYTES:
+                # One read for header and payload: each read is a round trip through iroh's FFI.
+                rest = await self._read_rest(
+                    "payload" if payload_bytes else "header", header_bytes + payload_bytes
+                )
+                header_json, payload = rest[:header_bytes], rest[header_bytes:]
+            else:
+                header_json = await self._read_rest("header", header_bytes)
+                payload = await self._read_rest("payload", payload_bytes)
             # Both parts are consumed before the header is judged, so a bad header costs one frame.
             return decode_header(header_json, payload_bytes, self.allowed_types), payload
 

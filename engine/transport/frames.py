@@ -152,8 +152,10 @@ def decode_header(
         header = json.loads(bytes(header_json).decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise FrameError("header", bytes(header_json), f"not UTF-8: {exc.reason}") from None
-    except ValueError as exc:  # json.JSONDecodeError and _reject_constant
+    except ValueError as exc:  # json.JSONDecodeError, _reject_constant, over-long integers
         raise FrameError("header", bytes(header_json), f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FrameError("header", bytes(header_json), "JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise FrameError("header", type(header).__name__, "must be a JSON object")
     _check_type_field(header.get("type"), allowed_types)

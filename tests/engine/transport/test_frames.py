@@ -108,6 +108,8 @@ BAD_FRAMES = {
     "not utf-8": (raw_frame(b'{"type": "\xff"}'), "header", True),
     "not an object": (raw_frame(b"[1, 2]"), "header", True),
     "NaN in header": (raw_frame(b'{"type": "t", "payload_bytes": 0, "x": NaN}'), "header", True),
+    "deeply nested": (raw_frame(b"[" * 60000), "header", True),
+    "huge integer": (raw_frame(b'{"type": "t", "payload_bytes": ' + b"9" * 5000 + b"}"), "header", True),
     "missing type": (raw_frame({"payload_bytes": 0}), "type", True),
     "type not a string": (raw_frame({"type": 7, "payload_bytes": 0}), "type", True),
     "payload_bytes disagrees": (raw_frame({"type": "t", "payload_bytes": 5}, b"abcd"), "payload_bytes", True),
