@@ -135,11 +135,13 @@ def _feasible_break(caps: Capacities, peers: np.ndarray, dist: np.ndarray, cycle
     who = peers[ring - 1]
     who_before = peers[before - 1]
     total = int(caps.middle[who].sum())
-    loss_first = np.where(caps.first >= 1, caps.middle - caps.first, num_layers + 1)
-    loss_last = np.where(caps.last >= 1, caps.middle - caps.last, num_layers + 1)
+    can_first, can_last = caps.first >= 1, caps.last >= 1
+    loss_first, loss_last = caps.middle - caps.first, caps.middle - caps.last
     # forward: ingress -> ring[i] ... before[i] -> ingress; backward: the mirror image.
-    forward_ok = total - loss_first[who] - loss_last[who_before] >= num_layers
-    backward_ok = total - loss_first[who_before] - loss_last[who] >= num_layers
+    forward_ok = (can_first[who] & can_last[who_before]
+                  & (total - loss_first[who] - loss_last[who_before] >= num_layers))
+    backward_ok = (can_first[who_before] & can_last[who]
+                   & (total - loss_first[who_before] - loss_last[who] >= num_layers))
     cost = np.minimum(np.where(forward_ok, extra, np.inf), np.where(backward_ok, extra, np.inf))
     i = int(np.argmin(cost))
     if not np.isfinite(cost[i]):

@@ -212,3 +212,30 @@ def test_ends_are_pinned_when_no_cut_of_the_shortest_ring_fits():
     assert plan.feasible
     assert_valid_plan(plan, fp, peers)
     assert {plan.stages[0].peer_id, plan.stages[-1].peer_id} == {"sydney", "buenos-aires"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 23, 26, 31])
+def test_random_swarms_of_up_to_forty_small_peers_agree_with_the_oracle(seed):
+    # Many small peers, big embeddings / heads: fragmented capacity where only some peers can
+    # be ends. Seeds 23, 26 and 31 caught a peer unable to hold the head being spliced in as
+    # the last stage.
+    import random
+    rng = random.Random(seed)
+    for _ in range(25):
+        fp = footprint(num_layers=rng.randint(1, 70), layer_mb=rng.randint(100, 1500),
+                       embedding_mb=rng.randint(0, 5000), lm_head_mb=rng.randint(0, 5000),
+                       tied=rng.random() < 0.3, kv_mb=rng.randint(0, 200),
+                       activation_mb=rng.randint(0, 800), margin=rng.choice([0.0, 0.1, 0.2]))
+        max_gb = rng.choice([3, 6, 10, 24])
+        peers = tuple(peer(f"p{i}", lat=rng.uniform(-70, 70), lon=rng.uniform(-180, 180),
+                           free_vram_gb=rng.uniform(0, max_gb), carbon=rng.uniform(0, 900))
+                      for i in range(rng.randint(0, 40)))
+        can_hold = best_arrangement_layers(peers, fp)
+        for policy in Policy:
+            plan = make_plan(fp, peers, INGRESS, policy,
+                             Weights(rng.random(), rng.random(), rng.random()))
+            assert plan.feasible == (can_hold >= fp.num_layers)
+            if plan.feasible:
+                assert_valid_plan(plan, fp, peers)
+            else:
+                assert plan.shortfall_layers == fp.num_layers - can_hold
