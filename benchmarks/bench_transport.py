@@ -1,22 +1,24 @@
 """Frame throughput and small-frame latency on loopback: iroh (buffer fix on and off) vs plain TCP.
 
     .venv/bin/python benchmarks/bench_transport.py [--mib 16] [--rounds 8] [--unpatched-rounds 2]
-                                                   [--pings 200]
+                                                   [--pings 200] [--processes]
 
-Throughput: one frame = send() on one channel end and the matching recv() on the other, both in
-this process and event loop, timed from the start of send to the end of recv; MB/s = payload bytes
-/ that time (MB = 10^6 B). The transports take turns frame by frame (TCP, iroh, iroh without the
-fix, ...) so a busy shared machine slows them alike; figures are medians over --rounds after one
-warm-up round, and the ratio is the median of per-round ratios. Goal: iroh >= 0.5x TCP.
+Throughput: one frame = send() of a --mib payload until the receiver's tiny acknowledgement is
+back; MB/s = payload bytes / that time (MB = 10^6 B). The receivers run in this process and event
+loop (both ends' Python work on one thread), or with --processes in a child process (as between
+real peers). The transports take turns frame by frame (TCP, iroh, iroh without the fix, ...) so a
+busy shared machine slows them alike; figures are medians over --rounds after one warm-up round,
+and the ratio is the median of per-round ratios. Goal: iroh >= 0.5x TCP.
 
 Latency: median round trip of a small activation frame (1 x 576 bfloat16, SmolLM2's hidden size)
-to an echo task and back, per transport.
+echoed by the receiver.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -28,40 +30,49 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from engine.transport import Channel, ConnectionClosed, iroh_fix, start_node, tensor_to_frame  # noqa: E402
+from engine.transport import Channel, ConnectionClosed, Node, iroh_fix, start_node, tensor_to_frame  # noqa: E402
 
 MB = 10**6
 MIB = 2**20
 
 
-async def open_pair(transport: str) -> tuple[list, Channel, Channel]:
-    server = await start_node(transport)
-    client = await start_node(transport)
-    sender = await client.connect(server.address)
-    receiver = await server.accept()
-    return [server, client], sender, receiver
+async def serve(channel: Channel) -> None:
+    """The receiving end: acknowledge each bench frame with a tiny frame, echo anything else."""
+    try:
+        while True:
+            header, payload = await channel.recv()
+            if header["type"] == "bench":
+                await channel.send({"type": "ack", "seq": header["seq"]})
+            else:
+                await channel.send(header, payload)
+    except ConnectionClosed:
+        await channel.close()
 
 
-async def time_one_frame(sender: Channel, receiver: Channel, payload: bytes, seq: int) -> float:
+async def serve_in_child() -> None:
+    """Child process (--serve): print both nodes' addresses, serve one channel on each."""
+    nodes = {transport: await start_node(transport) for transport in ("tcp", "iroh")}
+    print(json.dumps({transport: node.address for transport, node in nodes.items()}), flush=True)
+
+    async def accept_and_serve(node: Node) -> None:
+        await serve(await node.accept())
+
+    await asyncio.gather(*(accept_and_serve(node) for node in nodes.values()))
+    for node in nodes.values():
+        await node.close()
+
+
+async def time_one_frame(sender: Channel, payload: bytes, seq: int) -> float:
+    """Seconds from the start of send() until the receiver's acknowledgement is back."""
     start = time.perf_counter()
-    sending = asyncio.ensure_future(sender.send({"type": "bench", "seq": seq}, payload))
-    header, received = await receiver.recv()
-    await sending
+    await sender.send({"type": "bench", "seq": seq}, payload)
+    header, _ = await sender.recv()
     elapsed = time.perf_counter() - start
-    assert header["seq"] == seq and len(received) == len(payload)
+    assert header == {"type": "ack", "seq": seq, "payload_bytes": 0}, header
     return elapsed
 
 
-async def echo(channel: Channel) -> None:
-    try:
-        while True:
-            await channel.send(*await channel.recv())
-    except ConnectionClosed:
-        pass
-
-
-async def ping_ms(sender: Channel, receiver: Channel, pings: int) -> float:
-    echoing = asyncio.ensure_future(echo(receiver))
+async def ping_ms(sender: Channel, pings: int) -> float:
     header, payload = tensor_to_frame("activations", torch.randn(1, 1, 576).to(torch.bfloat16), session="b")
     seconds = []
     for index in range(pings + 10):
@@ -70,19 +81,36 @@ async def ping_ms(sender: Channel, receiver: Channel, pings: int) -> float:
         await sender.recv()
         if index >= 10:
             seconds.append(time.perf_counter() - start)
-    echoing.cancel()
     return statistics.median(seconds) * 1e3
 
 
-async def run(mib: int, rounds: int, unpatched_rounds: int, pings: int) -> None:
+async def run(mib: int, rounds: int, unpatched_rounds: int, pings: int, processes: bool) -> None:
     payload = os.urandom(mib * MIB)
-    tcp_nodes, tcp_send, tcp_recv = await open_pair("tcp")
-    iroh_nodes, iroh_send, iroh_recv = await open_pair("iroh")
+    child = None
+    closables: list = []
+    senders: dict[str, Channel] = {}
+    if processes:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--serve", stdout=asyncio.subprocess.PIPE
+        )
+        assert child.stdout is not None
+        addresses = json.loads(await asyncio.wait_for(child.stdout.readline(), 60))
+    for transport in ("tcp", "iroh"):
+        client = await start_node(transport)
+        closables.append(client)
+        if processes:
+            senders[transport] = await client.connect(addresses[transport])
+        else:
+            server = await start_node(transport)
+            closables.append(server)
+            senders[transport] = await client.connect(server.address)
+            closables.append(asyncio.ensure_future(serve(await server.accept())))
+
     tcp_s, fixed_s, unfixed_s, ratios = [], [], [], []
     for round_index in range(rounds + 1):
         iroh_fix.apply()
-        tcp = await time_one_frame(tcp_send, tcp_recv, payload, round_index)
-        fixed = await time_one_frame(iroh_send, iroh_recv, payload, round_index)
+        tcp = await time_one_frame(senders["tcp"], payload, round_index)
+        fixed = await time_one_frame(senders["iroh"], payload, round_index)
         if round_index == 0:
             continue  # warm-up: windows, congestion control, allocators
         tcp_s.append(tcp)
@@ -90,13 +118,14 @@ async def run(mib: int, rounds: int, unpatched_rounds: int, pings: int) -> None:
         ratios.append(tcp / fixed)
         if round_index <= unpatched_rounds:
             iroh_fix.remove()
-            unfixed_s.append(await time_one_frame(iroh_send, iroh_recv, payload, round_index))
+            unfixed_s.append(await time_one_frame(senders["iroh"], payload, round_index))
             iroh_fix.apply()
 
     def mb_s(seconds: list[float]) -> float:
         return len(payload) / statistics.median(seconds) / MB
 
-    print(f"{mib} MiB frames over loopback, both ends in one process (median MB/s, MB = 10^6 B)")
+    where = "receiver in a child process" if processes else "both ends in one process"
+    print(f"{mib} MiB frames over loopback, {where} (median MB/s, MB = 10^6 B)")
     print(f"  {'TCP (asyncio streams)':<26}{mb_s(tcp_s):>9.1f} MB/s   ({len(tcp_s)} frames)")
     print(f"  {'iroh, buffer fix on':<26}{mb_s(fixed_s):>9.1f} MB/s   ({len(fixed_s)} frames)")
     if unfixed_s:
@@ -106,12 +135,21 @@ async def run(mib: int, rounds: int, unpatched_rounds: int, pings: int) -> None:
         print(f"  {'iroh fix on / fix off':<26}{mb_s(fixed_s) / mb_s(unfixed_s):>9.1f} x")
     if pings:
         print(f"Small frame (1 x 576 bf16) round trip, median of {pings}")
-        print(f"  {'TCP':<26}{await ping_ms(tcp_send, tcp_recv, pings):>9.3f} ms")
-        print(f"  {'iroh':<26}{await ping_ms(iroh_send, iroh_recv, pings):>9.3f} ms")
-    for channel in (tcp_send, tcp_recv, iroh_send, iroh_recv):
-        await channel.close()
-    for node in tcp_nodes + iroh_nodes:
-        await node.close()
+        print(f"  {'TCP':<26}{await ping_ms(senders['tcp'], pings):>9.3f} ms")
+        print(f"  {'iroh':<26}{await ping_ms(senders['iroh'], pings):>9.3f} ms")
+    for sender in senders.values():
+        await sender.close()
+    await asyncio.sleep(0.2)  # let the receivers see the end of their streams
+    for closable in closables:
+        if isinstance(closable, asyncio.Future):
+            closable.cancel()
+        else:
+            await closable.close()
+    if child is not None:
+        try:
+            await asyncio.wait_for(child.wait(), 15)
+        except TimeoutError:
+            child.kill()
 
 
 def main() -> int:
@@ -122,8 +160,13 @@ def main() -> int:
         "--unpatched-rounds", type=int, default=2, help="of those, also timed without the fix"
     )
     parser.add_argument("--pings", type=int, default=200, help="small-frame round trips (0: skip)")
+    parser.add_argument("--processes", action="store_true", help="receivers in a child process")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(run(args.mib, args.rounds, args.unpatched_rounds, args.pings))
+    if args.serve:
+        asyncio.run(serve_in_child())
+    else:
+        asyncio.run(run(args.mib, args.rounds, args.unpatched_rounds, args.pings, args.processes))
     return 0
 
 
