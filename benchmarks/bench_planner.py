@@ -124,7 +124,9 @@ def main() -> None:
     repeats = {100: 5, 1_000: 5, 10_000: 3} if quick else {100: 9, 1_000: 7, 10_000: 7}
     per_size = time_plans(sizes, repeats)
     growth = statistics.median(per_size[10_000]) / statistics.median(per_size[100])
-    print(f"\ngrowth 100 -> 10,000 peers (median over mix): {growth:.1f}x  (goal <= 30x)")
+    per_config = [big / small for big, small in zip(per_size[10_000], per_size[100], strict=True)]
+    print(f"\ngrowth 100 -> 10,000 peers (median over mix): {growth:.1f}x  (goal <= 30x); "
+          f"per model+policy: {min(per_config):.1f}x .. {max(per_config):.1f}x")
     print(f"10,000 peers median over mix: {statistics.median(per_size[10_000]):.1f} ms (goal <= 100 ms)")
     tour_quality(3 if quick else 8)
 

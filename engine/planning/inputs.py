@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 import numpy as np
 
@@ -30,20 +31,26 @@ class PeerColumns:
     ingress_ms: np.ndarray        # one-way latency to the ingress (measured RTT/2 wins)
 
 
-def _column(peers: tuple[Peer, ...], name: str, optional: bool = False) -> np.ndarray:
-    values = (getattr(p, name) for p in peers)
-    if optional:
-        values = (math.nan if v is None else v for v in values)
-    try:
-        return np.fromiter(values, dtype=np.float64, count=len(peers))
-    except (TypeError, ValueError):
-        for i, p in enumerate(peers):
-            value = getattr(p, name)
-            if optional and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidInput(f"peers[{i}].{name}", value, "expected a number") from None
-        raise
+_NUMERIC = ("lat", "lon", "free_vram_gb", "carbon_g_per_kwh", "rtt_ms", "tflops", "power_w")
+_OPTIONAL = {"rtt_ms", "tflops", "power_w"}
+
+
+def _columns(peers: tuple[Peer, ...]) -> dict[str, np.ndarray]:
+    """Every numeric attribute as a float64 column (None -> NaN), in one pass over the peers."""
+    if not peers:
+        return {name: np.zeros(0) for name in _NUMERIC}
+    out = {}
+    for name in _NUMERIC:
+        values = list(map(attrgetter(name), peers))
+        if name in _OPTIONAL and None in values:
+            values = [math.nan if v is None else v for v in values]
+        array = np.array(values)               # dtype inferred in C; strings and None show up
+        if array.dtype.kind not in "fi":
+            for i, value in enumerate(values):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise InvalidInput(f"peers[{i}].{name}", value, "expected a number")
+        out[name] = array.astype(np.float64)
+    return out
 
 
 def _check(column: np.ndarray, bad: np.ndarray, peers: tuple[Peer, ...], name: str,
@@ -58,9 +65,10 @@ def peer_columns(peers: tuple[Peer, ...], ingress: Ingress) -> PeerColumns:
     if not isinstance(peers, (tuple, list)):
         raise InvalidInput("peers", type(peers).__name__, "expected a tuple of Peer")
     peers = tuple(peers)
-    for i, p in enumerate(peers):
-        if not isinstance(p, Peer):
-            raise InvalidInput(f"peers[{i}]", type(p).__name__, "expected a Peer")
+    if not all(type(p) is Peer for p in peers):      # fast path; subclasses are fine too
+        for i, p in enumerate(peers):
+            if not isinstance(p, Peer):
+                raise InvalidInput(f"peers[{i}]", type(p).__name__, "expected a Peer")
     ids = [p.id for p in peers]
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
@@ -68,13 +76,9 @@ def peer_columns(peers: tuple[Peer, ...], ingress: Ingress) -> PeerColumns:
             if pid in seen:
                 raise InvalidInput(f"peers[{i}].id", pid, "duplicate peer id")
             seen.add(pid)
-    lat = _column(peers, "lat")
-    lon = _column(peers, "lon")
-    free = _column(peers, "free_vram_gb")
-    carbon = _column(peers, "carbon_g_per_kwh")
-    rtt = _column(peers, "rtt_ms", optional=True)
-    tflops = _column(peers, "tflops", optional=True)
-    power = _column(peers, "power_w", optional=True)
+    cols = _columns(peers)
+    lat, lon, free, carbon = cols["lat"], cols["lon"], cols["free_vram_gb"], cols["carbon_g_per_kwh"]
+    rtt, tflops, power = cols["rtt_ms"], cols["tflops"], cols["power_w"]
     with np.errstate(invalid="ignore"):
         _check(lat, ~(np.abs(lat) <= 90), peers, "lat", "expected degrees in [-90, 90]")
         _check(lon, ~(np.abs(lon) <= 180), peers, "lon", "expected degrees in [-180, 180]")
