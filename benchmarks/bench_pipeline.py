@@ -2,10 +2,16 @@
 
     .venv/bin/python benchmarks/bench_pipeline.py [--tokens 64] [--stages 0:10,10:20,20:30] [--repeats 3]
 
-Monolithic: `model.generate(do_sample=False)` in this process, decode tokens/s = (N - 1) / (t(N) - t(1)); every figure is the best of --repeats runs.
+Baselines, in this process: `model.generate(do_sample=False)` (decode tokens/s = (N - 1) / (t(N) - t(1)))
+and the pipeline's own greedy loop over the whole model as one stage (no processes, no network).
+Contenders run in interleaved rounds and each figure is the best of --repeats rounds, since the
+machine may be shared and contention only ever slows a run.
 Pipeline: one runner process per stage, hidden states runner -> runner over iroh (and TCP), the last
 stage returning the token to this process; decode tokens/s from the same greedy loop `engine
 generate` runs. Prints both, the ratio (goal >= 0.8) and the per-token overhead in ms.
+
+On a GPU (scripts/gpu_check.sh): --random-preset llama-3.1-8b --dtype bf16 --device cuda --stages 0:16,16:32
+writes random weights of that shape instead of using --model.
 """
 
 from __future__ import annotations
@@ -44,14 +50,6 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def _free(device: str) -> None:
-    import gc
-
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
 
 
 def write_random_model(preset: str, folder: Path, dtype: str, device: str, shard_gb: float = 4.0) -> Path:
@@ -101,84 +99,70 @@ def write_random_model(preset: str, folder: Path, dtype: str, device: str, shard
     return folder
 
 
-def monolithic_decode_tps(folder: Path, ids: list[int], tokens: int, repeats: int, dtype: str,
-                          device: str) -> float:
-    from transformers import AutoModelForCausalLM
+class HfBaseline:
+    """`model.generate(do_sample=False)` of the whole model; decode rate = (N - 1) / (t(N) - t(1))."""
 
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[dtype],
-                                                 attn_implementation="sdpa").to(device).eval()
-    inputs = torch.tensor([ids], device=device)
+    def __init__(self, folder: Path, dtype: str, device: str) -> None:
+        from transformers import AutoModelForCausalLM
 
-    def timed(new_tokens: int) -> float:
-        _sync(device)
+        self.device = device
+        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[dtype],
+                                                          attn_implementation="sdpa").to(device).eval()
+
+    def _timed(self, ids: list[int], new_tokens: int) -> float:
+        inputs = torch.tensor([ids], device=self.device)
+        _sync(self.device)
         started = time.perf_counter()
-        model.generate(inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-        _sync(device)
+        self.model.generate(inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        _sync(self.device)
         return time.perf_counter() - started
 
-    timed(4)  # warm-up
-    rates = []
-    for _ in range(repeats):
-        rates.append((tokens - 1) / (timed(tokens) - timed(1)))
-    model = None  # frees the weights before the next baseline loads its own
-    _free(device)
-    return max(rates)  # best of repeats: the machine is shared, contention only ever slows a run
+    def decode_tps(self, ids: list[int], tokens: int) -> float:
+        return (tokens - 1) / (self._timed(ids, tokens) - self._timed(ids, 1))
 
 
-def in_process_decode(folder: Path, ids: list[int], tokens: int, repeats: int, dtype: str,
-                      device: str) -> tuple[float, list[int]]:
-    """The stricter baseline: the whole model as one stage, same greedy loop, no processes, no network."""
-    from engine.runner.shards import load_config, load_stage
-    from engine.runner.stage import StageExecutor
+class LoopBaseline:
+    """The stricter baseline: the whole model as ONE stage, the pipeline's own greedy loop, no network."""
 
-    stage = load_stage(folder, 0, load_config(folder).num_hidden_layers, dtype=dtype, device=device)
-    executor = StageExecutor(stage)
-    generated: list[int] = []
+    def __init__(self, folder: Path, dtype: str, device: str) -> None:
+        from engine.runner.shards import load_config, load_stage
+        from engine.runner.stage import StageExecutor
 
-    def decode_rate(session: str, new_tokens: int) -> float:
-        inputs, position = torch.tensor([ids]), 0
-        started = None
-        generated.clear()
-        for _ in range(new_tokens):
-            logits = executor.forward(session, position, inputs, last_only=True)
+        stage = load_stage(folder, 0, load_config(folder).num_hidden_layers, dtype=dtype, device=device)
+        self.executor = StageExecutor(stage)
+        self.runs = 0
+
+    def decode(self, ids: list[int], tokens: int) -> tuple[float, list[int]]:
+        self.runs += 1
+        session, inputs, position, started, generated = f"run-{self.runs}", torch.tensor([ids]), 0, None, []
+        for _ in range(tokens):
+            logits = self.executor.forward(session, position, inputs, last_only=True)
             position += inputs.shape[1]
             inputs = logits[:, -1:].argmax(-1).cpu()      # the token crosses to the host, as in the pipeline
             generated.append(int(inputs))
             started = started or time.perf_counter()      # decode starts after the prefill step
-        executor.end_session(session)
-        return (new_tokens - 1) / (time.perf_counter() - started)
-
-    decode_rate("warm-up", 4)
-    best = max(decode_rate(f"run-{i}", tokens) for i in range(repeats))
-    executor = stage = None  # frees the weights before the pipeline loads its own
-    _free(device)
-    return best, list(generated)
+        self.executor.end_session(session)
+        return (tokens - 1) / (time.perf_counter() - started), generated
 
 
-async def _pipeline_runs(transport: str, addresses: list[str], ids: list[int], tokens: int,
-                         repeats: int) -> tuple[list[float], list[int]]:
+async def interleaved_rounds(baselines: dict, transport: str, addresses: list[str], ids: list[int],
+                             tokens: int, repeats: int, best: dict[str, float]) -> dict[str, list[int]]:
+    """Round after round, each contender decodes once, so drifting load on a shared machine hits all alike."""
     client = await PipelineClient.open(transport, addresses)
+    outputs: dict[str, list[int]] = {}
     try:
         await greedy_generate(client, ids, 4, set(), session_id="warm-up")
-        rates, tokens_out = [], []
         for run in range(repeats):
+            if "hf" in baselines:
+                best["hf"] = max(best.get("hf", 0.0), baselines["hf"].decode_tps(ids, tokens))
+            rate, outputs["loop"] = baselines["loop"].decode(ids, tokens)
+            best["loop"] = max(best.get("loop", 0.0), rate)
             result = await greedy_generate(client, ids, tokens, set(), session_id=f"bench-{run}")
-            rates.append(result["decode_tokens_per_s"])
-            tokens_out = result["token_ids"]
-        return rates, tokens_out
+            best[transport] = max(best.get(transport, 0.0), result["decode_tokens_per_s"])
+            outputs[transport] = result["token_ids"]
+        return outputs
     finally:
         await client.close()
-
-
-def pipeline_decode(folder: Path, stages: list[tuple[int, int]], transport: str, ids: list[int], tokens: int,
-                    repeats: int, dtype: str) -> tuple[float, list[int], list[dict]]:
-    runners = start_runners(str(folder), stages, transport, dtype)
-    try:
-        rates, generated = asyncio.run(
-            _pipeline_runs(transport, [r.address for r in runners], ids, tokens, repeats))
-        return max(rates), generated, [r.ready for r in runners]
-    finally:
-        stop_runners(runners)
 
 
 def main() -> None:
@@ -224,36 +208,46 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> None:
                      "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
     if args.device.startswith("cuda"):
         figures["gpu"] = torch.cuda.get_device_name()
-    mono = None
+    baselines: dict = {}
     if not args.skip_hf:
-        mono = monolithic_decode_tps(folder, ids, args.tokens, args.repeats, args.dtype, args.device)
-        figures["monolithic_decode_tokens_per_s"] = round(mono, 2)
-        print(f"monolithic HF generate: {mono:.1f} tokens/s ({1000 / mono:.1f} ms/token)", flush=True)
-    loop, loop_tokens = in_process_decode(folder, ids, args.tokens, args.repeats, args.dtype, args.device)
-    figures["in_process_decode_tokens_per_s"] = round(loop, 2)
-    print(f"monolithic in-process greedy loop (one stage, no network): {loop:.1f} tokens/s "
-          f"({1000 / loop:.1f} ms/token)", flush=True)
+        baselines["hf"] = HfBaseline(folder, args.dtype, args.device)
+    baselines["loop"] = LoopBaseline(folder, args.dtype, args.device)
+    for warm_up in baselines.values():
+        warm_up.decode_tps(ids, 4) if isinstance(warm_up, HfBaseline) else warm_up.decode(ids, 4)
+    best: dict[str, float] = {}
     for transport in args.transports.split(","):
         if transport == "iroh" and importlib.util.find_spec("iroh") is None:
             print("iroh is not installed here: skipping the iroh pipeline")
             continue
-        tps, tokens, ready = pipeline_decode(folder, stages, transport, ids, args.tokens, args.repeats, args.dtype)
-        same = sum(a == b for a, b in zip(tokens, loop_tokens, strict=False))
+        runners = start_runners(str(folder), stages, transport, args.dtype)
+        try:
+            outputs = asyncio.run(interleaved_rounds(baselines, transport, [r.address for r in runners], ids,
+                                                     args.tokens, args.repeats, best))
+        finally:
+            stop_runners(runners)
+        tps, loop, mono = best[transport], best["loop"], best.get("hf")
+        same = sum(a == b for a, b in zip(outputs[transport], outputs["loop"], strict=False))
         record = {"decode_tokens_per_s": round(tps, 2), "ratio_vs_in_process": round(tps / loop, 3),
                   "overhead_vs_in_process_ms_per_token": round(1000 / tps - 1000 / loop, 2),
-                  "tokens_equal_to_in_process": f"{same}/{len(loop_tokens)}",
-                  "stage_load_s": [round(r["load_s"], 2) for r in ready],
-                  "stage_devices": [r.get("device") for r in ready],
-                  "stage_gpus": [(r.get("metrics") or {}).get("gpu") for r in ready]}
+                  "tokens_equal_to_in_process": f"{same}/{len(outputs['loop'])}",
+                  "stage_load_s": [round(r.ready["load_s"], 2) for r in runners],
+                  "stage_devices": [r.ready.get("device") for r in runners],
+                  "stage_gpus": [(r.ready.get("metrics") or {}).get("gpu") for r in runners]}
         line = (f"pipeline {len(stages)} stages over {transport}: {tps:.1f} tokens/s ({1000 / tps:.1f} ms/token), "
                 f"ratio {tps / loop:.2f} vs in-process loop")
         if mono:
             record["ratio"] = round(tps / mono, 3)
             record["overhead_ms_per_token"] = round(1000 / tps - 1000 / mono, 2)
             line += f" / {tps / mono:.2f} vs HF generate"
-        print(f"{line} (goal >= 0.8); same tokens as the in-process loop: {same}/{len(loop_tokens)}; "
+        print(f"{line} (goal >= 0.8); same tokens as the in-process loop: {same}/{len(outputs['loop'])}; "
               f"stage load {', '.join(f'{s:.1f}' for s in record['stage_load_s'])} s", flush=True)
         figures[transport] = record
+    if "hf" in best:
+        figures["monolithic_decode_tokens_per_s"] = round(best["hf"], 2)
+        print(f"monolithic HF generate: {best['hf']:.1f} tokens/s ({1000 / best['hf']:.1f} ms/token)")
+    figures["in_process_decode_tokens_per_s"] = round(best["loop"], 2)
+    print(f"monolithic in-process greedy loop (one stage, no network): {best['loop']:.1f} tokens/s "
+          f"({1000 / best['loop']:.1f} ms/token)")
     print(json.dumps(figures))
 
 
