@@ -120,12 +120,10 @@ def _place(tour: _Tour, s1: int, s2: int, seg: int, forward: bool,
            c: int, e: int, end: int) -> None:
     """Move the segment s1..s2 between c and e, with `end` next to c."""
     first = s1 if forward else s2          # the segment's first node in tour order
-    last = s2 if forward else s1
-    left, right = (c, e) if tour.succ(c) == e else (e, c)
-    # In tour order the segment lands as left, x..y, right; `end` touches c.
+    left = c if tour.succ(c) == e else e
+    # In tour order the segment lands between left and its successor; `end` touches c.
     want_first = end if left == c else (s1 if end == s2 else s2)
     tour.move_segment(first, seg, left, reverse=(want_first != first))
-    del last
 
 
 def _local_search(tour: _Tour, neigh: list[list[int]], active: list[int]) -> float:

@@ -89,3 +89,16 @@ def test_tiny_tours():
     assert best_cycle(np.zeros((1, 1))) == [0]
     assert best_cycle(pairwise_km(np.array([0.0, 1.0]), np.array([0.0, 1.0]))) == [0, 1]
     assert tour_length(np.zeros((1, 1)), [0]) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_iterated_local_search_never_lengthens_and_keeps_every_node(seed):
+    from engine.planning.tour_heuristics import nearest_neighbour_cycle
+    from engine.planning.tour_ils import iterated_local_search
+    n = 20 + 25 * seed
+    dist = pairwise_km(*random_points(300 + seed, n))
+    start = nearest_neighbour_cycle(dist)
+    for span in (8, 1000):
+        improved = iterated_local_search(dist, start, kicks=100, span=span)
+        assert sorted(improved.tolist()) == list(range(n))
+        assert tour_length(dist, improved) <= tour_length(dist, start) + 1e-6
