@@ -55,7 +55,8 @@ class Channel(abc.ABC):
     reading concurrently.
     `recv` raises `FrameError` for a bad frame: if `error.recoverable`, the frame was consumed and
     the channel keeps working; if not (a length over the limits, a stream cut inside a frame), the
-    channel has been closed. `recv` raises `ConnectionClosed` once the peer is gone.
+    channel has been closed. `recv` raises `ConnectionClosed` once the peer is gone; call
+    `close` then too, which releases the connection.
     """
 
     def __init__(self, limits: FrameLimits = DEFAULT_LIMITS, allowed_types: Collection[str] | None = None):
@@ -102,10 +103,10 @@ class Channel(abc.ABC):
 
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
         """Send one frame. A header that cannot be framed raises FrameError before any byte is sent."""
-        prefix_and_header = encode_prefix_and_header(header, memoryview(payload).nbytes, self.limits)
+        payload_bytes = memoryview(payload).nbytes
+        prefix_and_header = encode_prefix_and_header(header, payload_bytes, self.limits)
         if self._closed:
             raise ConnectionClosed("this side closed the channel")
-        payload_bytes = memoryview(payload).nbytes
         if payload_bytes <= SMALL_FRAME_BYTES:
             # One write per small frame: each write is a round trip through iroh's FFI.
             chunks = [prefix_and_header + bytes(payload)] if payload_bytes else [prefix_and_header]
@@ -186,21 +187,18 @@ class Channel(abc.ABC):
 
     async def _linger(self) -> None:
         try:
-            if self._recv_lock.locked():
-                # Another task is inside recv(); it will see the end-of-stream.
-                await asyncio.wait_for(self._peer_finished.wait(), LINGER_S)
-            else:
-                await asyncio.wait_for(self._drain_until_eof(), LINGER_S)
+            await asyncio.wait_for(self._drain_until_eof(), LINGER_S)
         except (ConnectionClosed, TimeoutError, OSError):
             pass
         finally:  # also when the event loop shuts down and cancels this task
             self._release()
 
     async def _drain_until_eof(self) -> None:
-        async with self._recv_lock:
-            while await self._read_some(64 * 1024):
-                pass
-            self._peer_finished.set()
+        async with self._recv_lock:  # after any recv() another task is still inside
+            if not self._peer_finished.is_set():
+                while await self._read_some(64 * 1024):
+                    pass
+                self._peer_finished.set()
 
     async def _abort(self) -> None:
         self._closed = True

@@ -332,3 +332,30 @@ def test_closing_a_node_wakes_accept_and_ends_its_channels(transport: str) -> No
             await to_server.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_frames_sent_right_before_close_still_reach_a_slow_reader(transport: str) -> None:
+    from engine.transport import base
+
+    async def scenario() -> None:
+        async with nodes(transport) as (server, client):
+            to_server, to_client = await open_pair(server, client)
+            blobs = [os.urandom(300_000) for _ in range(3)]
+            for index, blob in enumerate(blobs):
+                await to_server.send({"type": "part", "index": index}, blob)
+            await to_server.close()  # returns at once; the connection lingers for the reader
+            await asyncio.sleep(0.5)
+            for index, blob in enumerate(blobs):
+                header, payload = await to_client.recv()
+                assert header["index"] == index and payload == blob
+            with pytest.raises(ConnectionClosed):
+                await to_client.recv()
+            await to_client.close()
+            for _ in range(100):  # the lingering side lets go as soon as the reader is done
+                if not base._LINGERING:
+                    break
+                await asyncio.sleep(0.02)
+            assert not base._LINGERING
+
+    asyncio.run(scenario())
