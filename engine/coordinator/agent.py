@@ -1,0 +1,339 @@
+"""The runner's join mode: `python -m engine.runner --ticket T --lat .. --lon ..` (or this module).
+
+The agent dials the coordinator named in the ticket, joins with the secret, beats once per
+`heartbeat_s` with fresh NVML metrics, loads the stage it is told to (reporting progress), serves
+forward requests for it, and reconnects by itself whenever the coordinator goes away (three missing
+pings or a dropped connection). A stage it holds survives reconnects: it tells the coordinator in
+its next join, so a restarted coordinator need not reload anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import re
+import secrets
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine import GB
+from engine.errors import InvalidInput, PrismnError
+from engine.transport.base import Channel, ConnectionClosed, Node
+from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
+from engine.transport.tcp_channel import parse_host_port, tcp_connect
+
+from engine.coordinator.messages import COORDINATOR_TO_RUNNER, PEER_ID_PATTERN, PROTOCOL_VERSION, validate
+from engine.coordinator.registry import MISSED_BEATS
+from engine.coordinator.ticket import Ticket, decode_ticket
+
+log = logging.getLogger("prismn.agent")
+
+WELCOME_TIMEOUT_S = 10.0
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 5.0
+PROGRESS_EVERY_S = 0.2
+CONNECT_TIMEOUT_S = 5.0          # a coordinator that is down: try again soon rather than wait long
+
+
+class Refused(PrismnError):
+    """The coordinator refused this runner (wrong secret, unsupported protocol): retrying won't help."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    ticket: Ticket
+    peer_id: str
+    name: str
+    lat: float
+    lon: float
+    vram_gb: float | None = None          # pretend free VRAM (demos, tests); None: NVML / host memory
+    carbon_g_per_kwh: float | None = None
+    tflops: float | None = None
+    dtype: str = "fp32"
+    device: str | None = None
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.executor: Any = None                     # engine.runner.stage.StageExecutor
+        self.loaded: dict[str, Any] | None = None     # the deploy message of the stage held
+        self.loaded_bytes = 0
+        self.channel: Channel | None = None
+        self._load_generation = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- connection lifecycle -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled; raises Refused when the coordinator refuses this runner."""
+        node = await _dialer(self.config.ticket.address)
+        self._spawn(asyncio.to_thread(_preload))        # so the first deploy starts loading at once
+        delay_s = RECONNECT_MIN_S
+        try:
+            while True:
+                try:
+                    channel = await (node.connect(self.config.ticket.address, CONNECT_TIMEOUT_S) if node
+                                     else tcp_connect(self.config.ticket.address))
+                except (ConnectionClosed, OSError) as exc:
+                    log.info("coordinator unreachable (%s); retrying in %.1f s", exc, delay_s)
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(delay_s * 2, RECONNECT_MAX_S)
+                    continue
+                try:
+                    await self._session(channel)
+                    delay_s = RECONNECT_MIN_S
+                except (ConnectionClosed, TimeoutError, FrameError) as exc:
+                    log.info("connection to the coordinator ended: %s", exc)
+                finally:
+                    self.channel = None
+                    try:
+                        await asyncio.wait_for(channel.close(), 1.0)
+                    except Exception:
+                        pass
+                await asyncio.sleep(delay_s)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            if node is not None:
+                await node.close()
+
+    async def _session(self, channel: Channel) -> None:
+        await channel.send(await asyncio.to_thread(self._join_message))
+        header, payload = await asyncio.wait_for(channel.recv(), WELCOME_TIMEOUT_S)
+        msg = validate(header, payload, frozenset({"welcome", "refused"}))
+        if msg["type"] == "refused":
+            raise Refused(f"the coordinator refused this runner: {msg['reason']}")
+        heartbeat_s = msg["heartbeat_s"]
+        log.info("joined as %s (heartbeat %.2f s)", msg["peer_id"], heartbeat_s)
+        self.channel = channel
+        beats = asyncio.create_task(self._heartbeats(channel, heartbeat_s))
+        try:
+            silence_s = MISSED_BEATS * heartbeat_s + 1.0    # the coordinator pings every heartbeat_s
+            while True:
+                try:
+                    header, payload = await asyncio.wait_for(channel.recv(), silence_s)
+                    msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"welcome", "refused"})
+                except TimeoutError:
+                    raise ConnectionClosed(f"no word from the coordinator for {silence_s:g} s") from None
+                except FrameError as exc:
+                    if not exc.recoverable:
+                        raise
+                    log.warning("bad frame from the coordinator: %s", exc)
+                    continue
+                except InvalidInput as exc:
+                    log.warning("bad message from the coordinator: %s", exc)
+                    continue
+                self._dispatch(channel, msg, payload)
+        finally:
+            beats.cancel()
+
+    def _dispatch(self, channel: Channel, msg: dict[str, Any], payload: bytes) -> None:
+        kind = msg["type"]
+        if kind == "forward":
+            self._spawn(self._forward(channel, msg, payload))
+        elif kind == "deploy":
+            self._spawn(self._load(msg))
+        elif kind == "end_session":
+            if self.executor is not None:
+                self.executor.end_session(msg["session_id"])
+        elif kind == "error":
+            log.warning("the coordinator reports: %s", msg["reason"])
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- what the runner reports ----------------------------------------------------------
+
+    def _metrics(self) -> dict[str, Any]:
+        from engine.runner.metrics import read_metrics
+
+        metrics = read_metrics(vram_gb_override=self.config.vram_gb)
+        free_vram_gb = metrics.free_vram_gb
+        if self.config.vram_gb is None:
+            # The stage held now is given back before the next one loads: it counts as free.
+            free_vram_gb += self.loaded_bytes / GB
+        return {"gpu": metrics.gpu or "CPU", "total_vram_gb": max(metrics.total_vram_gb, free_vram_gb),
+                "free_vram_gb": free_vram_gb, "utilization_pct": metrics.utilization_pct,
+                "power_w": metrics.power_w}
+
+    def _join_message(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"type": "join", "protocol": PROTOCOL_VERSION, "secret": cfg.ticket.secret, "peer_id": cfg.peer_id,
+                "name": cfg.name, "lat": cfg.lat, "lon": cfg.lon, "carbon_g_per_kwh": cfg.carbon_g_per_kwh,
+                "tflops": cfg.tflops, "loaded": self.loaded, **self._metrics()}
+
+    async def _heartbeats(self, channel: Channel, heartbeat_s: float) -> None:
+        while True:
+            await asyncio.sleep(heartbeat_s)
+            metrics = await asyncio.to_thread(self._metrics)
+            await channel.send({"type": "heartbeat", **metrics})
+
+    async def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        """To the coordinator we are connected to now, if any (a load may outlive a connection)."""
+        channel = self.channel
+        if channel is None:
+            return
+        try:
+            await channel.send(header, payload)
+        except (ConnectionClosed, OSError):
+            pass
+
+    # ---- stages ---------------------------------------------------------------------------
+
+    async def _load(self, msg: dict[str, Any]) -> None:
+        self._load_generation += 1
+        generation = self._load_generation
+        stage = {k: v for k, v in msg.items() if k != "type"}
+        deployment_id = msg["deployment_id"]
+        if self.loaded is not None and {**self.loaded, "deployment_id": deployment_id} == stage:
+            self.loaded = stage                       # same weights, new deployment: nothing to load
+            await self._send({"type": "ready", "deployment_id": deployment_id})
+            return
+        self.executor, self.loaded, self.loaded_bytes = None, None, 0     # give the memory back first
+        loop = asyncio.get_running_loop()
+        last_report = [0.0]
+
+        def progress(done_bytes: int, total_bytes: int) -> None:       # called from the loading thread
+            now = time.monotonic()
+            if done_bytes < total_bytes and now - last_report[0] < PROGRESS_EVERY_S:
+                return
+            last_report[0] = now
+            report = {"type": "load_progress", "deployment_id": deployment_id,
+                      "loaded_bytes": done_bytes, "total_bytes": total_bytes}
+            asyncio.run_coroutine_threadsafe(self._send(report), loop)
+
+        try:
+            # All of it in a thread, imports included: the loop must keep beating meanwhile.
+            executor = await asyncio.to_thread(_load_executor, msg, self.config, progress)
+        except Exception as exc:
+            log.exception("loading layers %s:%s failed", msg["layer_start"], msg["layer_end"])
+            if generation == self._load_generation:
+                await self._send({"type": "load_failed", "deployment_id": deployment_id,
+                                  "error": f"{type(exc).__name__}: {exc}"[:1900]})
+            return
+        if generation != self._load_generation:
+            return                                     # a newer deploy arrived meanwhile
+        self.executor = executor
+        self.loaded = stage
+        self.loaded_bytes = sum(p.numel() * p.element_size() for p in executor.stage.parameters())
+        log.info("stage ready: layers %s:%s of %s", msg["layer_start"], msg["layer_end"], msg["model"])
+        await self._send({"type": "ready", "deployment_id": deployment_id})
+
+    async def _forward(self, channel: Channel, msg: dict[str, Any], payload: bytes) -> None:
+        request_id = msg["request_id"]
+        executor = self.executor
+        try:
+            if executor is None:
+                raise InvalidInput("forward", request_id, "no stage loaded")
+            tensor = frame_to_tensor(msg, payload)
+            out = await asyncio.to_thread(executor.forward, msg["session_id"], msg["position"], tensor, True)
+            if executor.last:
+                out = out[:, -1, :].argmax(dim=-1, keepdim=True)       # greedy: [1, 1] int64
+            header, body = tensor_to_frame("result", out, request_id=request_id)
+        except Exception as exc:
+            header, body = {"type": "failed", "request_id": request_id,
+                            "error": f"{type(exc).__name__}: {exc}"[:1900]}, b""
+        try:
+            await channel.send(header, body)
+        except (ConnectionClosed, OSError):
+            pass
+
+
+def _preload() -> None:
+    import engine.runner.shards  # noqa: F401 - imports transformers' model classes
+    import engine.runner.stage  # noqa: F401
+
+
+def _load_executor(msg: dict[str, Any], config: AgentConfig, progress: Any) -> Any:
+    """Resolve the model source, load this stage's layers only, and wrap them in a StageExecutor."""
+    from engine.runner.model_source import resolve_model
+    from engine.runner.shards import load_stage
+    from engine.runner.stage import StageExecutor
+
+    source = resolve_model(msg["model"])
+    num_layers = int(source.config()["num_hidden_layers"])
+    if msg["embeddings"] != (msg["layer_start"] == 0) or msg["lm_head"] != (msg["layer_end"] == num_layers):
+        raise InvalidInput("deploy.layers", f"{msg['layer_start']}:{msg['layer_end']}",
+                           f"embeddings/lm_head flags do not match a {num_layers}-layer model")
+    module = load_stage(source.folder, msg["layer_start"], msg["layer_end"], config.dtype, config.device, progress)
+    return StageExecutor(module)
+
+
+async def _dialer(address: str) -> Node | None:
+    """An iroh endpoint to dial an iroh ticket from; None for a TCP host:port (dialled directly)."""
+    try:
+        parse_host_port(address)
+        return None
+    except InvalidInput:
+        from engine.transport.iroh_channel import IrohNode
+
+        return await IrohNode.start("0.0.0.0:0")
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+def default_peer_id(name: str) -> str:
+    """A readable id that stays fixed for this process, so reconnects keep the same peer."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name or socket.gethostname()).strip("-.")[:40] or "runner"
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+def parse_args(argv: list[str] | None) -> AgentConfig:
+    parser = argparse.ArgumentParser(prog="python -m engine.runner --ticket",
+                                     description="Join a Prismn coordinator and serve a pipeline stage.")
+    parser.add_argument("--ticket", required=True, help="the ticket the coordinator printed")
+    parser.add_argument("--lat", type=float, required=True, help="latitude of this machine (-90..90)")
+    parser.add_argument("--lon", type=float, required=True, help="longitude of this machine (-180..180)")
+    parser.add_argument("--vram-gb", type=float, default=None, help="report this much free VRAM (demos)")
+    parser.add_argument("--carbon", type=float, default=None, help="grid carbon intensity here, gCO2/kWh")
+    parser.add_argument("--tflops", type=float, default=None, help="dense bf16 TFLOPS of this GPU")
+    parser.add_argument("--name", default="", help="a display name (a city)")
+    parser.add_argument("--id", dest="peer_id", default=None, help="peer id (default: name + random suffix)")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for field, value, low, high in (("--lat", args.lat, -90, 90), ("--lon", args.lon, -180, 180),
+                                    ("--vram-gb", args.vram_gb, 0, 1e6), ("--carbon", args.carbon, 0, 5000),
+                                    ("--tflops", args.tflops, 0, 1e5)):
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise InvalidInput(field, value, f"expected a finite number in {low}..{high}")
+    peer_id = args.peer_id or default_peer_id(args.name)
+    if not PEER_ID_PATTERN.match(peer_id):
+        raise InvalidInput("--id", peer_id, "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)")
+    if len(args.name) > 64:
+        raise InvalidInput("--name", args.name, "expected at most 64 characters")
+    return AgentConfig(ticket=decode_ticket(args.ticket), peer_id=peer_id, name=args.name or peer_id,
+                       lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
+                       tflops=args.tflops, dtype=args.dtype, device=args.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_args(argv)
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"runner {config.peer_id} joining (pid {os.getpid()})", flush=True)
+    try:
+        asyncio.run(Agent(config).run())
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Runner processes on this machine, placed at demo-swarm cities, for demos without a real swarm.
+
+Each gets a `--vram-gb` such that any two of them can hold the model (half the layers plus both
+ends) but none can hold it alone: a plan over them needs several runners, and with three or more
+one can die and the rest still hold the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from engine import GB
+from engine.errors import InvalidInput
+from engine.paths import REPO_ROOT, user_data_dir
+
+MAX_LOCAL_RUNNERS = 16
+
+
+@dataclass(frozen=True)
+class City:
+    peer_id: str
+    name: str
+    lat: float
+    lon: float
+
+
+def demo_cities(names: list[str] | None = None) -> list[City]:
+    """Peers of the demo swarm as cities; `names` picks by id or city ("paris" or "paris-a100")."""
+    from engine.swarm import DEMO_SWARM_PATH
+
+    peers = json.loads(Path(DEMO_SWARM_PATH).read_text())["peers"]
+    cities = [City(f"local-{p['id']}", p["id"].split("-")[0].replace("_", " ").title(), float(p["lat"]),
+                   float(p["lon"])) for p in peers]
+    if not names:
+        return cities
+    picked = []
+    for name in names:
+        key = name.strip().lower()
+        match = next((c for c in cities if c.peer_id == f"local-{key}" or c.name.lower() == key), None)
+        if match is None:
+            raise InvalidInput("cities", name, "not a city of the demo swarm (assets/swarms/demo.json)")
+        picked.append(match)
+    return picked
+
+
+def runner_vram_gb(model: str) -> float:
+    """Free VRAM for each local runner: two can hold `model`, one cannot (see module docstring)."""
+    from engine.model import footprint, load_spec
+
+    fp = footprint(load_spec(model))       # a preset ("smollm2"), a config file or a model folder
+    half = fp.stage_bytes(math.ceil(fp.num_layers / 2), first=True, last=True)
+    whole = fp.stage_bytes(fp.num_layers, first=True, last=True)
+    # Midway between the two: usable VRAM (after the planner's safety margin) fits a half, not all.
+    return (half + whole) / 2 / (1.0 - fp.safety_margin) / GB
+
+
+def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
+          log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
+    """Start `n` runner processes joining with `ticket`; their output goes to log files."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LOCAL_RUNNERS:
+        raise InvalidInput("n", n, f"expected an integer in 1..{MAX_LOCAL_RUNNERS}")
+    chosen = demo_cities(cities)
+    if len(chosen) < n:
+        raise InvalidInput("cities", cities, f"only {len(chosen)} cities for {n} runners")
+    vram_gb = runner_vram_gb(model)
+    log_dir = log_dir or user_data_dir() / "runner-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    processes = []
+    for city in chosen[:n]:
+        log_file: IO[bytes] = open(log_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', city.peer_id)}.log", "ab")
+        command = [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket,
+                   "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb:.6f}",
+                   "--name", city.name, "--id", city.peer_id]
+        processes.append(subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, stdout=log_file,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        log_file.close()            # the child holds its own descriptor
+    return processes

@@ -1,0 +1,366 @@
+"""The coordinator: admits runners that know the join secret, watches their heartbeats, deploys plans
+and recovers when a runner dies. One asyncio loop owns all of its state.
+
+Routing: hidden states flow through the coordinator (a star): the ingress sends each step to stage
+1, takes its output to stage 2, and so on; the last stage's logits come back here, where the token
+is picked. Every hop is one round trip coordinator <-> runner, which costs latency over a direct
+runner -> runner chain, but a lost runner is always noticed at one place and a request can be
+retried from its prompt without asking runners to find each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from engine.carbon.resolver import CarbonResolver
+from engine.errors import InvalidInput
+from engine.plan import Plan
+from engine.store.base import PEER_ALIVE, PEER_DEAD, PeerRecord as StoredPeer, Store
+from engine.transport.base import Channel, ConnectionClosed, Node
+from engine.transport.frames import FrameError
+
+from engine.coordinator import registry as reg
+from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
+from engine.coordinator.links import PeerLink, PeerLost
+from engine.coordinator.messages import PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.registry import PeerRecord, Registry
+from engine.planning.types import CarbonSource
+
+log = logging.getLogger("prismn.coordinator")
+
+JOIN_TIMEOUT_S = 10.0
+MAX_BAD_FRAMES = 50              # a runner sending this many bad frames is cut off
+MODELS_FILE = "coordinator_models.json"
+
+
+class Coordinator:
+    def __init__(self, node: Node, store: Store, join_secret: str, *, heartbeat_s: float = 1.0,
+                 resolver: CarbonResolver | None = None, state_dir: Path | None = None) -> None:
+        if not join_secret:
+            raise InvalidInput("join_secret", join_secret, "expected a non-empty secret")
+        self.node = node
+        self.store = store
+        self.heartbeat_s = heartbeat_s
+        self.registry = Registry(heartbeat_s)
+        self.links: dict[str, PeerLink] = {}
+        self.deployment: Deployment | None = None
+        # deployment id -> model source: the store keeps plans, this file what runners load them from
+        self._models_path = state_dir / MODELS_FILE if state_dir is not None else None
+        self.models: dict[str, str] = _read_models(self._models_path)
+        self.peer_rows: list[dict[str, Any]] = []        # immutable snapshot for other threads
+        self.refused = 0                                  # joins refused (wrong secret), for tests/GUI
+        self._secret = join_secret.encode()
+        self._resolver = resolver or CarbonResolver()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._restore()
+        self._tasks = [asyncio.create_task(self._accept_loop()), asyncio.create_task(self._monitor_loop())]
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._conn_tasks]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._conn_tasks, return_exceptions=True)
+        for link in list(self.links.values()):
+            link.fail("coordinator stopped")
+            await _quiet_close(link.channel)
+        await self.node.close()
+
+    def _restore(self) -> None:
+        """Peers and the current deployment from the store; peers stay dead until they rejoin."""
+        for stored in self.store.list_peers():
+            metrics = stored.metrics
+            self.registry.restore(PeerRecord(
+                id=stored.peer_id, name=str(metrics.get("name") or stored.peer_id), lat=stored.lat,
+                lon=stored.lon, gpu=stored.gpu, total_vram_gb=float(metrics.get("total_vram_gb") or 0.0),
+                free_vram_gb=stored.free_vram_gb, utilization_pct=metrics.get("utilization_pct"),
+                power_w=metrics.get("power_w"), carbon_g_per_kwh=stored.carbon_g_per_kwh or 0.0,
+                carbon_source=CarbonSource(stored.carbon_source or CarbonSource.DEFAULT.value),
+                tflops=metrics.get("tflops"), status=reg.DEAD, last_beat_s=0.0))
+            if stored.status != PEER_DEAD:
+                self._store("mark_peer", stored.peer_id, PEER_DEAD)
+        record = self.store.current_deployment()
+        if record is not None and record.deployment_id in self.models:
+            plan = record.to_plan()
+            self.deployment = Deployment(record.deployment_id, plan, self.models[record.deployment_id])
+            # Runners rejoin holding their stages; until then every stage is pending again.
+            for peer_id in self.deployment.status:
+                self.deployment.status[peer_id] = PENDING
+        self._publish()
+
+    # ---- connections ----------------------------------------------------------------------
+
+    async def _accept_loop(self) -> None:
+        while True:
+            try:
+                channel = await self.node.accept()
+            except ConnectionClosed:
+                return
+            except Exception:
+                log.exception("accept failed")
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(self._serve(channel))
+            self._conn_tasks.add(task)
+            task.add_done_callback(self._conn_tasks.discard)
+
+    async def _serve(self, channel: Channel) -> None:
+        peer_id = None
+        try:
+            peer_id = await self._admit(channel)
+            if peer_id is not None:
+                await self._read_loop(peer_id, channel)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection from %s failed", channel.peer)
+        finally:
+            link = self.links.get(peer_id) if peer_id else None
+            if link is not None and link.channel is channel:
+                self._peer_lost(peer_id, "connection closed")
+            await _quiet_close(channel)
+
+    async def _admit(self, channel: Channel) -> str | None:
+        """The first frame must be a valid join with the right secret; returns the peer id or None."""
+        try:
+            header, payload = await asyncio.wait_for(channel.recv(), JOIN_TIMEOUT_S)
+            msg = validate(header, payload, frozenset({"join"}))
+        except (TimeoutError, InvalidInput) as exc:
+            await _refuse(channel, f"expected a join message first: {exc}")
+            return None
+        if not hmac.compare_digest(msg["secret"].encode(), self._secret):
+            self.refused += 1
+            log.warning("refused %s (%s): wrong join secret", msg["peer_id"], channel.peer)
+            await _refuse(channel, "wrong join secret")
+            return None
+        if msg["protocol"] != PROTOCOL_VERSION:
+            await _refuse(channel, f"protocol {msg['protocol']} unsupported; this coordinator speaks "
+                                   f"{PROTOCOL_VERSION}")
+            return None
+        peer_id = msg["peer_id"]
+        old = self.links.pop(peer_id, None)
+        if old is not None:           # the same runner reconnecting: its old connection is finished
+            old.fail("replaced by a new connection")
+            await _quiet_close(old.channel)
+        carbon = await asyncio.to_thread(self._resolver.resolve, msg["lat"], msg["lon"], msg["carbon_g_per_kwh"])
+        record = self.registry.join(msg, carbon, asyncio.get_running_loop().time())
+        self.links[peer_id] = PeerLink(peer_id, channel)
+        await channel.send({"type": "welcome", "peer_id": peer_id, "heartbeat_s": self.heartbeat_s})
+        self._save_peer(record, msg)
+        log.info("joined: %s at (%.2f, %.2f), %.2f GB free", peer_id, record.lat, record.lon, record.free_vram_gb)
+        self._on_rejoin(peer_id, msg.get("loaded"))
+        self._publish()
+        return peer_id
+
+    async def _read_loop(self, peer_id: str, channel: Channel) -> None:
+        bad_frames = 0
+        while True:
+            try:
+                header, payload = await channel.recv()
+                msg = validate(header, payload, RUNNER_TO_COORDINATOR - {"join"})
+            except FrameError as exc:
+                if not exc.recoverable:
+                    raise ConnectionClosed(f"unrecoverable frame: {exc}") from None
+                bad_frames += 1
+                await _reply_error(channel, str(exc))
+            except InvalidInput as exc:
+                bad_frames += 1
+                await _reply_error(channel, str(exc))
+            else:
+                if self.links.get(peer_id) is None or self.links[peer_id].channel is not channel:
+                    return                  # replaced or declared dead: stop listening to this one
+                self._dispatch(peer_id, msg, payload)
+                continue
+            if bad_frames >= MAX_BAD_FRAMES:
+                log.warning("dropping %s after %d bad frames", peer_id, bad_frames)
+                return
+
+    def _dispatch(self, peer_id: str, msg: dict[str, Any], payload: bytes) -> None:
+        kind = msg["type"]
+        dep = self.deployment
+        if kind == "heartbeat":
+            record = self.registry.beat(peer_id, msg, asyncio.get_running_loop().time())
+            if record is not None:
+                self._save_peer(record, msg)
+                self._store("record_metrics", peer_id, time.time(), _metrics_of(msg))
+                self._publish()
+        elif kind in ("result", "failed"):
+            self.links[peer_id].on_result(msg, payload)
+        elif dep is None or msg["deployment_id"] != dep.id:
+            return                          # progress of a deployment since replaced
+        elif kind == "load_progress":
+            total = msg["total_bytes"]
+            dep.set(peer_id, LOADING, msg["loaded_bytes"] / total if total else 0.0)
+            self.registry.set_status(peer_id, reg.LOADING)
+        elif kind == "ready":
+            self._stage_status(dep, peer_id, READY)
+        elif kind == "load_failed":
+            dep.errors[peer_id] = msg["error"]
+            self._stage_status(dep, peer_id, FAILED)
+        self._publish()
+
+    # ---- liveness -------------------------------------------------------------------------
+
+    async def _monitor_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_ping_s = loop.time()
+        while True:
+            await asyncio.sleep(self.heartbeat_s / 4)
+            for peer_id in self.registry.expire(loop.time()):
+                log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
+                self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
+            if loop.time() >= next_ping_s:
+                next_ping_s = loop.time() + self.heartbeat_s
+                for link in list(self.links.values()):
+                    loop.create_task(_ping(link))
+
+    def _peer_lost(self, peer_id: str, reason: str) -> None:
+        self.registry.mark_dead(peer_id)
+        link = self.links.pop(peer_id, None)
+        if link is not None:
+            link.fail(reason)
+            asyncio.get_running_loop().create_task(_quiet_close(link.channel))
+        self._store("mark_peer", peer_id, PEER_DEAD)
+        dep = self.deployment
+        if dep is not None and dep.status.get(peer_id) not in (None, LOST):
+            self._stage_status(dep, peer_id, LOST)
+        self._publish()
+
+    def _on_rejoin(self, peer_id: str, loaded: dict[str, Any] | None) -> None:
+        """A runner of the current deployment came back: keep its stage, or have it load it again."""
+        dep = self.deployment
+        if dep is None or peer_id not in dep.status:
+            return
+        if dep.holds(peer_id, loaded):
+            self._stage_status(dep, peer_id, READY)
+        elif dep.status[peer_id] in (PENDING, LOST, READY):
+            self._stage_status(dep, peer_id, LOADING)
+            asyncio.get_running_loop().create_task(self._send_stage(dep, peer_id))
+
+    # ---- deployments ----------------------------------------------------------------------
+
+    async def deploy_once(self, plan: Plan, model: str, on_progress: ProgressCallback | None,
+                          timeout_s: float) -> Deployment:
+        """Send every runner its stage and wait until all are ready (PeerLost if one dies)."""
+        for stage in plan.stages:
+            if not self.registry.is_alive(stage.peer_id) or stage.peer_id not in self.links:
+                raise PeerLost(stage.peer_id, "not connected")
+        deployment_id = self.store.save_deployment(plan.to_dict())
+        self.models = {deployment_id: model}          # only the current deployment is ever restored
+        if self._models_path is not None:
+            self._models_path.write_text(json.dumps(self.models))
+        dep = Deployment(deployment_id, plan, model, on_progress=on_progress)
+        self.deployment = dep
+        for peer_id in dep.status:
+            self._stage_status(dep, peer_id, PENDING)
+        for peer_id in dep.status:
+            await self._send_stage(dep, peer_id)
+        await dep.wait_ready(timeout_s)
+        return dep
+
+    async def _send_stage(self, dep: Deployment, peer_id: str) -> None:
+        link = self.links.get(peer_id)
+        if link is None:
+            self._stage_status(dep, peer_id, LOST)
+            return
+        self.registry.set_status(peer_id, reg.LOADING)
+        try:
+            await link.send(dep.stage_message(peer_id))
+        except PeerLost as lost:
+            self._peer_lost(peer_id, lost.reason)
+
+    def _stage_status(self, dep: Deployment, peer_id: str, status: str) -> None:
+        dep.set(peer_id, status)
+        self._store("update_stage_status", dep.id, peer_id, status)
+        if status == READY:
+            self.registry.set_status(peer_id, reg.READY)
+
+    def live_peers(self) -> list[PeerRecord]:
+        return self.registry.alive()
+
+    def link(self, peer_id: str) -> PeerLink:
+        link = self.links.get(peer_id)
+        if link is None or not self.registry.is_alive(peer_id):
+            raise PeerLost(peer_id, "not connected")
+        return link
+
+    def drop_peer(self, peer_id: str, reason: str) -> None:
+        """Treat a runner as dead now (a failed send, a request timeout); it may rejoin later."""
+        if peer_id in self.links or self.registry.is_alive(peer_id):
+            self._peer_lost(peer_id, reason)
+
+    # ---- store and snapshots --------------------------------------------------------------
+
+    def _save_peer(self, record: PeerRecord, msg: dict[str, Any]) -> None:
+        self._store("upsert_peer", StoredPeer(
+            peer_id=record.id, lat=record.lat, lon=record.lon, gpu=record.gpu,
+            free_vram_gb=record.free_vram_gb, carbon_g_per_kwh=record.carbon_g_per_kwh,
+            carbon_source=record.carbon_source.value, status=PEER_ALIVE, last_seen=time.time(),
+            metrics={**_metrics_of(msg), "name": record.name, "tflops": record.tflops}))
+
+    def _store(self, method: str, *args: Any) -> None:
+        """Store writes must not take the coordinator down (a busy MongoDB, a full disk): log them."""
+        try:
+            getattr(self.store, method)(*args)
+        except Exception:
+            log.exception("store.%s failed", method)
+
+    def _publish(self) -> None:
+        self.peer_rows = [p.summary() for p in self.registry.all()]
+
+
+def _read_models(path: Path | None) -> dict[str, str]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable %s", path)
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _metrics_of(msg: dict[str, Any]) -> dict[str, Any]:
+    return {k: msg[k] for k in ("gpu", "total_vram_gb", "free_vram_gb", "utilization_pct", "power_w")}
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+async def _ping(link: PeerLink) -> None:
+    try:
+        await link.send({"type": "ping"})
+    except PeerLost:
+        pass            # the read loop or the monitor notices the loss
+
+
+async def _refuse(channel: Channel, reason: str) -> None:
+    try:
+        await channel.send({"type": "refused", "reason": reason[:1000]})
+    except (ConnectionClosed, FrameError, OSError):
+        pass
+
+
+async def _reply_error(channel: Channel, reason: str) -> None:
+    try:
+        await channel.send({"type": "error", "reason": reason[:1000]})
+    except (ConnectionClosed, FrameError, OSError):
+        pass
+
+
+async def _quiet_close(channel: Channel) -> None:
+    try:
+        await asyncio.wait_for(channel.close(), 2.0)
+    except Exception:
+        pass

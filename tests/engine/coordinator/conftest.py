@@ -1,0 +1,65 @@
+"""A tiny real Llama (the runner tests' fixed-seed builder) with a byte-level tokenizer, and runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.paths import REPO_ROOT
+from tests.engine.runner.conftest import load_monolithic, save_tiny
+
+
+def save_byte_tokenizer(folder: Path) -> None:
+    """A byte-level BPE with no merges: ids 0..255 are the bytes, exactly the tiny model's vocab."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {char: byte for byte, char in bytes_to_unicode().items()}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(str(folder))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    folder = save_tiny(tmp_path_factory.mktemp("tiny-llama-coordinator"))
+    # No end-of-sequence token: every generation runs its full length, long enough to interrupt.
+    for name in ("config.json", "generation_config.json"):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text())
+            data["eos_token_id"] = None
+            path.write_text(json.dumps(data))
+    save_byte_tokenizer(folder)
+    return folder
+
+
+def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+    """The reference: the whole model in one piece, greedy, recomputing the full sequence each step."""
+    model = load_monolithic(folder)
+    ids = list(prompt_ids)
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt_ids):]
+
+
+def spawn_runner(ticket: str, peer_id: str, lat: float, lon: float, vram_gb: float, log_dir: Path,
+                 extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    log_file = open(log_dir / f"{peer_id}.log", "ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket, "--id", peer_id,
+             "--name", peer_id, "--lat", str(lat), "--lon", str(lon), "--vram-gb", f"{vram_gb:.9f}", *extra],
+            cwd=str(REPO_ROOT), env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        log_file.close()
