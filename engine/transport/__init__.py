@@ -36,7 +36,8 @@ Nodes (engine.transport.base.Node) listen and dial::
 
     IrohNode.start(bind_addr, secret_key=None, relay=False, limits, allowed_types): offline-safe by
     default (minimal preset, relays off, direct addresses in the ticket; ALPN b"prismn/1").
-    All iroh nodes of a process share one asyncio loop. `tcp_connect(address)` dials without
+    IrohNode also has .endpoint_id and .bound_sockets (["127.0.0.1:port", ...]); closing a node
+    frees its port at once. All iroh nodes of a process share one asyncio loop. `tcp_connect(address)` dials without
     listening. Importing this package applies the checked iroh speed fix (engine.transport.iroh_fix).
 
 Behaviour worth knowing:

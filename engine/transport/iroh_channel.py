@@ -109,7 +109,7 @@ class IrohNode(Node):
         super().__init__()
         self.limits = limits
         self.allowed_types = allowed_types
-        self._endpoint = endpoint
+        self._endpoint: iroh.Endpoint | None = endpoint
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -148,11 +148,21 @@ class IrohNode(Node):
 
     @property
     def address(self) -> str:
-        return str(iroh.EndpointTicket.from_addr(self._endpoint.addr()))
+        return str(iroh.EndpointTicket.from_addr(self._open_endpoint().addr()))
 
     @property
     def endpoint_id(self) -> str:
-        return str(self._endpoint.id())
+        return str(self._open_endpoint().id())
+
+    @property
+    def bound_sockets(self) -> list[str]:
+        """The local UDP sockets ("host:port") the endpoint listens on, IPv4 first."""
+        return list(self._open_endpoint().bound_sockets())
+
+    def _open_endpoint(self) -> iroh.Endpoint:
+        if self._endpoint is None:
+            raise ConnectionClosed("node is closed")
+        return self._endpoint
 
     async def connect(self, address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> IrohChannel:
         if self._closed:
@@ -162,7 +172,7 @@ class IrohNode(Node):
         except (iroh.IrohError, TypeError) as exc:
             raise InvalidInput("address", address, f"not an iroh endpoint ticket: {_describe(exc)}") from None
         try:
-            connection = await asyncio.wait_for(self._endpoint.connect(endpoint_addr, ALPN), timeout_s)
+            connection = await asyncio.wait_for(self._open_endpoint().connect(endpoint_addr, ALPN), timeout_s)
             stream = await asyncio.wait_for(connection.open_bi(), timeout_s)
         except TimeoutError:
             raise ConnectionClosed(f"cannot reach {address[:24]}...: timed out after {timeout_s} s") from None
@@ -176,10 +186,15 @@ class IrohNode(Node):
         if self._closed:
             return
         self._closed = True
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._stop_accepting()
         await self._endpoint.close()
+        # The UDP socket is freed only when the Rust endpoint is dropped: drop our handle now so
+        # the port can be bound again at once, rather than whenever the garbage collector runs.
+        self._endpoint = None
 
     def _spawn(self, coroutine) -> None:  # noqa: ANN001
         task = asyncio.ensure_future(coroutine)
@@ -188,7 +203,7 @@ class IrohNode(Node):
 
     async def _accept_loop(self) -> None:
         while True:
-            incoming = await self._endpoint.accept_next()
+            incoming = await self._open_endpoint().accept_next()
             if incoming is None:  # endpoint closed
                 return
             self._spawn(self._handshake(incoming))

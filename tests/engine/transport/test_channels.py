@@ -359,3 +359,24 @@ def test_frames_sent_right_before_close_still_reach_a_slow_reader(transport: str
             assert not base._LINGERING
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_closed_node_frees_its_port_at_once(transport: str) -> None:
+    async def scenario() -> None:
+        first = await start_node(transport)
+        to_first = await start_node(transport)
+        channel = await to_first.connect(first.address)
+        await first.accept()
+        port = (
+            first.bound_sockets[0].rsplit(":", 1)[1]
+            if transport == "iroh"
+            else first.address.rsplit(":", 1)[1]
+        )
+        await first.close()
+        second = await start_node(transport, bind_addr=f"127.0.0.1:{port}")
+        await second.close()
+        await channel.close()
+        await to_first.close()
+
+    asyncio.run(scenario())
