@@ -108,7 +108,7 @@ def encode_prefix_and_header(
         raise FrameError("header", type(header).__name__, "must be a dict")
     header = dict(header)
     declared = header.setdefault("payload_bytes", payload_bytes)
-    if declared != payload_bytes or isinstance(declared, bool):
+    if type(declared) is not int or declared != payload_bytes:
         raise FrameError("payload_bytes", declared, f"header says {declared!r}, payload has {payload_bytes}")
     _check_type_field(header.get("type"), None)
     if payload_bytes > limits.max_payload_bytes:
@@ -160,7 +160,7 @@ def decode_header(
         raise FrameError("header", type(header).__name__, "must be a JSON object")
     _check_type_field(header.get("type"), allowed_types)
     declared = header.get("payload_bytes")
-    if declared != payload_bytes or isinstance(declared, bool):
+    if type(declared) is not int or declared != payload_bytes:
         raise FrameError("payload_bytes", declared, f"prefix declared {payload_bytes}")
     if "dtype" in header or "shape" in header:
         check_tensor_fields(header, payload_bytes)

@@ -113,6 +113,8 @@ BAD_FRAMES = {
     "missing type": (raw_frame({"payload_bytes": 0}), "type", True),
     "type not a string": (raw_frame({"type": 7, "payload_bytes": 0}), "type", True),
     "payload_bytes disagrees": (raw_frame({"type": "t", "payload_bytes": 5}, b"abcd"), "payload_bytes", True),
+    "payload_bytes a float": (raw_frame({"type": "t", "payload_bytes": 4.0}, b"abcd"), "payload_bytes", True),
+    "payload_bytes a bool": (raw_frame({"type": "t", "payload_bytes": True}, b"a"), "payload_bytes", True),
     "payload_bytes missing": (raw_frame({"type": "t"}, b"abcd"), "payload_bytes", True),
     "unknown dtype": (
         raw_frame({"type": "t", "payload_bytes": 4, "dtype": "float8", "shape": [1]}, b"abcd"),
