@@ -38,6 +38,12 @@ LINGER_S = 10.0
 _LINGERING: set[asyncio.Task[None]] = set()
 
 
+def _retrieve_outcome(reading: asyncio.Future) -> None:
+    """Mark a frame read's error as seen: its recv() may have been cancelled and nobody asks."""
+    if not reading.cancelled():
+        reading.exception()
+
+
 class ConnectionClosed(PrismnError):
     """The peer closed the channel, the connection dropped, or this side closed it."""
 
@@ -66,6 +72,8 @@ class Channel(abc.ABC):
         self._recv_lock = asyncio.Lock()
         self._closed = False
         self._peer_finished = asyncio.Event()
+        # The frame being read; it outlives a recv() that was cancelled half-way.
+        self._reading: asyncio.Future[tuple[dict[str, Any], bytes]] | None = None
 
     # -- what a transport supplies ------------------------------------------------------------
 
@@ -116,32 +124,23 @@ class Channel(abc.ABC):
             await self._write(chunks)
 
     async def recv(self) -> tuple[dict[str, Any], bytes]:
-        """The next frame as (header, payload)."""
+        """The next frame as (header, payload).
+
+        Cancellation-safe: when the caller gives up (a timeout, a cancelled task) in the middle of
+        a frame, the frame is still read whole and handed to the next `recv`.
+        """
         if self._closed:
             raise ConnectionClosed("this side closed the channel")
         async with self._recv_lock:
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read_frame())
+                self._reading.add_done_callback(_retrieve_outcome)
+            reading = self._reading
             try:
-                prefix = await self._read_exact(PREFIX_BYTES)
-            except ConnectionClosed:
-                self._peer_finished.set()
-                raise
-            try:
-                header_bytes, payload_bytes = parse_prefix(prefix, self.limits)
-            except FrameError:
-                # The stream position is lost: nothing after this can be trusted.
-                await self._abort()
-                raise
-            if payload_bytes <= SMALL_FRAME_BYTES:
-                # One read for header and payload: each read is a round trip through iroh's FFI.
-                rest = await self._read_rest(
-                    "payload" if payload_bytes else "header", header_bytes + payload_bytes
-                )
-                header_json, payload = rest[:header_bytes], rest[header_bytes:]
-            else:
-                header_json = await self._read_rest("header", header_bytes)
-                payload = await self._read_rest("payload", payload_bytes)
-            # Both parts are consumed before the header is judged, so a bad header costs one frame.
-            return decode_header(header_json, payload_bytes, self.allowed_types), payload
+                return await asyncio.shield(reading)
+            finally:
+                if reading.done():
+                    self._reading = None
 
     async def close(self) -> None:
         """Stop using the channel: finish sending and release the connection once the peer is done.
@@ -176,6 +175,30 @@ class Channel(abc.ABC):
 
     # -- helpers ------------------------------------------------------------------------------
 
+    async def _read_frame(self) -> tuple[dict[str, Any], bytes]:
+        try:
+            prefix = await self._read_exact(PREFIX_BYTES)
+        except ConnectionClosed:
+            self._peer_finished.set()
+            raise
+        try:
+            header_bytes, payload_bytes = parse_prefix(prefix, self.limits)
+        except FrameError:
+            # The stream position is lost: nothing after this can be trusted.
+            await self._abort()
+            raise
+        if payload_bytes <= SMALL_FRAME_BYTES:
+            # One read for header and payload: each read is a round trip through iroh's FFI.
+            rest = await self._read_rest(
+                "payload" if payload_bytes else "header", header_bytes + payload_bytes
+            )
+            header_json, payload = rest[:header_bytes], rest[header_bytes:]
+        else:
+            header_json = await self._read_rest("header", header_bytes)
+            payload = await self._read_rest("payload", payload_bytes)
+        # Both parts are consumed before the header is judged, so a bad header costs one frame.
+        return decode_header(header_json, payload_bytes, self.allowed_types), payload
+
     async def _read_rest(self, field: str, num_bytes: int) -> bytes:
         try:
             return await self._read_exact(num_bytes)
@@ -195,6 +218,9 @@ class Channel(abc.ABC):
 
     async def _drain_until_eof(self) -> None:
         async with self._recv_lock:  # after any recv() another task is still inside
+            if self._reading is not None:  # a frame an abandoned recv() started
+                await asyncio.wait([self._reading])
+                self._reading = None
             if not self._peer_finished.is_set():
                 while await self._read_some(64 * 1024):
                     pass

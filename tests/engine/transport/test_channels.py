@@ -380,3 +380,23 @@ def test_a_closed_node_frees_its_port_at_once(transport: str) -> None:
         await to_first.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_recv_abandoned_mid_frame_hands_the_whole_frame_to_the_next_recv(transport: str) -> None:
+    async def scenario() -> None:
+        async with nodes(transport) as (server, client):
+            to_server, to_client = await open_pair(server, client)
+            frame = raw_frame({"type": "t", "payload_bytes": 200_000}, os.urandom(200_000))
+            await to_server._write([frame[:100_000]])
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(to_client.recv(), 0.3)  # gives up in the middle of the payload
+            await to_server._write([frame[100_000:]])
+            await to_server.send({"type": "next"})
+            header, payload = await asyncio.wait_for(to_client.recv(), 10)
+            assert header["type"] == "t" and payload == frame[-200_000:]
+            assert (await asyncio.wait_for(to_client.recv(), 10))[0]["type"] == "next"
+            await to_server.close()
+            await to_client.close()
+
+    asyncio.run(scenario())
