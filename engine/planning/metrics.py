@@ -49,6 +49,12 @@ def stage_seconds(footprint: ModelFootprint, load: StageLoad, gpu: GpuSpec) -> f
     return max(compute_s, memory_s)
 
 
+def layer_joules(footprint: ModelFootprint, gpus: Sequence[GpuSpec]) -> np.ndarray:
+    """Energy one decoder layer's token takes on each GPU: the same formula as the plan's total."""
+    one_layer = StageLoad(num_layers=1, last=False)
+    return np.array([g.power_w * stage_seconds(footprint, one_layer, g) for g in gpus], dtype=np.float64)
+
+
 def leg_ms(leg_km: np.ndarray, first_rtt_ms: float, last_rtt_ms: float) -> np.ndarray:
     """One-way latency of every tour leg; a peer's measured RTT/2 replaces the ingress legs."""
     ms = one_way_ms(leg_km)

@@ -17,9 +17,9 @@ from engine.model.footprint import ModelFootprint
 from engine.plan import ModelInfo, Plan, Stage
 from engine.planning.assignment import fits, layer_ranges
 from engine.planning.geo import pairwise_km, unit_vectors
-from engine.planning.gpus import peer_gpu_spec
+from engine.planning.gpus import GpuSpec, peer_gpu_spec
 from engine.planning.inputs import PeerColumns, check_footprint, check_weights, peer_columns
-from engine.planning.metrics import plan_metrics
+from engine.planning.metrics import JOULES_PER_KWH, layer_joules, plan_metrics
 from engine.planning.ordering import best_cycle, cycle_with_fixed_ends
 from engine.planning.scoring import policy_order
 from engine.planning.selection import Capacities, Selection, layer_capacities, select_peers
@@ -35,13 +35,23 @@ class PlanningInputs:
     ingress: Ingress
     columns: PeerColumns
     caps: Capacities
+    gpus: tuple[GpuSpec, ...]            # each peer's effective specs (its overrides, else the table)
+    g_co2_per_layer_token: np.ndarray    # what one layer's token emits on each peer
 
 
 def prepare(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress) -> PlanningInputs:
     check_footprint(footprint)
     columns = peer_columns(peers, ingress)
+    # A swarm has few distinct GPUs: look each one up and time its layer once.
+    kinds: dict[tuple, int] = {}
+    kind_of = np.fromiter((kinds.setdefault((p.gpu, p.tflops, p.power_w), len(kinds)) for p in peers),
+                          dtype=np.int64, count=len(peers))
+    kind_specs = [peer_gpu_spec(*key) for key in kinds]
+    joules = layer_joules(footprint, kind_specs)
     return PlanningInputs(footprint, tuple(peers), ingress, columns,
-                          layer_capacities(footprint, columns.free_vram_gb))
+                          layer_capacities(footprint, columns.free_vram_gb),
+                          tuple(kind_specs[k] for k in kind_of),
+                          joules[kind_of] / JOULES_PER_KWH * columns.carbon_g_per_kwh)
 
 
 def _policy(policy: Policy | str) -> Policy:
@@ -78,7 +88,7 @@ def plan_prepared(inputs: PlanningInputs, policy: Policy, weights: Weights) -> P
         model=ModelInfo(fp.name, fp.num_layers, fp.param_count, fp.quant),
         ingress={"lat": float(inputs.ingress.lat), "lon": float(inputs.ingress.lon)},
     )
-    order = policy_order(policy, inputs.columns, weights)
+    order = policy_order(policy, inputs.columns, weights, inputs.g_co2_per_layer_token)
     chosen = select_peers(fp, inputs.caps, order)
     if not isinstance(chosen, Selection):
         return Plan(**base, feasible=False, stages=(), shortfall_gb=chosen.shortfall_gb,
@@ -87,8 +97,7 @@ def plan_prepared(inputs: PlanningInputs, policy: Policy, weights: Weights) -> P
     ranges = layer_ranges(inputs.caps, stage_peers, fp.num_layers)
     stages = tuple(_stage(inputs, p, start, end, i == 0, i == len(ranges) - 1)
                    for i, (p, (start, end)) in enumerate(zip(stage_peers, ranges, strict=True)))
-    gpus = [peer_gpu_spec(inputs.peers[p].gpu, inputs.peers[p].tflops, inputs.peers[p].power_w)
-            for p in stage_peers]
+    gpus = [inputs.gpus[p] for p in stage_peers]
     rtt = inputs.columns.rtt_ms
     metrics = plan_metrics(fp, stages, gpus, leg_km,
                            (float(rtt[stage_peers[0]]), float(rtt[stage_peers[-1]])))

@@ -31,7 +31,7 @@ def test_capacities_per_role_match_stage_bytes(fp, peers):
 def select(fp, peers, policy=Policy.VRAM):
     cols = peer_columns(peers, INGRESS)
     caps = layer_capacities(fp, cols.free_vram_gb)
-    return select_peers(fp, caps, policy_order(policy, cols, Weights()))
+    return select_peers(fp, caps, policy_order(policy, cols, Weights(), cols.carbon_g_per_kwh))
 
 
 def test_one_peer_that_holds_everything_is_enough():
