@@ -8,6 +8,7 @@ so a Tk GUI hands them to its own thread with `widget.after(0, ...)`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import subprocess
@@ -36,8 +37,10 @@ class NotRunning(PrismnError):
 
 class EmbeddedCoordinator:
     def __init__(self, store_spec: str | None = None, *, transport: str = "iroh", bind_host: str = "0.0.0.0",
-                 heartbeat_s: float = 1.0) -> None:
+                 heartbeat_s: float = 1.0, model_source: str | None = None) -> None:
         self.store_spec = store_spec
+        # what runners load a plan's model from (a folder, a .gguf); None: the plan's model name
+        self.model_source = model_source
         self.transport = transport
         self.bind_host = bind_host
         self.heartbeat_s = heartbeat_s
@@ -80,6 +83,17 @@ class EmbeddedCoordinator:
 
     def stop(self) -> None:
         """Stop the local runners this object started, then the coordinator. Idempotent."""
+        self._end_local_runners()
+        if self._running is not None and self._loop is not None:
+            running, self._running = self._running, None
+            try:
+                asyncio.run_coroutine_threadsafe(running.close(), self._loop).result(STOP_TIMEOUT_S)
+                asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop).result(STOP_TIMEOUT_S)
+            except Exception:
+                log.exception("stopping the coordinator")
+        self._stop_loop()
+
+    def _end_local_runners(self) -> None:
         for process in self._processes:
             if process.poll() is None:
                 process.terminate()
@@ -90,14 +104,6 @@ class EmbeddedCoordinator:
                 process.kill()
                 process.wait(5)
         self._processes = []
-        if self._running is not None and self._loop is not None:
-            running, self._running = self._running, None
-            try:
-                asyncio.run_coroutine_threadsafe(running.close(), self._loop).result(STOP_TIMEOUT_S)
-                asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop).result(STOP_TIMEOUT_S)
-            except Exception:
-                log.exception("stopping the coordinator")
-        self._stop_loop()
 
     def _stop_loop(self) -> None:
         if self._loop is not None and self._thread is not None:
@@ -145,6 +151,8 @@ class EmbeddedCoordinator:
                             cities: list[str] | None = None) -> list[str]:
         """Spawn `n` runner processes here, at demo-swarm cities; returns their peer ids."""
         processes = local_runners.spawn(self.ticket, n, model, cities)
+        if not self._processes:
+            atexit.register(self._end_local_runners)      # never leave runners behind the app
         self._processes.extend(processes)
         return [process.args[process.args.index("--id") + 1] for process in processes]
 
@@ -159,7 +167,7 @@ class EmbeddedCoordinator:
         running = self._require()
 
         async def deploy() -> str:
-            return (await running.ingress.deploy(plan, model, on_progress)).id
+            return (await running.ingress.deploy(plan, model or self.model_source, on_progress)).id
 
         return self._call(deploy)
 

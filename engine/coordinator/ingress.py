@@ -79,12 +79,19 @@ class Ingress:
 
     async def deploy(self, plan: Plan, model: str | None = None, on_progress: ProgressCallback | None = None,
                      footprint: ModelFootprint | None = None, timeout_s: float = DEPLOY_TIMEOUT_S) -> Deployment:
-        """Deploy `plan`; if a runner dies while loading, re-plan over the live peers and go again."""
+        """Deploy `plan`; if a runner dies while loading, re-plan over the live peers and go again.
+
+        A plan made for other peers (a peers file, the demo swarm) is first re-planned over the
+        live runners with the same model, ingress, policy and weights.
+        """
         if not plan.feasible:
             raise InfeasiblePlan(plan.shortfall_gb or 0.0, plan.shortfall_layers or 0, "the plan is infeasible")
         model = model or plan.model.name
         if footprint is not None:
             self._footprints[model] = footprint
+        live = {record.id for record in self.coordinator.live_peers()}
+        if any(stage.peer_id not in live for stage in plan.stages):
+            plan = await self._replan(plan, model)
         for attempt in range(MAX_RECOVERIES + 1):
             try:
                 return await self.coordinator.deploy_once(plan, model, on_progress, timeout_s)

@@ -1,0 +1,261 @@
+"""The runners panel: live peers, local runners, Deploy with per-stage progress, and a prompt box.
+
+`RunnersPanel(master, coordinator, get_current_plan)` with a running `EmbeddedCoordinator`, or
+`RunnersPanel(master, context)` as the app's deploy-area seam builds it (prismn_gui.deploy_area): the
+panel then owns a coordinator that its "Start coordinator" button starts, and stops it (and the
+runners it spawned) when the panel is destroyed. Coordinator callbacks arrive on the coordinator's
+thread; they go through a queue that the Tk thread drains every 50 ms, so no Tk call ever happens
+off the Tk thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import customtkinter as ctk
+
+from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.plan import Plan
+
+STATUS_COLOURS = {"live": "#3b82f6", "loading": "#f59e0b", "ready": "#22c55e", "dead": "#ef4444"}
+POLL_MS = 50
+REFRESH_MS = 1000
+MAX_LOCAL_RUNNERS = 8
+DEFAULT_MAX_NEW_TOKENS = 64
+HINT_IDLE = "Start the coordinator, then local runners (or runners elsewhere with the ticket)."
+
+
+class RunnersPanel(ctk.CTkFrame):
+    def __init__(self, master: Any, coordinator: Any = None,
+                 get_current_plan: Callable[[], Plan | None] | None = None, *,
+                 set_status: Callable[[str], None] | None = None, store_spec: str | None = None) -> None:
+        super().__init__(master)
+        if coordinator is not None and hasattr(coordinator, "current_plan"):    # the app's AppContext
+            context, coordinator = coordinator, None
+            get_current_plan = context.current_plan
+            set_status = context.set_status
+        self.coordinator: EmbeddedCoordinator | None = coordinator
+        self._owns_coordinator = coordinator is None
+        self._store_spec = store_spec
+        self._get_plan = get_current_plan or (lambda: None)
+        self._set_status = set_status or (lambda _text: None)
+        self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._stage_rows: dict[str, tuple[ctk.CTkLabel, ctk.CTkProgressBar]] = {}
+        self._peer_rows_shown: list[tuple] = []
+        self.last_result: dict[str, Any] | None = None
+        self._build()
+        self._sync_buttons()
+        self.after(POLL_MS, self._drain)
+        self.after(REFRESH_MS, self._refresh)
+        self.bind("<Destroy>", self._on_destroy, add="+")
+
+    # ---- layout ---------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        small = ctk.CTkFont(size=11)
+        top = ctk.CTkFrame(self, fg_color="transparent")
+        top.pack(fill="x", padx=10, pady=(8, 2))
+        ctk.CTkLabel(top, text="Runners", font=ctk.CTkFont(size=13, weight="bold")).pack(side="left")
+        self.start_button = ctk.CTkButton(top, text="Start coordinator", width=130, command=self._start_coordinator)
+        self.start_button.pack(side="left", padx=(10, 0))
+        self.ticket_entry = ctk.CTkEntry(top, font=small, placeholder_text="ticket")
+        self.ticket_entry.pack(side="left", fill="x", expand=True, padx=6)
+        self.copy_button = ctk.CTkButton(top, text="Copy", width=50, command=self._copy_ticket)
+        self.copy_button.pack(side="left")
+
+        row = ctk.CTkFrame(self, fg_color="transparent")
+        row.pack(fill="x", padx=10, pady=2)
+        ctk.CTkLabel(row, text="Local runners", font=small).pack(side="left")
+        self.runner_count = ctk.CTkOptionMenu(row, values=[str(n) for n in range(1, MAX_LOCAL_RUNNERS + 1)],
+                                              width=60)
+        self.runner_count.set("3")
+        self.runner_count.pack(side="left", padx=4)
+        self.local_button = ctk.CTkButton(row, text="Start local runners", width=130, command=self._start_local)
+        self.local_button.pack(side="left")
+        self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
+        self.deploy_button.pack(side="right")
+
+        self.hint = ctk.CTkLabel(self, text=HINT_IDLE, anchor="w", text_color="gray55", font=small,
+                                 wraplength=560, justify="left")
+        self.hint.pack(fill="x", padx=10)
+
+        lists = ctk.CTkFrame(self, fg_color="transparent")
+        lists.pack(fill="both", expand=True, padx=10, pady=2)
+        self.peer_list = ctk.CTkScrollableFrame(lists, height=90, label_text="Live peers", label_font=small)
+        self.peer_list.pack(side="left", fill="both", expand=True, padx=(0, 4))
+        self.stage_list = ctk.CTkScrollableFrame(lists, height=90, label_text="Stages", label_font=small)
+        self.stage_list.pack(side="left", fill="both", expand=True)
+
+        prompt_row = ctk.CTkFrame(self, fg_color="transparent")
+        prompt_row.pack(fill="x", padx=10, pady=2)
+        self.prompt_entry = ctk.CTkEntry(prompt_row, placeholder_text="Prompt", font=small)
+        self.prompt_entry.pack(side="left", fill="x", expand=True)
+        self.prompt_entry.bind("<Return>", lambda _e: self._generate())
+        self.generate_button = ctk.CTkButton(prompt_row, text="Generate", width=90, command=self._generate)
+        self.generate_button.pack(side="left", padx=(6, 0))
+        self.output = ctk.CTkTextbox(self, height=70, font=small, wrap="word")
+        self.output.pack(fill="both", expand=True, padx=10, pady=2)
+        self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
+        self.stats.pack(fill="x", padx=10, pady=(0, 6))
+
+    def _sync_buttons(self) -> None:
+        running = self.coordinator is not None
+        self.start_button.configure(state="disabled" if running or not self._owns_coordinator else "normal")
+        for button in (self.local_button, self.deploy_button, self.generate_button, self.copy_button):
+            button.configure(state="normal" if running else "disabled")
+        if running:
+            self.ticket_entry.configure(state="normal")
+            self.ticket_entry.delete(0, "end")
+            self.ticket_entry.insert(0, self.coordinator.ticket)
+            self.ticket_entry.configure(state="readonly")
+
+    # ---- actions (Tk thread) --------------------------------------------------------------
+
+    def _start_coordinator(self) -> None:
+        self.start_button.configure(state="disabled")
+        self.hint.configure(text="Starting the coordinator…")
+        coordinator = EmbeddedCoordinator(self._store_spec)
+
+        def start() -> None:              # binding and opening the store take a moment: off the Tk thread
+            try:
+                coordinator.start()
+                self._events.put(("started", coordinator))
+            except Exception as exc:
+                self._events.put(("error", f"coordinator did not start: {exc}"))
+
+        threading.Thread(target=start, daemon=True).start()
+
+    def _copy_ticket(self) -> None:
+        if self.coordinator is not None:
+            self.clipboard_clear()
+            self.clipboard_append(self.coordinator.ticket)
+            self.hint.configure(text="Ticket copied: python -m engine.runner --ticket <ticket> --lat .. --lon ..")
+
+    def _start_local(self) -> None:
+        if self.coordinator is None:
+            return
+        plan = self._get_plan()
+        model = plan.model.name if plan is not None else "smollm2"
+        count = int(self.runner_count.get())
+        try:
+            ids = self.coordinator.start_local_runners(count, model=model)
+        except Exception as exc:
+            self.hint.configure(text=f"local runners: {exc}")
+            return
+        self.hint.configure(text=f"Started {len(ids)} local runner(s) for {model}; they join in a few seconds.")
+
+    def _deploy(self) -> None:
+        plan = self._get_plan()
+        if self.coordinator is None or plan is None:
+            self.hint.configure(text="No plan to deploy yet." if self.coordinator else HINT_IDLE)
+            return
+        for child in self.stage_list.winfo_children():
+            child.destroy()
+        self._stage_rows.clear()
+        self.deploy_button.configure(state="disabled")
+        self.hint.configure(text=f"Deploying {plan.model.name} on the live runners…")
+        future = self.coordinator.deploy(plan, lambda *event: self._events.put(("progress", *event)))
+        future.add_done_callback(lambda done: self._events.put(("deployed", done)))
+
+    def _generate(self) -> None:
+        prompt = self.prompt_entry.get().strip()
+        if self.coordinator is None or not prompt:
+            return
+        self.output.delete("1.0", "end")
+        self.stats.configure(text="generating…")
+        self.generate_button.configure(state="disabled")
+        future = self.coordinator.generate(prompt, DEFAULT_MAX_NEW_TOKENS,
+                                           lambda text: self._events.put(("token", text)))
+        future.add_done_callback(lambda done: self._events.put(("generated", done)))
+
+    # ---- events from the coordinator thread -----------------------------------------------
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                self._handle(*self._events.get_nowait())
+        except queue.Empty:
+            pass
+        if self.winfo_exists():
+            self.after(POLL_MS, self._drain)
+
+    def _handle(self, kind: str, *args: Any) -> None:
+        if kind == "started":
+            self.coordinator = args[0]
+            self._sync_buttons()
+            self.hint.configure(text="Coordinator running. Start local runners or share the ticket.")
+            self._set_status("coordinator started")
+        elif kind == "error":
+            self.hint.configure(text=args[0])
+            self._sync_buttons()
+        elif kind == "progress":
+            self._show_progress(*args)
+        elif kind == "deployed":
+            self.deploy_button.configure(state="normal")
+            self.hint.configure(text=_outcome_text(args[0], lambda dep_id: f"Deployed ({dep_id[:8]}): ready."))
+        elif kind == "token":
+            self.output.insert("end", args[0])
+            self.output.see("end")
+        elif kind == "generated":
+            self.generate_button.configure(state="normal")
+            future: Future = args[0]
+            if future.exception() is not None:
+                self.stats.configure(text=f"failed: {future.exception()}")
+                return
+            result = self.last_result = future.result()
+            recovered = f" · recovered from {result['recoveries']} lost runner(s)" if result["recoveries"] else ""
+            self.stats.configure(text=f"{len(result['token_ids'])} tokens · {result['tokens_per_s']:.1f} tokens/s · "
+                                      f"{result['g_co2']:.3g} gCO2{recovered}")
+
+    def _show_progress(self, peer_id: str, fraction: float, status: str) -> None:
+        if peer_id not in self._stage_rows:
+            row = ctk.CTkFrame(self.stage_list, fg_color="transparent")
+            row.pack(fill="x")
+            label = ctk.CTkLabel(row, text=peer_id, width=150, anchor="w", font=ctk.CTkFont(size=11))
+            label.pack(side="left")
+            bar = ctk.CTkProgressBar(row, height=10)
+            bar.pack(side="left", fill="x", expand=True, padx=4)
+            self._stage_rows[peer_id] = (label, bar)
+        label, bar = self._stage_rows[peer_id]
+        bar.set(fraction)
+        bar.configure(progress_color=STATUS_COLOURS.get({"lost": "dead", "failed": "dead"}.get(status, status),
+                                                        STATUS_COLOURS["live"]))
+        label.configure(text=f"{peer_id}  {status}")
+
+    def _refresh(self) -> None:
+        if not self.winfo_exists():
+            return
+        if self.coordinator is not None:
+            rows = [(p["id"], p["gpu"], p["free_vram_gb"], p["utilization"], p["carbon_g_per_kwh"], p["status"])
+                    for p in self.coordinator.live_peers()]
+            if rows != self._peer_rows_shown:
+                self._show_peers(rows)
+        self.after(REFRESH_MS, self._refresh)
+
+    def _show_peers(self, rows: list[tuple]) -> None:
+        self._peer_rows_shown = rows
+        for child in self.peer_list.winfo_children():
+            child.destroy()
+        small = ctk.CTkFont(size=11)
+        for peer_id, gpu, free_gb, utilization, carbon, status in rows:
+            row = ctk.CTkFrame(self.peer_list, fg_color="transparent")
+            row.pack(fill="x")
+            ctk.CTkLabel(row, text="●", width=14, text_color=STATUS_COLOURS.get(status, "gray")).pack(side="left")
+            busy = f"{utilization:.0f}%" if utilization is not None else "–"
+            ctk.CTkLabel(row, anchor="w", font=small,
+                         text=f"{peer_id} · {gpu or '?'} · {free_gb:.2f} GB free · {busy} · {carbon:.0f} g/kWh"
+                         ).pack(side="left", fill="x")
+
+    def _on_destroy(self, event: Any) -> None:
+        if event.widget is self and self._owns_coordinator and self.coordinator is not None:
+            coordinator, self.coordinator = self.coordinator, None
+            coordinator.stop()            # ends the local runners too
+
+
+def _outcome_text(future: Future, describe: Callable[[Any], str]) -> str:
+    error = future.exception()
+    return describe(future.result()) if error is None else f"Deploy failed: {error}"

@@ -1,0 +1,85 @@
+"""The runners panel under Xvfb: lists the live runners, deploys with per-stage progress bars, and
+streams a generation into its text box with tokens/s and gCO2 (two tiny-Llama runner processes)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.coordinator.local_runners import runner_vram_gb
+from engine.model import footprint, load_spec
+from engine.paths import REPO_ROOT
+from engine.planning.planner import make_plan
+from engine.planning.types import Ingress, Policy, Weights
+
+from tests.engine.coordinator.conftest import spawn_runner
+from tests.prismn_gui.test_window import display  # noqa: F401 - the Xvfb display fixture
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.gui]
+INGRESS = Ingress(lat=50.11, lon=8.68)
+SCREENSHOT = REPO_ROOT / "artifacts" / "screenshots" / "runners_panel.png"
+
+
+def pump(root, condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        root.update()
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
+        display, tiny_model, tmp_path):  # noqa: F811
+    os.environ["DISPLAY"] = display
+    import customtkinter as ctk
+
+    from prismn_gui.runners_panel import STATUS_COLOURS, RunnersPanel
+
+    coordinator = EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", transport="tcp", bind_host="127.0.0.1",
+                                      model_source=str(tiny_model))
+    coordinator.start()
+    processes = [spawn_runner(coordinator.ticket, peer_id, lat, lon, runner_vram_gb(str(tiny_model)), tmp_path)
+                 for peer_id, lat, lon in (("lyon", 45.76, 4.84), ("turin", 45.07, 7.69))]
+    root = ctk.CTk()
+    root.geometry("760x520")
+    plan_box = []
+    panel = RunnersPanel(root, coordinator, lambda: plan_box[0] if plan_box else None)
+    panel.pack(fill="both", expand=True)
+    try:
+        assert panel.deploy_button.cget("state") == "normal"
+        assert panel.ticket_entry.get() == coordinator.ticket
+        pump(root, lambda: len(panel._peer_rows_shown) == 2, 60, "two runners listed")
+        dots = [w for row in panel.peer_list.winfo_children() for w in row.winfo_children()
+                if isinstance(w, ctk.CTkLabel) and w.cget("text") == "●"]
+        assert {d.cget("text_color") for d in dots} == {STATUS_COLOURS["live"]}
+
+        fp = footprint(load_spec(str(tiny_model)))
+        plan = make_plan(fp, coordinator.swarm(INGRESS).peers, INGRESS, Policy.CARBON, Weights())
+        assert len(plan.stages) == 2
+        plan_box.append(plan)
+        panel.deploy_button.invoke()
+        pump(root, lambda: "Deployed" in panel.hint.cget("text"), 90, "the deployment")
+        assert set(panel._stage_rows) == {s.peer_id for s in plan.stages}
+        assert all(bar.get() == 1.0 for _label, bar in panel._stage_rows.values())
+
+        panel.prompt_entry.insert(0, "Hello runners")
+        panel.generate_button.invoke()
+        pump(root, lambda: panel.last_result is not None, 60, "the generation")
+        assert panel.output.get("1.0", "end-1c") == panel.last_result["text"]
+        assert "tokens/s" in panel.stats.cget("text") and "gCO2" in panel.stats.cget("text")
+        pump(root, lambda: all(p[5] == "ready" for p in panel._peer_rows_shown), 5, "ready colours")
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        root.update()
+        os.system(f"import -window root -display {display} {SCREENSHOT} 2>/dev/null")
+    finally:
+        root.destroy()
+        for process in processes:
+            process.kill()
+            process.wait(10)
+        coordinator.stop()
