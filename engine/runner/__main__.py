@@ -7,6 +7,9 @@ transport node, then prints ONE JSON line on stdout when ready::
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
 prints {"ready": false, "error": ..., "field": ...} and exits with status 2.
+
+`python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
+stage (engine.coordinator.agent).
 """
 
 from __future__ import annotations
@@ -102,6 +105,12 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg == "--ticket" or arg.startswith("--ticket=") for arg in argv):
+        # Join mode: the coordinator tells this runner which stage to load (engine.coordinator.agent).
+        from engine.coordinator.agent import main as agent_main
+
+        return agent_main(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s runner %(levelname)s %(name)s: %(message)s")
