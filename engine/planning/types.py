@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Policy(str, Enum):
+class Policy(StrEnum):
     VRAM = "vram"        # baseline: most free VRAM first, ignores carbon and distance
     CARBON = "carbon"    # carbon + distance (+ VRAM) weighted score
 
 
-class CarbonSource(str, Enum):
+class CarbonSource(StrEnum):
     EXPLICIT = "explicit"
     ELECTRICITYMAPS = "electricitymaps"
     REGION = "region"

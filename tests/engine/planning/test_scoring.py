@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from engine.planning.inputs import peer_columns
-from engine.planning.scoring import carbon_scores, min_max, policy_order
-from engine.planning.types import Policy, Weights
 from engine.planning.metrics import StageLoad, stage_seconds
 from engine.planning.planner import prepare
+from engine.planning.scoring import carbon_scores, min_max, policy_order
+from engine.planning.types import Policy, Weights
 from tests.engine.planning.factories import INGRESS, footprint, peer
 
 
