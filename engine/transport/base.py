@@ -72,6 +72,8 @@ class Channel(abc.ABC):
         self._recv_lock = asyncio.Lock()
         self._closed = False
         self._peer_finished = asyncio.Event()
+        # The frame being written; it outlives a send() that was cancelled half-way.
+        self._writing: asyncio.Future[None] | None = None
         # The frame being read; it outlives a recv() that was cancelled half-way.
         self._reading: asyncio.Future[tuple[dict[str, Any], bytes]] | None = None
 
@@ -110,7 +112,10 @@ class Channel(abc.ABC):
         return self._closed
 
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        """Send one frame. A header that cannot be framed raises FrameError before any byte is sent."""
+        """Send one frame. A header that cannot be framed raises FrameError before any byte is sent.
+
+        Cancellation-safe: a frame whose send() is abandoned half-way is still written whole.
+        """
         payload_bytes = memoryview(payload).nbytes
         prefix_and_header = encode_prefix_and_header(header, payload_bytes, self.limits)
         if self._closed:
@@ -121,7 +126,13 @@ class Channel(abc.ABC):
         else:
             chunks = [prefix_and_header, payload]  # the payload goes out as it is, uncopied
         async with self._send_lock:
-            await self._write(chunks)
+            if self._writing is not None:
+                await asyncio.shield(self._writing)  # the rest of a frame an abandoned send() started
+            # Shielded: a caller that gives up half-way must not leave half a frame on the stream.
+            self._writing = asyncio.ensure_future(self._write(chunks))
+            self._writing.add_done_callback(_retrieve_outcome)
+            await asyncio.shield(self._writing)
+            self._writing = None
 
     async def recv(self) -> tuple[dict[str, Any], bytes]:
         """The next frame as (header, payload).
@@ -153,6 +164,8 @@ class Channel(abc.ABC):
             return
         self._closed = True
         try:
+            if self._writing is not None:
+                await asyncio.wait([self._writing])
             await self._finish_sending()
         except (ConnectionClosed, OSError):
             self._release()

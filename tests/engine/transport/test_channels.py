@@ -400,3 +400,22 @@ def test_a_recv_abandoned_mid_frame_hands_the_whole_frame_to_the_next_recv(trans
             await to_client.close()
 
     asyncio.run(scenario())
+
+
+def test_a_send_abandoned_mid_frame_still_writes_the_whole_frame() -> None:
+    # iroh only: its stream window (~1.25 MB) makes a 3 MB send wait for the reader.
+    async def scenario() -> None:
+        async with nodes("iroh") as (server, client):
+            to_server, to_client = await open_pair(server, client)
+            blob = os.urandom(3_000_000)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(to_server.send({"type": "big"}, blob), 0.3)
+            sending_next = asyncio.ensure_future(to_server.send({"type": "next"}))
+            header, payload = await asyncio.wait_for(to_client.recv(), 10)
+            assert header["type"] == "big" and payload == blob
+            assert (await asyncio.wait_for(to_client.recv(), 10))[0]["type"] == "next"
+            await sending_next
+            await to_server.close()
+            await to_client.close()
+
+    asyncio.run(scenario())
