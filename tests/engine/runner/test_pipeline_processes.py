@@ -194,3 +194,28 @@ def _json(header: dict) -> bytes:
 
 def _lengths(header: dict, payload: bytes) -> tuple[int, int]:
     return len(_json(header)), len(payload)
+
+
+def test_a_refused_step_reaches_the_ingress_as_an_error(iroh_runners):
+    from engine.errors import InvalidInput
+
+    async def scenario():
+        client = await PipelineClient.open("iroh", [r.address for r in iroh_runners])
+        try:
+            with pytest.raises(InvalidInput) as error:
+                await client.forward("never-started", 5, torch.tensor([[1]]), timeout_s=30)
+            assert "position" in str(error.value)
+            # the pipeline still serves the next request on the same client
+            return await greedy_generate(client, PROMPT_IDS, 3, {EOS}, session_id="after-error")
+        finally:
+            await client.close()
+
+    assert len(asyncio.run(scenario())["token_ids"]) == 3
+
+
+def test_a_runner_with_bad_arguments_says_why(tiny_llama):
+    from engine.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as error:
+        start_runners(str(tiny_llama), [(4, 9)], "tcp", ready_timeout_s=120)
+    assert error.value.field == "layers" and "6 layers" in str(error.value)
