@@ -37,8 +37,9 @@ Nodes (engine.transport.base.Node) listen and dial::
     IrohNode.start(bind_addr, secret_key=None, relay=False, limits, allowed_types): offline-safe by
     default (minimal preset, relays off, direct addresses in the ticket; ALPN b"prismn/1").
     IrohNode also has .endpoint_id and .bound_sockets (["127.0.0.1:port", ...]); closing a node
-    frees its port at once. All iroh nodes of a process share one asyncio loop. `tcp_connect(address)` dials without
-    listening. Importing this package applies the checked iroh speed fix (engine.transport.iroh_fix).
+    frees its port at once. All iroh nodes of a process share one asyncio loop.
+    `tcp_connect(address)` dials without listening. Importing this package applies the checked
+    iroh speed fix (engine.transport.iroh_fix).
 
 Behaviour worth knowing:
     - send() applies backpressure. On iroh a frame larger than the peer's stream window (~1.25 MB)
@@ -48,10 +49,11 @@ Behaviour worth knowing:
     - close() returns at once; the connection lingers in the background (<= 10 s) until the peer
       has read to the end, so frames sent just before close() are not lost.
     - Received headers include "payload_bytes". Payloads come back as bytes.
-    - Figures on the 2-core dev box (benchmarks/bench_transport.py, loopback, one process): 16 MiB
-      frames TCP ~500-800 MB/s, iroh ~120-250 MB/s with the buffer fix (~8 MB/s without it);
-      small-frame round trip TCP ~0.05 ms, iroh ~0.35 ms. Most of iroh's remaining cost is
-      per-byte Vec<u8> conversion inside the compiled bindings, out of reach from Python.
+    - Figures on the shared 2-core dev box (benchmarks/bench_transport.py, loopback, 16 MiB
+      frames): TCP ~450-1000 MB/s, iroh ~100-250 MB/s with the buffer fix (5-10 MB/s without),
+      iroh/TCP 0.2-0.45; small-frame round trip TCP ~0.05-0.09 ms, iroh ~0.35 ms. Most of
+      iroh's remaining cost is per-byte Vec<u8> conversion inside the compiled bindings, out of
+      reach from Python.
 
 A peer for manual and cross-process checks: `python -m engine.transport.echo --transport iroh`
 prints its address, then echoes every frame back.
