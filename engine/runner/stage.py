@@ -107,6 +107,10 @@ class StageExecutor:
         """
         self.expire_idle()
         self._check_inputs(inputs)
+        limit = int(getattr(self.config, "max_position_embeddings", 0) or 0)
+        if limit and start_position + inputs.shape[1] > limit:
+            raise InvalidInput("position", start_position + inputs.shape[1],
+                               f"the model's context holds {limit} positions")
         with self._lock, torch.inference_mode():
             entry = self._session(session, start_position)
             try:

@@ -103,3 +103,10 @@ def test_wrong_inputs_are_refused(tiny_llama):
     with pytest.raises(InvalidInput, match=r"\[1, T, 64\]"):
         middle.forward("s", 0, torch.zeros(1, 3, 32))
     assert first.sessions() == [] and middle.sessions() == []
+
+
+def test_steps_beyond_the_context_are_refused(tiny_llama):
+    stage = executors(tiny_llama, [(0, 6)])[0]
+    with pytest.raises(InvalidInput) as error:
+        stage.forward("long", 0, torch.ones(1, 257, dtype=torch.int64))
+    assert error.value.field == "position" and "256 positions" in str(error.value)
