@@ -41,3 +41,27 @@ def test_stage_lists_must_be_contiguous_from_zero():
         with pytest.raises(InvalidInput) as error:
             parse_stages(text)
         assert error.value.field in ("stages", "layers")
+
+
+@pytest.mark.slow
+def test_concurrent_processes_convert_the_gguf_once(tmp_path):
+    """Two runners starting at once: one converts, the other waits and reuses; no temp folders remain."""
+    import json
+    import subprocess
+    import sys
+
+    from engine.paths import REPO_ROOT
+
+    code = ("import json, sys; from pathlib import Path; "
+            "from engine.runner.model_source import gguf_to_safetensors, bundled_smollm2_gguf; "
+            "print(json.dumps(str(gguf_to_safetensors(bundled_smollm2_gguf(), 'smollm2', Path(sys.argv[1])))))")
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=str(REPO_ROOT),
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for _ in range(2)]
+    folders = [json.loads(p.communicate(timeout=300)[0]) for p in processes]
+    assert all(p.returncode == 0 for p in processes)
+    assert folders[0] == folders[1]
+    entries = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert entries == [folders[0].rsplit("/", 1)[1]]
+    converted = tmp_path / entries[0]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in converted.iterdir()}
