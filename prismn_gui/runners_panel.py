@@ -56,7 +56,10 @@ class RunnersPanel(ctk.CTkFrame):
     # ---- layout ---------------------------------------------------------------------------
 
     def _build(self) -> None:
-        small = ctk.CTkFont(size=11)
+        # One font for every row made later: rows come and go each refresh, and a font object
+        # left to the garbage collector may be finalised on the coordinator's thread (a Tk call
+        # off the Tk thread), so none are created after this.
+        self._font = small = ctk.CTkFont(size=11)
         top = ctk.CTkFrame(self, fg_color="transparent")
         top.pack(fill="x", padx=10, pady=(8, 2))
         ctk.CTkLabel(top, text="Runners", font=ctk.CTkFont(size=13, weight="bold")).pack(side="left")
@@ -215,7 +218,7 @@ class RunnersPanel(ctk.CTkFrame):
         if peer_id not in self._stage_rows:
             row = ctk.CTkFrame(self.stage_list, fg_color="transparent")
             row.pack(fill="x")
-            label = ctk.CTkLabel(row, text=peer_id, width=150, anchor="w", font=ctk.CTkFont(size=11))
+            label = ctk.CTkLabel(row, text=peer_id, width=150, anchor="w", font=self._font)
             label.pack(side="left")
             bar = ctk.CTkProgressBar(row, height=10)
             bar.pack(side="left", fill="x", expand=True, padx=4)
@@ -240,11 +243,12 @@ class RunnersPanel(ctk.CTkFrame):
         self._peer_rows_shown = rows
         for child in self.peer_list.winfo_children():
             child.destroy()
-        small = ctk.CTkFont(size=11)
+        small = self._font
         for peer_id, gpu, free_gb, utilization, carbon, status in rows:
             row = ctk.CTkFrame(self.peer_list, fg_color="transparent")
             row.pack(fill="x")
-            ctk.CTkLabel(row, text="●", width=14, text_color=STATUS_COLOURS.get(status, "gray")).pack(side="left")
+            ctk.CTkLabel(row, text="●", width=14, font=small,
+                         text_color=STATUS_COLOURS.get(status, "gray")).pack(side="left")
             busy = f"{utilization:.0f}%" if utilization is not None else "–"
             ctk.CTkLabel(row, anchor="w", font=small,
                          text=f"{peer_id} · {gpu or '?'} · {free_gb:.2f} GB free · {busy} · {carbon:.0f} g/kWh"

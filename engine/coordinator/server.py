@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from engine.errors import InvalidInput
 from engine.store import Store, open_store
 from engine.transport.base import Node
+from engine.transport.iroh_channel import IrohNode
+from engine.transport.tcp_channel import TcpNode
 
 from engine.coordinator.ingress import Ingress
 from engine.coordinator.service import Coordinator
@@ -19,7 +21,7 @@ from engine.coordinator.ticket import Ticket, identity_dir, load_identity, save_
 log = logging.getLogger("prismn.coordinator")
 
 TRANSPORTS = ("iroh", "tcp")
-REBIND_TRIES = 20            # a just-closed endpoint in this process may hold its port a moment
+REBIND_TRIES = 20            # x 0.1 s: a coordinator that just stopped may hold its port a moment
 
 
 @dataclass
@@ -68,7 +70,10 @@ async def _bind(transport: str, host: str, port: int, secret_key: bytes) -> Node
             if attempt == REBIND_TRIES - 1:
                 log.warning("cannot bind port %d again (%s): the ticket changes", port, exc)
                 return await _start_node(transport, host, 0, secret_key)
-            gc.collect()          # drops a closed endpoint of this process still holding the port
+            # The previous coordinator (this process's, in the GUI) may hold the port until its
+            # endpoint, kept by reference cycles of closed channels, is collected; another process
+            # may still be exiting.
+            gc.collect()
             await asyncio.sleep(0.1)
     raise AssertionError("unreachable")
 
@@ -76,15 +81,11 @@ async def _bind(transport: str, host: str, port: int, secret_key: bytes) -> Node
 async def _start_node(transport: str, host: str, port: int, secret_key: bytes) -> Node:
     bind_addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if transport == "tcp":
-        from engine.transport.tcp_channel import TcpNode
-
         return await TcpNode.start(bind_addr)
-    from engine.transport.iroh_channel import IrohNode
-
     return await IrohNode.start(bind_addr, secret_key=secret_key)
 
 
-def _iroh_port(node: Node) -> int:
+def _iroh_port(node: IrohNode) -> int:
     """The UDP port the iroh endpoint bound (first socket), kept so the next start reuses it."""
-    sockets = node._endpoint.bound_sockets()      # noqa: SLF001 - IrohNode exposes no port yet
+    sockets = node.bound_sockets
     return int(sockets[0].rsplit(":", 1)[1]) if sockets else 0

@@ -3,6 +3,7 @@ streams a generation into its text box with tokens/s and gCO2 (two tiny-Llama ru
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -79,6 +80,9 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
         os.system(f"import -window root -display {display} {SCREENSHOT} 2>/dev/null")
     finally:
         root.destroy()
+        # Finalise Tk objects here, on the Tk thread, not in whatever thread collects them next.
+        del panel, root
+        gc.collect()
         for process in processes:
             process.kill()
             process.wait(10)

