@@ -13,10 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
+from engine.coordinator import server
 from engine.errors import PrismnError
 from engine.plan import Plan
-
-from engine.coordinator import server
 
 
 async def _serve(args: argparse.Namespace) -> None:

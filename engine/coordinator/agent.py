@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import GB
+from engine.coordinator.messages import COORDINATOR_TO_RUNNER, PEER_ID_PATTERN, PROTOCOL_VERSION, validate
+from engine.coordinator.registry import MISSED_BEATS
+from engine.coordinator.ticket import Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
 from engine.transport.tcp_channel import parse_host_port, tcp_connect
-
-from engine.coordinator.messages import COORDINATOR_TO_RUNNER, PEER_ID_PATTERN, PROTOCOL_VERSION, validate
-from engine.coordinator.registry import MISSED_BEATS
-from engine.coordinator.ticket import Ticket, decode_ticket
 
 log = logging.getLogger("prismn.agent")
 

@@ -11,12 +11,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from engine.coordinator.links import PeerLost, RunnerFailed
 from engine.errors import InfeasiblePlan
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
 from engine.planning.types import Ingress, Peer, Policy, Weights
-
-from engine.coordinator.links import PeerLost, RunnerFailed
 
 PENDING, LOADING, READY, LOST, FAILED = "pending", "loading", "ready", "lost", "failed"
 

@@ -16,14 +16,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from engine.coordinator import local_runners, server
+from engine.coordinator.deployment import ProgressCallback
+from engine.coordinator.registry import DEAD
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
 from engine.planning.types import Ingress
 from engine.swarm import Swarm
-
-from engine.coordinator import local_runners, server
-from engine.coordinator.deployment import ProgressCallback
-from engine.coordinator.registry import DEAD
 
 log = logging.getLogger("prismn.coordinator")
 

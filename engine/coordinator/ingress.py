@@ -17,13 +17,12 @@ from typing import Any
 
 import torch
 
-from engine.errors import InfeasiblePlan, InvalidInput
-from engine.model.footprint import ModelFootprint
-from engine.plan import Plan
-
 from engine.coordinator.deployment import Deployment, ProgressCallback, footprint_for, replan
 from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.service import Coordinator, new_session_id
+from engine.errors import InfeasiblePlan, InvalidInput
+from engine.model.footprint import ModelFootprint
+from engine.plan import Plan
 
 log = logging.getLogger("prismn.coordinator")
 

@@ -8,15 +8,14 @@ import gc
 import logging
 from dataclasses import dataclass
 
+from engine.coordinator.ingress import Ingress
+from engine.coordinator.service import Coordinator
+from engine.coordinator.ticket import Ticket, identity_dir, load_identity, save_identity
 from engine.errors import InvalidInput
 from engine.store import Store, open_store
 from engine.transport.base import Node
 from engine.transport.iroh_channel import IrohNode
 from engine.transport.tcp_channel import TcpNode
-
-from engine.coordinator.ingress import Ingress
-from engine.coordinator.service import Coordinator
-from engine.coordinator.ticket import Ticket, identity_dir, load_identity, save_identity
 
 log = logging.getLogger("prismn.coordinator")
 

@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.carbon.resolver import CarbonResolver
-from engine.errors import InvalidInput
-from engine.plan import Plan
-from engine.store.base import PEER_ALIVE, PEER_DEAD, PeerRecord as StoredPeer, Store
-from engine.transport.base import Channel, ConnectionClosed, Node
-from engine.transport.frames import FrameError
-
 from engine.coordinator import registry as reg
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.messages import PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
 from engine.coordinator.registry import PeerRecord, Registry
+from engine.errors import InvalidInput
+from engine.plan import Plan
 from engine.planning.types import CarbonSource
+from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
+from engine.store.base import PeerRecord as StoredPeer
+from engine.transport.base import Channel, ConnectionClosed, Node
+from engine.transport.frames import FrameError
 
 log = logging.getLogger("prismn.coordinator")
 

@@ -59,7 +59,7 @@ class Identity:
     secret_key_hex: str         # the iroh endpoint's secret key: the endpoint id (and ticket) derive from it
     port: int                   # 0 until the first bind has chosen one
 
-    def with_port(self, port: int) -> "Identity":
+    def with_port(self, port: int) -> Identity:
         return Identity(self.join_secret, self.secret_key_hex, port)
 
 

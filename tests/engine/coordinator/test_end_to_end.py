@@ -21,7 +21,6 @@ from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
 from engine.store import open_store
-
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
 
 pytestmark = pytest.mark.timeout(240)

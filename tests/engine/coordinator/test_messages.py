@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from engine.coordinator.messages import COORDINATOR_TO_RUNNER, MAX_TENSOR_BYTES, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.messages import (
+    COORDINATOR_TO_RUNNER,
+    MAX_TENSOR_BYTES,
+    RUNNER_TO_COORDINATOR,
+    validate,
+)
 from engine.errors import InvalidInput
 from engine.transport.frames import tensor_to_frame
 

@@ -15,7 +15,6 @@ from engine.model import footprint, load_spec
 from engine.paths import REPO_ROOT
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
-
 from tests.engine.coordinator.conftest import spawn_runner
 from tests.prismn_gui.test_window import display  # noqa: F401 - the Xvfb display fixture
 
@@ -81,7 +80,7 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
     finally:
         root.destroy()
         # Finalise Tk objects here, on the Tk thread, not in whatever thread collects them next.
-        del panel, root
+        panel = root = None  # noqa: F841 - drop the last references before collecting
         gc.collect()
         for process in processes:
             process.kill()

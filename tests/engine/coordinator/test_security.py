@@ -15,7 +15,6 @@ from engine.coordinator.ticket import decode_ticket
 from engine.transport.base import HELLO
 from engine.transport.frames import PREFIX, encode_frame
 from engine.transport.tcp_channel import parse_host_port
-
 from tests.engine.coordinator.test_messages import join
 
 pytestmark = pytest.mark.timeout(60)
