@@ -86,12 +86,19 @@ class RunnersPanel(ctk.CTkFrame):
                                  wraplength=560, justify="left")
         self.hint.pack(fill="x", padx=10)
 
+        # Fixed heights, nothing expands: the map above keeps the space the window gives.
         lists = ctk.CTkFrame(self, fg_color="transparent")
-        lists.pack(fill="both", expand=True, padx=10, pady=2)
-        self.peer_list = ctk.CTkScrollableFrame(lists, height=90, label_text="Live peers", label_font=small)
-        self.peer_list.pack(side="left", fill="both", expand=True, padx=(0, 4))
-        self.stage_list = ctk.CTkScrollableFrame(lists, height=90, label_text="Stages", label_font=small)
-        self.stage_list.pack(side="left", fill="both", expand=True)
+        lists.pack(fill="x", padx=10, pady=2)
+        lists.grid_columnconfigure((0, 1), weight=1, uniform="lists")
+        self.peer_list = ctk.CTkTextbox(lists, height=72, font=small, wrap="none", activate_scrollbars=True)
+        self.peer_list.grid(row=0, column=0, sticky="ew", padx=(0, 4))
+        for status, colour in STATUS_COLOURS.items():
+            self.peer_list.tag_config(status, foreground=colour)
+        self.peer_list.insert("end", "No runners yet.")
+        self.peer_list.configure(state="disabled")
+        self.stage_list = ctk.CTkFrame(lists, height=72)
+        self.stage_list.grid(row=0, column=1, sticky="nsew")
+        ctk.CTkLabel(self.stage_list, text="Nothing deployed.", font=small, anchor="w").pack(fill="x", padx=8)
 
         prompt_row = ctk.CTkFrame(self, fg_color="transparent")
         prompt_row.pack(fill="x", padx=10, pady=2)
@@ -100,8 +107,8 @@ class RunnersPanel(ctk.CTkFrame):
         self.prompt_entry.bind("<Return>", lambda _e: self._generate())
         self.generate_button = ctk.CTkButton(prompt_row, text="Generate", width=90, command=self._generate)
         self.generate_button.pack(side="left", padx=(6, 0))
-        self.output = ctk.CTkTextbox(self, height=70, font=small, wrap="word")
-        self.output.pack(fill="both", expand=True, padx=10, pady=2)
+        self.output = ctk.CTkTextbox(self, height=48, font=small, wrap="word")
+        self.output.pack(fill="x", padx=10, pady=2)
         self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
         self.stats.pack(fill="x", padx=10, pady=(0, 6))
 
@@ -217,7 +224,7 @@ class RunnersPanel(ctk.CTkFrame):
     def _show_progress(self, peer_id: str, fraction: float, status: str) -> None:
         if peer_id not in self._stage_rows:
             row = ctk.CTkFrame(self.stage_list, fg_color="transparent")
-            row.pack(fill="x")
+            row.pack(fill="x", padx=4)
             label = ctk.CTkLabel(row, text=peer_id, width=150, anchor="w", font=self._font)
             label.pack(side="left")
             bar = ctk.CTkProgressBar(row, height=10)
@@ -241,18 +248,16 @@ class RunnersPanel(ctk.CTkFrame):
 
     def _show_peers(self, rows: list[tuple]) -> None:
         self._peer_rows_shown = rows
-        for child in self.peer_list.winfo_children():
-            child.destroy()
-        small = self._font
+        self.peer_list.configure(state="normal")
+        self.peer_list.delete("1.0", "end")
         for peer_id, gpu, free_gb, utilization, carbon, status in rows:
-            row = ctk.CTkFrame(self.peer_list, fg_color="transparent")
-            row.pack(fill="x")
-            ctk.CTkLabel(row, text="●", width=14, font=small,
-                         text_color=STATUS_COLOURS.get(status, "gray")).pack(side="left")
             busy = f"{utilization:.0f}%" if utilization is not None else "–"
-            ctk.CTkLabel(row, anchor="w", font=small,
-                         text=f"{peer_id} · {gpu or '?'} · {free_gb:.2f} GB free · {busy} · {carbon:.0f} g/kWh"
-                         ).pack(side="left", fill="x")
+            self.peer_list.insert("end", "● ", status)
+            self.peer_list.insert("end", f"{peer_id} · {gpu or '?'} · {free_gb:.2f} GB free · {busy} · "
+                                         f"{carbon:.0f} g/kWh · {status}\n")
+        if not rows:
+            self.peer_list.insert("end", "No runners yet.")
+        self.peer_list.configure(state="disabled")
 
     def _on_destroy(self, event: Any) -> None:
         if event.widget is self and self._owns_coordinator and self.coordinator is not None:

@@ -56,6 +56,7 @@ class AgentConfig:
     tflops: float | None = None
     dtype: str = "fp32"
     device: str | None = None
+    exit_with_pid: int | None = None      # a local runner ends with the app that spawned it
 
 
 class Agent:
@@ -74,6 +75,8 @@ class Agent:
         """Serve until cancelled; raises Refused when the coordinator refuses this runner."""
         node = await _dialer(self.config.ticket.address)
         self._spawn(asyncio.to_thread(_preload))        # so the first deploy starts loading at once
+        if self.config.exit_with_pid is not None:
+            self._spawn(_watch_parent(self.config.exit_with_pid, asyncio.current_task()))
         delay_s = RECONNECT_MIN_S
         try:
             while True:
@@ -247,6 +250,29 @@ class Agent:
             pass
 
 
+async def _watch_parent(pid: int, main: asyncio.Task[Any] | None) -> None:
+    """Cancel the agent once process `pid` is gone (killed apps run no clean-up of their own)."""
+    # A child is re-parented the moment its parent dies, even while the parent is an unreaped zombie.
+    is_parent = os.getppid() == pid
+    while True:
+        await asyncio.sleep(1.0)
+        if is_parent:
+            gone = os.getppid() != pid
+        else:
+            try:
+                os.kill(pid, 0)
+                gone = False
+            except ProcessLookupError:
+                gone = True
+            except PermissionError:
+                gone = False                            # exists, owned by someone else
+        if gone:
+            log.info("process %d is gone: stopping", pid)
+            if main is not None:
+                main.cancel()
+            return
+
+
 def _preload() -> None:
     import engine.runner.shards  # noqa: F401 - imports transformers' model classes
     import engine.runner.stage  # noqa: F401
@@ -299,6 +325,7 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     parser.add_argument("--id", dest="peer_id", default=None, help="peer id (default: name + random suffix)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    parser.add_argument("--exit-with-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -314,7 +341,7 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
         raise InvalidInput("--name", args.name, "expected at most 64 characters")
     return AgentConfig(ticket=decode_ticket(args.ticket), peer_id=peer_id, name=args.name or peer_id,
                        lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
-                       tflops=args.tflops, dtype=args.dtype, device=args.device)
+                       tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
     return 0
 

@@ -55,9 +55,11 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
         assert panel.deploy_button.cget("state") == "normal"
         assert panel.ticket_entry.get() == coordinator.ticket
         pump(root, lambda: len(panel._peer_rows_shown) == 2, 60, "two runners listed")
-        dots = [w for row in panel.peer_list.winfo_children() for w in row.winfo_children()
-                if isinstance(w, ctk.CTkLabel) and w.cget("text") == "●"]
-        assert {d.cget("text_color") for d in dots} == {STATUS_COLOURS["live"]}
+        listed = panel.peer_list.get("1.0", "end")
+        assert "lyon" in listed and "turin" in listed
+        dots = panel.peer_list.tag_ranges("live")
+        assert len(dots) == 4                                   # two "● " runs in the live colour
+        assert panel.peer_list.tag_cget("live", "foreground") == STATUS_COLOURS["live"]
 
         fp = footprint(load_spec(str(tiny_model)))
         plan = make_plan(fp, coordinator.swarm(INGRESS).peers, INGRESS, Policy.CARBON, Weights())
