@@ -69,7 +69,8 @@ class Deployment:
         return all(s == READY for s in self.status.values())
 
     async def wait_ready(self, timeout_s: float) -> None:
-        """Until every stage is ready; PeerLost / RunnerFailed as soon as one is lost or failed."""
+        """Until every stage is ready; PeerLost / RunnerFailed as soon as one is lost or failed,
+        TimeoutError after `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
@@ -82,8 +83,7 @@ class Deployment:
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
-                waiting = sorted(p for p, s in self.status.items() if s != READY)
-                raise PeerLost(waiting[0], f"stage not ready within {timeout_s:g} s")
+                raise TimeoutError(f"stages not ready within {timeout_s:g} s")
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), remaining)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from engine.coordinator.deployment import Deployment, ProgressCallback, footprint_for, replan
+from engine.coordinator.deployment import READY, Deployment, ProgressCallback, footprint_for, replan
 from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.service import Coordinator, new_session_id
 from engine.errors import InfeasiblePlan, InvalidInput
@@ -98,7 +98,7 @@ class Ingress:
                 if attempt == MAX_RECOVERIES:
                     raise
                 log.warning("deploy: %s; re-planning", lost)
-                self.coordinator.drop_peer(lost.peer_id, lost.reason)
+                self.coordinator.drop_peer(lost)
                 plan = await self._replan(plan, model)
         raise AssertionError("unreachable")
 
@@ -116,19 +116,28 @@ class Ingress:
             current = self.coordinator.deployment
             if current is not None and current is not failed and current.ready:
                 return current
-            self.coordinator.drop_peer(lost.peer_id, lost.reason)
+            self.coordinator.drop_peer(lost)
             plan = await self._replan(failed.plan, failed.model)
             return await self.deploy(plan, failed.model, failed.on_progress)
 
     async def _ready_deployment(self) -> Deployment:
+        """The current deployment once ready: waits for stages still loading, and for the runners of
+        a restored deployment to rejoin (up to RESTORE_GRACE_S after start), re-planning otherwise."""
         dep = self.coordinator.deployment
         if dep is None:
             raise InvalidInput("deployment", None, "nothing is deployed: deploy a plan first")
-        if not dep.ready:
-            # Just after a restart, stages come back as their runners rejoin.
-            grace_s = max(1.0, RESTORE_GRACE_S - (time.monotonic() - self._started_s))
+        deadline_s = time.monotonic() + DEPLOY_TIMEOUT_S
+        while not dep.ready:
+            absent = [p for p in dep.status if not self.coordinator.registry.is_alive(p)]
             try:
-                await dep.wait_ready(grace_s)
+                if absent and time.monotonic() - self._started_s > RESTORE_GRACE_S:
+                    raise PeerLost(absent[0], "did not rejoin")
+                if time.monotonic() > deadline_s:
+                    raise PeerLost(sorted(p for p, s in dep.status.items() if s != READY)[0],
+                                   f"stage not ready within {DEPLOY_TIMEOUT_S:g} s")
+                await dep.wait_ready(1.0)
+            except TimeoutError:
+                continue
             except PeerLost as lost:
                 dep = await self._recover(dep, lost)
         return dep

@@ -20,9 +20,10 @@ _request_ids = itertools.count(1)
 class PeerLost(PrismnError):
     """A runner needed by a deployment or a generation died (missed beats or dropped its connection)."""
 
-    def __init__(self, peer_id: str, reason: str) -> None:
+    def __init__(self, peer_id: str, reason: str, link: PeerLink | None = None) -> None:
         self.peer_id = peer_id
         self.reason = reason
+        self.link = link            # the connection that failed; a rejoined runner has a new one
         super().__init__(f"runner {peer_id} lost: {reason}")
 
 
@@ -47,7 +48,7 @@ class PeerLink:
         try:
             await self.channel.send(header, payload)
         except (ConnectionClosed, FrameError, OSError) as exc:
-            raise PeerLost(self.peer_id, f"send failed: {exc}") from None
+            raise PeerLost(self.peer_id, f"send failed: {exc}", self) from None
 
     async def forward(self, session_id: str, position: int, tensor: torch.Tensor) -> torch.Tensor:
         """Send `tensor` (starting at `position`) through this runner's stage; its output tensor."""
@@ -60,7 +61,7 @@ class PeerLink:
             await self.send(header, payload)
             return await asyncio.wait_for(future, FORWARD_TIMEOUT_S)
         except TimeoutError:
-            raise PeerLost(self.peer_id, f"no answer to a forward in {FORWARD_TIMEOUT_S:g} s") from None
+            raise PeerLost(self.peer_id, f"no answer to a forward in {FORWARD_TIMEOUT_S:g} s", self) from None
         finally:
             self._pending.pop(request_id, None)
 
@@ -76,7 +77,7 @@ class PeerLink:
     def fail(self, reason: str) -> None:
         """The runner is gone: every waiting request raises PeerLost."""
         if self.lost is None:
-            self.lost = PeerLost(self.peer_id, reason)
+            self.lost = PeerLost(self.peer_id, reason, self)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(self.lost)

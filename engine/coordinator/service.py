@@ -265,7 +265,11 @@ class Coordinator:
             self._stage_status(dep, peer_id, PENDING)
         for peer_id in dep.status:
             await self._send_stage(dep, peer_id)
-        await dep.wait_ready(timeout_s)
+        try:
+            await dep.wait_ready(timeout_s)
+        except TimeoutError:
+            waiting = sorted(p for p, status in dep.status.items() if status != READY)
+            raise PeerLost(waiting[0], f"stage not ready within {timeout_s:g} s") from None
         return dep
 
     async def _send_stage(self, dep: Deployment, peer_id: str) -> None:
@@ -294,10 +298,16 @@ class Coordinator:
             raise PeerLost(peer_id, "not connected")
         return link
 
-    def drop_peer(self, peer_id: str, reason: str) -> None:
-        """Treat a runner as dead now (a failed send, a request timeout); it may rejoin later."""
-        if peer_id in self.links or self.registry.is_alive(peer_id):
-            self._peer_lost(peer_id, reason)
+    def drop_peer(self, lost: PeerLost) -> None:
+        """Treat a runner as dead now (a failed send, a request timeout); it may rejoin later.
+
+        Nothing happens when the runner has rejoined on a new connection since `lost` was raised.
+        """
+        current = self.links.get(lost.peer_id)
+        if lost.link is not None and current is not lost.link:
+            return
+        if current is not None or self.registry.is_alive(lost.peer_id):
+            self._peer_lost(lost.peer_id, lost.reason)
 
     # ---- store and snapshots --------------------------------------------------------------
 
