@@ -91,7 +91,7 @@ class Agent:
                 try:
                     await self._session(channel)
                     delay_s = RECONNECT_MIN_S
-                except (ConnectionClosed, TimeoutError, FrameError) as exc:
+                except (ConnectionClosed, TimeoutError, InvalidInput) as exc:   # FrameError included
                     log.info("connection to the coordinator ended: %s", exc)
                 finally:
                     self.channel = None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.coordinator.links import PeerLost, RunnerFailed
-from engine.errors import InfeasiblePlan
+from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
 from engine.planning.types import Ingress, Peer, Policy, Weights
@@ -110,6 +110,6 @@ def footprint_for(plan: Plan, model: str) -> ModelFootprint:
 
     try:
         spec = load_spec(plan.model.name)
-    except Exception:
+    except InvalidInput:            # UnknownModel: the plan names a model by a path runners share
         spec = load_spec(model)
     return footprint(spec, quant=plan.model.quant)

@@ -69,7 +69,7 @@ class TextStream:
 class Ingress:
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
-        self._footprints: dict[str, ModelFootprint] = {}
+        self._footprints: dict[tuple[str, str], ModelFootprint] = {}     # (model name, quant) ->
         self._tokenizers: dict[str, Any] = {}
         self._recovery_lock = asyncio.Lock()
         self._started_s = time.monotonic()
@@ -87,7 +87,7 @@ class Ingress:
             raise InfeasiblePlan(plan.shortfall_gb or 0.0, plan.shortfall_layers or 0, "the plan is infeasible")
         model = model or plan.model.name
         if footprint is not None:
-            self._footprints[model] = footprint
+            self._footprints[(plan.model.name, plan.model.quant)] = footprint
         live = {record.id for record in self.coordinator.live_peers()}
         if any(stage.peer_id not in live for stage in plan.stages):
             plan = await self._replan(plan, model)
@@ -103,10 +103,10 @@ class Ingress:
         raise AssertionError("unreachable")
 
     async def _replan(self, plan: Plan, model: str) -> Plan:
-        footprint = self._footprints.get(model)
-        if footprint is None:
-            footprint = await asyncio.to_thread(footprint_for, plan, model)
-            self._footprints[model] = footprint
+        key = (plan.model.name, plan.model.quant)
+        if key not in self._footprints:
+            self._footprints[key] = await asyncio.to_thread(footprint_for, plan, model)
+        footprint = self._footprints[key]
         peers = [record.as_peer() for record in self.coordinator.live_peers()]
         return await asyncio.to_thread(replan, plan, footprint, peers)
 

@@ -2,10 +2,10 @@
 and recovers when a runner dies. One asyncio loop owns all of its state.
 
 Routing: hidden states flow through the coordinator (a star): the ingress sends each step to stage
-1, takes its output to stage 2, and so on; the last stage's logits come back here, where the token
-is picked. Every hop is one round trip coordinator <-> runner, which costs latency over a direct
-runner -> runner chain, but a lost runner is always noticed at one place and a request can be
-retried from its prompt without asking runners to find each other.
+1, takes its output to stage 2, and so on; the last stage answers with the greedy token. Every hop
+is one round trip coordinator <-> runner, which costs latency over a direct runner -> runner chain,
+but a lost runner is always noticed at one place and a request can be retried from its prompt
+without asking runners to find each other.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class Coordinator:
         self._models_path = state_dir / MODELS_FILE if state_dir is not None else None
         self.models: dict[str, str] = _read_models(self._models_path)
         self.peer_rows: list[dict[str, Any]] = []        # immutable snapshot for other threads
-        self.refused = 0                                  # joins refused (wrong secret), for tests/GUI
         self._secret = join_secret.encode()
         self._resolver = resolver or CarbonResolver()
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,9 +89,10 @@ class Coordinator:
             if stored.status != PEER_DEAD:
                 self._store("mark_peer", stored.peer_id, PEER_DEAD)
         record = self.store.current_deployment()
-        if record is not None and record.deployment_id in self.models:
+        if record is not None:
             plan = record.to_plan()
-            self.deployment = Deployment(record.deployment_id, plan, self.models[record.deployment_id])
+            model = self.models.get(record.deployment_id, plan.model.name)
+            self.deployment = Deployment(record.deployment_id, plan, model)
             # Runners rejoin holding their stages; until then every stage is pending again.
             for peer_id in self.deployment.status:
                 self.deployment.status[peer_id] = PENDING
@@ -139,7 +139,6 @@ class Coordinator:
             await _refuse(channel, f"expected a join message first: {exc}")
             return None
         if not hmac.compare_digest(msg["secret"].encode(), self._secret):
-            self.refused += 1
             log.warning("refused %s (%s): wrong join secret", msg["peer_id"], channel.peer)
             await _refuse(channel, "wrong join secret")
             return None
