@@ -10,6 +10,11 @@ real peers). The transports take turns frame by frame (TCP, iroh, iroh without t
 busy shared machine slows them alike; figures are medians over --rounds after one warm-up round,
 and the ratio is the median of per-round ratios. Goal: iroh >= 0.5x TCP.
 
+CPU is this process's CPU time (all threads) per MiB of payload: both ends of the transfer, or only
+the sending end with --processes. iroh needs several times TCP's CPU per byte (the bindings convert
+bytes one at a time, QUIC encrypts and packetises in user space), so on a small or busy machine its
+throughput is bounded by free cores: the load average is printed before and after for that reason.
+
 Latency: median round trip of a small activation frame (1 x 576 bfloat16, SmolLM2's hidden size)
 echoed by the receiver.
 """
@@ -62,14 +67,15 @@ async def serve_in_child() -> None:
         await node.close()
 
 
-async def time_one_frame(sender: Channel, payload: bytes, seq: int) -> float:
-    """Seconds from the start of send() until the receiver's acknowledgement is back."""
-    start = time.perf_counter()
+async def time_one_frame(sender: Channel, payload: bytes, seq: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) from the start of send() until the receiver's
+    acknowledgement is back."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     await sender.send({"type": "bench", "seq": seq}, payload)
     header, _ = await sender.recv()
-    elapsed = time.perf_counter() - start
+    elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     assert header == {"type": "ack", "seq": seq, "payload_bytes": 0}, header
-    return elapsed
+    return elapsed, elapsed_cpu
 
 
 async def ping_ms(sender: Channel, pings: int) -> float:
@@ -106,30 +112,44 @@ async def run(mib: int, rounds: int, unpatched_rounds: int, pings: int, processe
             senders[transport] = await client.connect(server.address)
             closables.append(asyncio.ensure_future(serve(await server.accept())))
 
+    load_before = os.getloadavg()[0]
     tcp_s, fixed_s, unfixed_s, ratios = [], [], [], []
+    cpu_s: dict[str, list[float]] = {"tcp": [], "fixed": [], "unfixed": []}
     for round_index in range(rounds + 1):
         iroh_fix.apply()
-        tcp = await time_one_frame(senders["tcp"], payload, round_index)
-        fixed = await time_one_frame(senders["iroh"], payload, round_index)
+        tcp, tcp_cpu = await time_one_frame(senders["tcp"], payload, round_index)
+        fixed, fixed_cpu = await time_one_frame(senders["iroh"], payload, round_index)
         if round_index == 0:
             continue  # warm-up: windows, congestion control, allocators
         tcp_s.append(tcp)
         fixed_s.append(fixed)
+        cpu_s["tcp"].append(tcp_cpu)
+        cpu_s["fixed"].append(fixed_cpu)
         ratios.append(tcp / fixed)
         if round_index <= unpatched_rounds:
             iroh_fix.remove()
-            unfixed_s.append(await time_one_frame(senders["iroh"], payload, round_index))
+            unfixed, unfixed_cpu = await time_one_frame(senders["iroh"], payload, round_index)
+            unfixed_s.append(unfixed)
+            cpu_s["unfixed"].append(unfixed_cpu)
             iroh_fix.apply()
 
     def mb_s(seconds: list[float]) -> float:
         return len(payload) / statistics.median(seconds) / MB
 
+    def cpu_ms_per_mib(key: str) -> float:
+        return statistics.median(cpu_s[key]) * 1e3 / mib
+
     where = "receiver in a child process" if processes else "both ends in one process"
-    print(f"{mib} MiB frames over loopback, {where} (median MB/s, MB = 10^6 B)")
-    print(f"  {'TCP (asyncio streams)':<26}{mb_s(tcp_s):>9.1f} MB/s   ({len(tcp_s)} frames)")
-    print(f"  {'iroh, buffer fix on':<26}{mb_s(fixed_s):>9.1f} MB/s   ({len(fixed_s)} frames)")
+    print(f"{mib} MiB frames over loopback, {where} (median MB/s, MB = 10^6 B); CPU = this process")
+    print(f"  load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
+    rows = [("TCP (asyncio streams)", tcp_s, "tcp"), ("iroh, buffer fix on", fixed_s, "fixed")]
     if unfixed_s:
-        print(f"  {'iroh, buffer fix off':<26}{mb_s(unfixed_s):>9.1f} MB/s   ({len(unfixed_s)} frames)")
+        rows.append(("iroh, buffer fix off", unfixed_s, "unfixed"))
+    for label, seconds, key in rows:
+        print(
+            f"  {label:<26}{mb_s(seconds):>9.1f} MB/s   ({len(seconds)} frames, "
+            f"CPU {cpu_ms_per_mib(key):.2f} ms/MiB)"
+        )
     print(f"  {'iroh (fix on) / TCP':<26}{statistics.median(ratios):>9.2f} x      goal >= 0.5")
     if unfixed_s:
         print(f"  {'iroh fix on / fix off':<26}{mb_s(fixed_s) / mb_s(unfixed_s):>9.1f} x")
