@@ -50,10 +50,15 @@ Behaviour worth knowing:
       has read to the end, so frames sent just before close() are not lost.
     - Received headers include "payload_bytes". Payloads come back as bytes.
     - Figures on the shared 2-core dev box (benchmarks/bench_transport.py, loopback, 16 MiB
-      frames): TCP ~450-1000 MB/s, iroh ~100-250 MB/s with the buffer fix (5-10 MB/s without),
-      iroh/TCP 0.2-0.45; small-frame round trip TCP ~0.05-0.09 ms, iroh ~0.35 ms. Most of
-      iroh's remaining cost is per-byte Vec<u8> conversion inside the compiled bindings, out of
-      reach from Python.
+      frames, both ends in one process): TCP ~900-1500 MB/s; iroh ~600-650 MB/s while both cores
+      are free, ~300 MB/s while another process holds one (10 MB/s without the buffer fix);
+      iroh/TCP 0.45-0.55 on a quiet box, 0.3 on a busy one. Small-frame round trip TCP ~0.09 ms,
+      iroh ~0.35 ms. iroh is CPU-bound: ~3.1 ms of CPU per MiB (both ends) against TCP's ~1.0.
+      Per MiB: ~0.9 ms is the compiled bindings converting Vec<u8> one byte at a time on the
+      event-loop thread (0.6 lifting what is written, 0.3 lowering what is read), ~1.4 ms is
+      QUIC on iroh's threads (AES-GCM, packets, UDP syscalls), ~0.6 ms Python and copies. Bytes
+      cross the FFI in 256 KiB pieces (iroh_channel.PIECE_BYTES) so that conversion overlaps
+      QUIC's work: twice the throughput of whole-payload calls (~300 MB/s).
 
 A peer for manual and cross-process checks: `python -m engine.transport.echo --transport iroh`
 prints its address, then echoes every frame back.
