@@ -174,9 +174,14 @@ class Agent:
                 "tflops": cfg.tflops, "loaded": self.loaded, **self._metrics()}
 
     async def _heartbeats(self, channel: Channel, heartbeat_s: float) -> None:
+        """One beat every `heartbeat_s` on a fixed cadence (no drift): the coordinator declares a
+        runner dead three intervals after its last beat, so late beats would look like deaths."""
+        loop = asyncio.get_running_loop()
+        due_s = loop.time()
         while True:
-            await asyncio.sleep(heartbeat_s)
-            metrics = await asyncio.to_thread(self._metrics)
+            due_s += heartbeat_s
+            metrics = await asyncio.to_thread(self._metrics)        # read ahead of the due time
+            await asyncio.sleep(max(0.0, due_s - loop.time()))
             await channel.send({"type": "heartbeat", **metrics})
 
     async def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:

@@ -37,6 +37,7 @@ log = logging.getLogger("prismn.coordinator")
 
 JOIN_TIMEOUT_S = 10.0
 MAX_BAD_FRAMES = 50              # a runner sending this many bad frames is cut off
+MONITOR_S = 0.1                  # how often silent runners are looked for: death is noticed this late
 MODELS_FILE = "coordinator_models.json"
 
 
@@ -214,7 +215,7 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         next_ping_s = loop.time()
         while True:
-            await asyncio.sleep(self.heartbeat_s / 4)
+            await asyncio.sleep(min(MONITOR_S, self.heartbeat_s / 4))
             for peer_id in self.registry.expire(loop.time()):
                 log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
                 self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")

@@ -147,7 +147,7 @@ def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_a
     assert result["token_ids"] == reference
     assert "".join(streamed) == result["text"]                 # nothing repeated, nothing missing
     wait_for(lambda: dead_after_s, 10, "the death to be timed")
-    assert dead_after_s[0] <= 3.5                               # 3 missed beats of 1 s, checked every 0.25 s
+    assert dead_after_s[0] <= 3.3         # 3 missed beats of 1 s after the last one, checked every 0.1 s
     stages = swarm.coordinator.deployment_status()["plan"].stages
     assert victim not in {s.peer_id for s in stages} and len(stages) == 2
 
