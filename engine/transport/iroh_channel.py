@@ -137,7 +137,7 @@ def _pieces(chunks: list[bytes], piece_bytes: int) -> Iterator[bytes]:
         while view.nbytes - offset >= piece_bytes:
             yield bytes(view[offset : offset + piece_bytes])
             offset += piece_bytes
-        carry = bytes(view[offset:])
+        carry = chunk if offset == 0 and type(chunk) is bytes else bytes(view[offset:])
     if carry:
         yield carry
 
