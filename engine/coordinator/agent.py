@@ -9,11 +9,16 @@ its next join, so a restarted coordinator need not reload anything.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Before torch loads OpenMP (as engine.runner's CLI does): an idle stage must not spin on the cores
+# a co-located stage is computing on.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import asyncio
 import logging
 import math
-import os
 import re
 import secrets
 import socket
