@@ -9,7 +9,6 @@ import pytest
 
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.store import open_store
-
 from tests.engine.coordinator.test_security import HEARTBEAT, RawClient, secret_of
 from tests.engine.store.conftest import nx_server  # noqa: F401 - the nx-27017 server fixture
 
