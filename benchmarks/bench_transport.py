@@ -1,7 +1,7 @@
 """Frame throughput and small-frame latency on loopback: iroh (buffer fix on and off) vs plain TCP.
 
     .venv/bin/python benchmarks/bench_transport.py [--mib 16] [--rounds 8] [--unpatched-rounds 2]
-                                                   [--pings 200] [--processes]
+                                                   [--pings 200] [--processes] [--piece-kib 256]
 
 Throughput: one frame = send() of a --mib payload until the receiver's tiny acknowledgement is
 back; MB/s = payload bytes / that time (MB = 10^6 B). The receivers run in this process and event
@@ -35,7 +35,15 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from engine.transport import Channel, ConnectionClosed, Node, iroh_fix, start_node, tensor_to_frame  # noqa: E402
+from engine.transport import (  # noqa: E402
+    Channel,
+    ConnectionClosed,
+    Node,
+    iroh_channel,
+    iroh_fix,
+    start_node,
+    tensor_to_frame,
+)
 
 MB = 10**6
 MIB = 2**20
@@ -181,8 +189,15 @@ def main() -> int:
     )
     parser.add_argument("--pings", type=int, default=200, help="small-frame round trips (0: skip)")
     parser.add_argument("--processes", action="store_true", help="receivers in a child process")
+    parser.add_argument(
+        "--piece-kib",
+        type=int,
+        default=iroh_channel.PIECE_BYTES // 2**10,
+        help="iroh: bytes per FFI read/write call, KiB (this process only)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    iroh_channel.PIECE_BYTES = args.piece_kib * 2**10
     if args.serve:
         asyncio.run(serve_in_child())
     else:
