@@ -32,6 +32,7 @@ from engine.coordinator.messages import COORDINATOR_TO_RUNNER, PEER_ID_PATTERN, 
 from engine.coordinator.registry import MISSED_BEATS
 from engine.coordinator.ticket import Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
+from engine.runner.metrics import read_metrics
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
 from engine.transport.tcp_channel import parse_host_port, tcp_connect
@@ -161,8 +162,6 @@ class Agent:
     # ---- what the runner reports ----------------------------------------------------------
 
     def _metrics(self) -> dict[str, Any]:
-        from engine.runner.metrics import read_metrics
-
         metrics = read_metrics(vram_gb_override=self.config.vram_gb)
         free_vram_gb = metrics.free_vram_gb
         if self.config.vram_gb is None:

@@ -70,7 +70,7 @@ class Ingress:
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
         self._footprints: dict[tuple[str, str], ModelFootprint] = {}     # (model name, quant) ->
-        self._tokenizers: dict[str, Any] = {}
+        self._texts: dict[str, tuple[Any, set[int]]] = {}      # model -> (tokenizer or None, eos ids)
         self._recovery_lock = asyncio.Lock()
         self._started_s = time.monotonic()
 
@@ -155,9 +155,8 @@ class Ingress:
             raise InvalidInput("max_new_tokens", max_new_tokens, f"expected an integer in 1..{MAX_NEW_TOKENS}")
         started_s = time.monotonic()
         dep = await self._ready_deployment()
-        tokenizer = await self._tokenizer(dep.model)
+        tokenizer, eos_ids = await self._text_of(dep.model)
         prompt_ids = _prompt_ids(prompt, tokenizer)
-        eos_ids = _eos_ids(tokenizer, dep)
         stream = TextStream(tokenizer, on_token)
         recoveries = 0
         while True:
@@ -210,10 +209,11 @@ class Ingress:
                 asyncio.get_running_loop().create_task(_end_session(link, session_id))
         return generated
 
-    async def _tokenizer(self, model: str) -> Any:
-        if model not in self._tokenizers:
-            self._tokenizers[model] = await asyncio.to_thread(_load_tokenizer, model)
-        return self._tokenizers[model]
+    async def _text_of(self, model: str) -> tuple[Any, set[int]]:
+        if model not in self._texts:
+            # resolve_model may convert a GGUF (tens of seconds): never on the event loop
+            self._texts[model] = await asyncio.to_thread(_load_text, model)
+        return self._texts[model]
 
 
 def _token_of(tensor: torch.Tensor) -> int:
@@ -237,26 +237,23 @@ def _prompt_ids(prompt: str | Sequence[int], tokenizer: Any) -> list[int]:
     return ids
 
 
-def _eos_ids(tokenizer: Any, dep: Deployment) -> set[int]:
-    from engine.runner.model_source import resolve_model
-
-    eos = resolve_model(dep.model).config().get("eos_token_id")
-    ids = set(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
-    if tokenizer is not None and tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
-
-
-def _load_tokenizer(model: str) -> Any:
-    """The model source's tokenizer, or None for a bare checkpoint (prompts are then token ids)."""
+def _load_text(model: str) -> tuple[Any, set[int]]:
+    """The model source's tokenizer (None for a bare checkpoint: prompts are then token ids) and the
+    token ids that end a generation."""
     from transformers import AutoTokenizer
 
     from engine.runner.model_source import resolve_model
 
-    folder = resolve_model(model).folder
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return None
-    return AutoTokenizer.from_pretrained(str(folder))
+    source = resolve_model(model)
+    eos = source.config().get("eos_token_id")
+    eos_ids = set(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
+    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    if not any((source.folder / name).is_file() for name in names):
+        return None, eos_ids
+    tokenizer = AutoTokenizer.from_pretrained(str(source.folder))
+    if tokenizer.eos_token_id is not None:
+        eos_ids.add(int(tokenizer.eos_token_id))
+    return tokenizer, eos_ids
 
 
 async def _end_session(link: PeerLink, session_id: str) -> None:

@@ -23,7 +23,7 @@ STATUSES = (LIVE, LOADING, READY, DEAD)
 
 
 @dataclass(frozen=True)
-class PeerRecord:
+class PeerState:
     id: str
     name: str
     lat: float
@@ -58,11 +58,11 @@ class Registry:
 
     def __init__(self, heartbeat_s: float) -> None:
         self.heartbeat_s = heartbeat_s
-        self._peers: dict[str, PeerRecord] = {}
+        self._peers: dict[str, PeerState] = {}
 
-    def join(self, msg: dict[str, Any], carbon: tuple[float, CarbonSource], now_s: float) -> PeerRecord:
+    def join(self, msg: dict[str, Any], carbon: tuple[float, CarbonSource], now_s: float) -> PeerState:
         """Register (or re-register) a peer from a validated `join` message."""
-        record = PeerRecord(
+        record = PeerState(
             id=msg["peer_id"], name=msg["name"] or msg["peer_id"], lat=msg["lat"], lon=msg["lon"],
             gpu=msg["gpu"], total_vram_gb=msg["total_vram_gb"], free_vram_gb=msg["free_vram_gb"],
             utilization_pct=msg["utilization_pct"], power_w=msg["power_w"],
@@ -71,11 +71,11 @@ class Registry:
         self._peers[record.id] = record
         return record
 
-    def restore(self, record: PeerRecord) -> None:
+    def restore(self, record: PeerState) -> None:
         """A peer known from the store before a restart: listed, but dead until it rejoins."""
         self._peers[record.id] = replace(record, status=DEAD)
 
-    def beat(self, peer_id: str, msg: dict[str, Any], now_s: float) -> PeerRecord | None:
+    def beat(self, peer_id: str, msg: dict[str, Any], now_s: float) -> PeerState | None:
         record = self._peers.get(peer_id)
         if record is None or record.status == DEAD:
             return None
@@ -104,15 +104,15 @@ class Registry:
         silent = [p.id for p in self._peers.values() if p.status != DEAD and now_s - p.last_beat_s > limit_s]
         return [peer_id for peer_id in silent if self.mark_dead(peer_id)]
 
-    def get(self, peer_id: str) -> PeerRecord | None:
+    def get(self, peer_id: str) -> PeerState | None:
         return self._peers.get(peer_id)
 
     def is_alive(self, peer_id: str) -> bool:
         record = self._peers.get(peer_id)
         return record is not None and record.status != DEAD
 
-    def all(self) -> list[PeerRecord]:
+    def all(self) -> list[PeerState]:
         return sorted(self._peers.values(), key=lambda p: p.id)
 
-    def alive(self) -> list[PeerRecord]:
+    def alive(self) -> list[PeerState]:
         return [p for p in self.all() if p.status != DEAD]

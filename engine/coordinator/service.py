@@ -24,7 +24,7 @@ from engine.coordinator import registry as reg
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.messages import PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
-from engine.coordinator.registry import PeerRecord, Registry
+from engine.coordinator.registry import PeerState, Registry
 from engine.errors import InvalidInput
 from engine.plan import Plan
 from engine.planning.types import CarbonSource
@@ -80,7 +80,7 @@ class Coordinator:
         """Peers and the current deployment from the store; peers stay dead until they rejoin."""
         for stored in self.store.list_peers():
             metrics = stored.metrics
-            self.registry.restore(PeerRecord(
+            self.registry.restore(PeerState(
                 id=stored.peer_id, name=str(metrics.get("name") or stored.peer_id), lat=stored.lat,
                 lon=stored.lon, gpu=stored.gpu, total_vram_gb=float(metrics.get("total_vram_gb") or 0.0),
                 free_vram_gb=stored.free_vram_gb, utilization_pct=metrics.get("utilization_pct"),
@@ -289,7 +289,7 @@ class Coordinator:
         if status == READY:
             self.registry.set_status(peer_id, reg.READY)
 
-    def live_peers(self) -> list[PeerRecord]:
+    def live_peers(self) -> list[PeerState]:
         return self.registry.alive()
 
     def link(self, peer_id: str) -> PeerLink:
@@ -311,7 +311,7 @@ class Coordinator:
 
     # ---- store and snapshots --------------------------------------------------------------
 
-    def _save_peer(self, record: PeerRecord, msg: dict[str, Any]) -> None:
+    def _save_peer(self, record: PeerState, msg: dict[str, Any]) -> None:
         self._store("upsert_peer", StoredPeer(
             peer_id=record.id, lat=record.lat, lon=record.lon, gpu=record.gpu,
             free_vram_gb=record.free_vram_gb, carbon_g_per_kwh=record.carbon_g_per_kwh,

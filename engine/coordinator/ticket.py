@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InvalidInput
+from engine.paths import user_data_dir
 
 TICKET_PREFIX = "prismn1."
 MAX_TICKET_CHARS = 8192
@@ -65,8 +66,6 @@ class Identity:
 
 def identity_dir(store_spec: str | None) -> Path:
     """The folder beside a SQLite store file, else the per-user data dir."""
-    from engine.paths import user_data_dir
-
     if store_spec and store_spec.startswith("sqlite:"):
         return Path(store_spec[len("sqlite:"):]).expanduser().resolve().parent
     return user_data_dir()
