@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import GB
-from engine.coordinator.messages import COORDINATOR_TO_RUNNER, PEER_ID_PATTERN, PROTOCOL_VERSION, validate
+from engine.coordinator.messages import (
+    COORDINATOR_TO_RUNNER,
+    FRAME_LIMITS,
+    PEER_ID_PATTERN,
+    PROTOCOL_VERSION,
+    validate,
+)
 from engine.coordinator.registry import MISSED_BEATS
 from engine.coordinator.ticket import Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
@@ -88,7 +94,7 @@ class Agent:
             while True:
                 try:
                     channel = await (node.connect(self.config.ticket.address, CONNECT_TIMEOUT_S) if node
-                                     else tcp_connect(self.config.ticket.address))
+                                     else tcp_connect(self.config.ticket.address, FRAME_LIMITS))
                 except (ConnectionClosed, OSError) as exc:
                     log.info("coordinator unreachable (%s); retrying in %.1f s", exc, delay_s)
                     await asyncio.sleep(delay_s)
@@ -310,7 +316,7 @@ async def _dialer(address: str) -> Node | None:
     except InvalidInput:
         from engine.transport.iroh_channel import IrohNode
 
-        return await IrohNode.start("0.0.0.0:0")
+        return await IrohNode.start("0.0.0.0:0", limits=FRAME_LIMITS)
 
 
 # ---- command line -----------------------------------------------------------------------------

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidInput
-from engine.transport.frames import DTYPES, check_tensor_fields
+from engine.transport.frames import DTYPES, FrameLimits, check_tensor_fields
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024            # JSON header; the largest (join) is well under 1 KiB
 MAX_TENSOR_BYTES = 256 * 2**20          # hidden states of a long prompt on a wide model
+# What both ends' transports enforce before reading a frame: larger lengths drop the connection.
+FRAME_LIMITS = FrameLimits(max_header_bytes=MAX_HEADER_BYTES, max_payload_bytes=MAX_TENSOR_BYTES)
 MAX_TEXT_CHARS = 2000                   # error strings, names
 MAX_TENSOR_DIMS = 4
 

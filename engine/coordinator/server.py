@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from engine.coordinator.ingress import Ingress
+from engine.coordinator.messages import FRAME_LIMITS
 from engine.coordinator.service import Coordinator
 from engine.coordinator.ticket import Ticket, identity_dir, load_identity, save_identity
 from engine.errors import InvalidInput
@@ -80,8 +81,8 @@ async def _bind(transport: str, host: str, port: int, secret_key: bytes) -> Node
 async def _start_node(transport: str, host: str, port: int, secret_key: bytes) -> Node:
     bind_addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if transport == "tcp":
-        return await TcpNode.start(bind_addr)
-    return await IrohNode.start(bind_addr, secret_key=secret_key)
+        return await TcpNode.start(bind_addr, limits=FRAME_LIMITS)
+    return await IrohNode.start(bind_addr, secret_key=secret_key, limits=FRAME_LIMITS)
 
 
 def _iroh_port(node: IrohNode) -> int:

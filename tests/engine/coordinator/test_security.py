@@ -10,6 +10,7 @@ import time
 import pytest
 
 from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.coordinator.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES
 from engine.coordinator.service import MAX_BAD_FRAMES
 from engine.coordinator.ticket import decode_ticket
 from engine.transport.base import HELLO
@@ -125,11 +126,16 @@ def test_bad_messages_get_an_error_and_the_connection_keeps_serving(coordinator)
     asyncio.run(scenario())
 
 
-def test_an_oversized_frame_drops_only_that_connection(coordinator):
+@pytest.mark.parametrize("header_bytes, payload_bytes", [
+    (MAX_HEADER_BYTES + 1, 0),            # over the coordinator's header limit (the transport allows 64 KiB)
+    (2**31, 0),                           # a 2 GiB header
+    (64, MAX_TENSOR_BYTES + 1),           # a payload over the tensor limit
+])
+def test_an_oversized_frame_drops_only_that_connection(coordinator, header_bytes, payload_bytes):
     async def scenario():
         client = await RawClient.open(coordinator.ticket)
         assert (await client.join(secret_of(coordinator), "hog"))["type"] == "welcome"
-        await client.send_raw(PREFIX.pack(2**31, 0))                         # a 2 GiB header
+        await client.send_raw(PREFIX.pack(header_bytes, payload_bytes))
         assert await client.recv_until("never") == {}                       # connection dropped
         other = await RawClient.open(coordinator.ticket)
         assert (await other.join(secret_of(coordinator), "honest"))["type"] == "welcome"
