@@ -114,8 +114,10 @@ class Ingress:
         """One recovery for everyone: requests that lost the same deployment share the new one."""
         async with self._recovery_lock:
             current = self.coordinator.deployment
-            if current is not None and current is not failed and current.ready:
-                return current
+            rejoined = self.coordinator.links.get(lost.peer_id) not in (None, lost.link)
+            if current is not None and current.ready and (current is not failed or rejoined) \
+                    and all(self.coordinator.registry.is_alive(p) for p in current.status):
+                return current          # already replaced, or the runner is back with its stage
             self.coordinator.drop_peer(lost)
             plan = await self._replan(failed.plan, failed.model)
             return await self.deploy(plan, failed.model, failed.on_progress)
