@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 
 from engine.errors import InvalidInput, PrismnError
 from engine.planning.types import Ingress, Policy, Weights
+from engine.validate import finite_number
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INFEASIBLE = 0, 2, 3
 
@@ -37,9 +37,7 @@ def parse_weights(text: str) -> Weights:
             value = float(raw)
         except ValueError:
             raise InvalidInput(f"weights.{name}", raw, "expected a number") from None
-        if not math.isfinite(value) or value < 0:
-            raise InvalidInput(f"weights.{name}", raw, "expected a finite number >= 0")
-        values[name] = value
+        values[name] = finite_number(value, f"weights.{name}", minimum=0.0)
     if sum(values.values()) <= 0:
         raise InvalidInput("weights", text, "at least one weight must be > 0")
     return Weights(**values)
@@ -54,11 +52,8 @@ def parse_ingress(text: str) -> Ingress:
         lat, lon = float(parts[0]), float(parts[1])
     except ValueError:
         raise InvalidInput("ingress", text, "expected two numbers LAT,LON") from None
-    if not (math.isfinite(lat) and -90 <= lat <= 90):
-        raise InvalidInput("ingress.lat", parts[0].strip(), "expected a latitude in [-90, 90]")
-    if not (math.isfinite(lon) and -180 <= lon <= 180):
-        raise InvalidInput("ingress.lon", parts[1].strip(), "expected a longitude in [-180, 180]")
-    return Ingress(lat=lat, lon=lon, name="cli")
+    return Ingress(lat=finite_number(lat, "ingress.lat", minimum=-90, maximum=90),
+                   lon=finite_number(lon, "ingress.lon", minimum=-180, maximum=180), name="cli")
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
@@ -111,9 +106,7 @@ def _float_flag(field: str):
             value = float(text)
         except ValueError:
             raise InvalidInput(field, text, "expected a number") from None
-        if not math.isfinite(value):
-            raise InvalidInput(field, text, "expected a finite number")
-        return value
+        return finite_number(value, field)
     return _checked(parse)
 
 

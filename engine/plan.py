@@ -6,11 +6,11 @@ crossed a file or the network and raises `InvalidInput` naming the field.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.validate import finite_number
 
 SCHEMA = "prismn.plan/1"
 
@@ -93,14 +93,8 @@ def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
     if key not in data:
         raise InvalidInput(f"{where}{key}", None, "missing")
     value = data[key]
-    if kind in (int, float) or kind == (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidInput(f"{where}{key}", value, "expected a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInput(f"{where}{key}", value, "expected a finite number")
-        if kind is int and not float(value).is_integer():
-            raise InvalidInput(f"{where}{key}", value, "expected an integer")
-        return int(value) if kind is int else float(value)
+    if kind in (int, float):
+        return finite_number(value, f"{where}{key}", integer=kind is int)
     if not isinstance(value, kind):
         raise InvalidInput(f"{where}{key}", value, f"expected {getattr(kind, '__name__', kind)}")
     return value

@@ -15,7 +15,6 @@ Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a va
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from engine.carbon import CarbonResolver
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
 from engine.planning.types import Ingress, Peer
+from engine.validate import finite_number
 
 DEMO_SWARM_PATH = ASSETS_DIR / "swarms" / "demo.json"
 MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a stray multi-GB file
@@ -192,19 +192,7 @@ def _optional_text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
 
 
 def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool = True) -> float:
-    # bool is an int in Python; "free_vram_gb": true is a mistake, not 1 GB.
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise InvalidInput(path, raw, f"expected a number, got {_kind(raw)}")
-    try:
-        value = float(raw)  # a huge JSON integer (10**400) overflows here
-    except OverflowError:
-        value = math.inf
-    if not math.isfinite(value):
-        raise InvalidInput(path, raw, "expected a finite number")
-    if minimum is not None and (raw < minimum or (not allow_zero and raw == minimum)):
-        bound = f"> {minimum:g}" if not allow_zero else f">= {minimum:g}"
-        raise InvalidInput(path, raw, f"expected a number {bound}")
-    return value
+    return finite_number(raw, path, minimum=minimum, above_minimum=not allow_zero)
 
 
 def _optional_number(

@@ -9,7 +9,6 @@ Nothing here is ever pickled or evaluated.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from engine.errors import InvalidInput
 from engine.transport.frames import DTYPES, FrameLimits, check_tensor_fields
+from engine.validate import finite_number
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024            # JSON header; the largest (join) is well under 1 KiB
@@ -154,18 +154,9 @@ def _check_value(value: Any, spec: Field, where: str) -> Any:
         if not (spec.low or 0) <= len(value) <= (spec.high or MAX_TEXT_CHARS):
             raise InvalidInput(where, _short(value), f"expected {spec.low:g}..{spec.high:g} characters")
     elif spec.kind in ("float", "int"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(where, _short(value), "expected a number")
-        if not math.isfinite(value):
-            raise InvalidInput(where, value, "expected a finite number")
-        if spec.kind == "int":
-            if not float(value).is_integer():
-                raise InvalidInput(where, value, "expected an integer")
-            value = int(value)
-        else:
-            value = float(value)
-        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-            raise InvalidInput(where, value, f"expected {spec.low:g}..{spec.high:g}")
+        value = finite_number(value, where, minimum=spec.low, maximum=spec.high, integer=spec.kind == "int")
     elif spec.kind == "bool":
         if not isinstance(value, bool):
             raise InvalidInput(where, _short(value), "expected true or false")

@@ -16,6 +16,7 @@ from engine.model.footprint import ModelFootprint
 from engine.planning.geo import distances_from_km
 from engine.planning.latency import ingress_one_way_ms
 from engine.planning.types import Ingress, Peer, Weights
+from engine.validate import finite_number
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,10 +103,7 @@ def check_ingress(ingress: Ingress) -> None:
     if not isinstance(ingress, Ingress):
         raise InvalidInput("ingress", type(ingress).__name__, "expected an Ingress")
     for name, limit in (("lat", 90.0), ("lon", 180.0)):
-        value = getattr(ingress, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not abs(value) <= limit:
-            raise InvalidInput(f"ingress.{name}", value, f"expected degrees in [-{limit:g}, {limit:g}]")
+        finite_number(getattr(ingress, name), f"ingress.{name}", minimum=-limit, maximum=limit)
 
 
 def check_weights(weights: Weights) -> Weights:
@@ -113,10 +111,7 @@ def check_weights(weights: Weights) -> Weights:
     if not isinstance(weights, Weights):
         raise InvalidInput("weights", type(weights).__name__, "expected a Weights")
     for f in fields(Weights):
-        value = getattr(weights, f.name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
-            raise InvalidInput(f"weights.{f.name}", value, "expected a finite weight >= 0")
+        finite_number(getattr(weights, f.name), f"weights.{f.name}", minimum=0.0)
     return weights.normalised()
 
 

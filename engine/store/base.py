@@ -9,7 +9,6 @@ rejected write never touches what is already stored.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from typing import Any
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
 from engine.planning.types import CarbonSource
+from engine.validate import finite_number
 
 PEER_ALIVE = "alive"
 PEER_DEAD = "dead"
@@ -51,11 +51,7 @@ def check_id(value: Any, field_name: str) -> str:
 
 
 def check_number(value: Any, field_name: str, low: float | None = None, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(field_name, value, "expected a finite number")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidInput(field_name, value, f"expected a number in [{low}, {high}]")
-    return float(value)
+    return finite_number(value, field_name, minimum=low, maximum=high)
 
 
 def check_peer_status(value: Any, field_name: str = "status") -> str:
