@@ -9,7 +9,9 @@ widget screen boxes) is written after each applied update, for tests and benchma
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ from prismn_gui.worker import PlanWorker  # noqa: E402
 
 TITLE = "Prismn"
 POLL_MS = 15
+LIVE_POLL_MS = 300       # how often the live peer set and statuses are read from the coordinator
 DEFAULT_MODEL = "llama-3.1-8b"
 
 
@@ -103,6 +106,15 @@ class PrismnApp:
         )
         self.deploy_area = build_deploy_area(centre, self.context)
         self.deploy_area.grid(row=1, column=0, sticky="nsew", pady=(6, 0))
+        self.coordinator = None
+        self._live_rows: tuple = ()
+        self._deployed_stages: tuple[str, ...] = ()
+        self._stage_status: dict[str, str] = {}
+        self._panel_state_written = ""
+        self.context.on_panel("coordinator", self._coordinator_changed)
+        self.context.on_panel("local_runners", self._local_runners_started)
+        self.context.on_panel("deploy_started", self._deploy_started)
+        self.context.on_panel("stage", self._stage_progress)
 
         self.comparison = ComparisonPanel(self.root, on_export_plan=self.export_plan,
                                           on_export_map=self.export_map)
@@ -120,8 +132,12 @@ class PrismnApp:
         self.applied_at: float | None = None
         self.map_draws_at_apply = 0
         self.last_apply_ms = 0.0
+        self._closing = False
         self.root.protocol("WM_DELETE_WINDOW", self.close)
+        # A terminated app still closes properly: the panel stops the coordinator and its runners.
+        signal.signal(signal.SIGTERM, lambda *_: self.root.after(0, self.close))
         self.root.after(POLL_MS, self._poll)
+        self.root.after(LIVE_POLL_MS, self._live_tick)
         self.request_plan()
 
     # ---- requests and results ----------------------------------------------------------------
@@ -154,7 +170,11 @@ class PrismnApp:
         self.outcome = outcome
         self.comparison.show(outcome)
         if outcome.error is None:
+            carbon_stages = tuple(s.peer_id for s in outcome.carbon_plan.stages) if outcome.carbon_plan else ()
+            # A deployment's colours belong to its own plan, not to another one shown later.
+            self.map.show_deploy(self._stage_status if carbon_stages == self._deployed_stages else None)
             self.map.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+            self.map.show_runner_status(self._live_rows if outcome.request.live else None)
             self.map_blit.update()
             key = request.planning_key()
             if key != self._pareto_key:
@@ -194,6 +214,67 @@ class PrismnApp:
     def _set_status(self, text: str) -> None:
         self.status.configure(text=text)
 
+    # ---- the runners panel and the live swarm (all on the Tk thread) ------------------------
+
+    def _coordinator_changed(self, coordinator) -> None:
+        self.coordinator = coordinator
+        live_swarm = coordinator.swarm if coordinator is not None else None
+        for worker in (self.plan_worker, self.pareto_worker):
+            worker.session.live_swarm = live_swarm
+        self.controls.set_live_available(coordinator is not None)
+
+    def _local_runners_started(self, model: str) -> None:
+        # Local runners serve `model`: plan that model over them, as Deploy will load it there.
+        self.controls.set_model(model)
+        self.controls.select_live()
+        self._set_status(f"Planning {model} over the live peers (local runners join in a few seconds)")
+        self.request_plan()
+
+    def _deploy_started(self, plan) -> None:
+        self._deployed_stages = tuple(s.peer_id for s in plan.stages)
+        self._stage_status = {peer_id: "pending" for peer_id in self._deployed_stages}
+        self._show_deploy()
+
+    def _stage_progress(self, peer_id: str, _fraction: float, status: str) -> None:
+        if self._stage_status.get(peer_id) != status:
+            self._stage_status[peer_id] = status
+            self._show_deploy()
+
+    def _show_deploy(self) -> None:
+        shown = self.outcome.carbon_plan if self.outcome is not None else None
+        if shown is not None and tuple(s.peer_id for s in shown.stages) == self._deployed_stages:
+            self.map.show_deploy(self._stage_status)
+            self.map_blit.update()
+        self._write_state()
+
+    def _live_tick(self) -> None:
+        """Follow the coordinator's peers: a join or death re-plans (live mode), a status change
+        recolours the rings on the map; then the panel's state goes to the state file."""
+        try:
+            rows = () if self.coordinator is None else tuple(
+                (p["id"], p["lat"], p["lon"], p["status"]) for p in self.coordinator.all_peers())
+        except Exception:         # stopped between two ticks
+            rows = ()
+        if rows != self._live_rows:
+            self._live_rows = rows
+            live_ids = tuple(sorted(r[0] for r in rows if r[3] != "dead"))
+            if self.coordinator is not None:
+                self.controls.set_live_available(True, len(live_ids))
+            if live_ids != self.controls.live_key:
+                self.controls.live_key = live_ids
+                if self.controls.live_selected():
+                    self.request_plan()
+            if self.outcome is not None and self.outcome.request.live:
+                self.map.show_runner_status(rows)
+                self.map_blit.update()
+        if self.state_file:       # the panel changed, or a widget moved (first mapped, resized)
+            snapshot = getattr(self.deploy_area, "snapshot", None)
+            text = json.dumps([snapshot() if snapshot else None, self.widget_boxes()], sort_keys=True)
+            if text != self._panel_state_written:
+                self._panel_state_written = text
+                self._write_state()
+        self.root.after(LIVE_POLL_MS, self._live_tick)
+
     # ---- exports ---------------------------------------------------------------------------
 
     def export_plan(self) -> None:
@@ -223,6 +304,11 @@ class PrismnApp:
                         for name, button in self.controls.preset_buttons.items()})
         widgets["map"] = self.map_canvas.get_tk_widget()
         widgets["context_entry"] = self.controls.context
+        widgets["live_radio"] = self.controls.live_radio
+        widgets["model_menu"] = self.controls.model_menu
+        panel_widgets = getattr(self.deploy_area, "widgets", None)
+        if panel_widgets is not None:
+            widgets.update({f"panel_{name}": widget for name, widget in panel_widgets().items()})
         for name, button in self.tabs._segmented_button._buttons_dict.items():  # no public accessor
             widgets[f"tab_{name.lower()}"] = button
         boxes = {}
@@ -244,9 +330,15 @@ class PrismnApp:
     def _deploy_state(self) -> dict:
         button = getattr(self.deploy_area, "deploy_button", None)
         hint = getattr(self.deploy_area, "hint", None)
-        return {"panel": type(self.deploy_area).__name__,
-                "deploy_enabled": bool(button is not None and button.cget("state") == "normal"),
-                "hint": hint.cget("text") if hint is not None else None}
+        state = {"panel": type(self.deploy_area).__name__,
+                 "deploy_enabled": bool(button is not None and button.cget("state") == "normal"),
+                 "hint": hint.cget("text") if hint is not None else None}
+        snapshot = getattr(self.deploy_area, "snapshot", None)
+        if snapshot is not None:
+            state.update(snapshot())
+        state["map_stages"] = dict(self._stage_status)
+        state["map"] = self.map.artist_counts()
+        return state
 
     def _write_state(self) -> None:
         if not self.state_file or self.outcome is None:
@@ -261,10 +353,14 @@ class PrismnApp:
             "pareto_points": self._pareto_screen_points(),
             "pid": os.getpid(),
             "deploy": self._deploy_state(),
+            "live_available": self.controls.live_radio.cget("state") == "normal",
         })
         export.write_state_json(state, self.state_file)
 
     def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
         self.plan_worker.stop()
         self.pareto_worker.stop()
         self.root.quit()

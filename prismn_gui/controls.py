@@ -16,7 +16,8 @@ from prismn_gui.cities import CITY_NAMES, CUSTOM
 from prismn_gui.viewmodel import QUANTS, SWARM_INGRESS, WEIGHT_PRESETS, PlanRequest
 
 OPEN_CONFIG = "Open config.json…"
-LIVE_HINT = "Live peers: start the coordinator first (not available yet)"
+LIVE_HINT_OFF = "Live peers: start the coordinator first (Runners, below the map)."
+LIVE_HINT_ON = "Live peers: {count} runner(s) joined the coordinator."
 
 
 class Controls(ctk.CTkFrame):
@@ -27,6 +28,7 @@ class Controls(ctk.CTkFrame):
         self._models = list(presets)
         self._model = default_model
         self._swarm_file = initial_swarm_path
+        self.live_key: tuple = ()          # the live peer ids, kept current by the app
         small = ctk.CTkFont(size=12)
         bold = ctk.CTkFont(size=13, weight="bold")
         self.grid_columnconfigure(0, weight=1)
@@ -98,10 +100,12 @@ class Controls(ctk.CTkFrame):
                                         height=24)
         row.add(self.open_peers, pady=(2, 0))
         self.live_radio = ctk.CTkRadioButton(self, text="Live peers (coordinator)", variable=self.swarm_var,
-                                             value="live", state="disabled", font=small)
+                                             value="live", state="disabled", command=self._changed,
+                                             font=small)
         row.add(self.live_radio, pady=(4, 0))
-        row.add(ctk.CTkLabel(self, text=LIVE_HINT, font=ctk.CTkFont(size=10), text_color="gray55",
-                             anchor="w", wraplength=210, justify="left"))
+        self.live_hint = ctk.CTkLabel(self, text=LIVE_HINT_OFF, font=ctk.CTkFont(size=10), text_color="gray55",
+                                      anchor="w", wraplength=210, justify="left")
+        row.add(self.live_hint)
         self.swarm_label = ctk.CTkLabel(self, text=self._swarm_text(), font=ctk.CTkFont(size=10),
                                         anchor="w", wraplength=210, justify="left")
         row.add(self.swarm_label)
@@ -120,7 +124,37 @@ class Controls(ctk.CTkFrame):
             weights=self.weights(),
             swarm_path=self._swarm_file if self.swarm_var.get() == "file" else "",
             request_id=request_id,
+            live=self.swarm_var.get() == "live",
+            live_key=self.live_key if self.swarm_var.get() == "live" else (),
         )
+
+    def live_selected(self) -> bool:
+        return self.swarm_var.get() == "live"
+
+    def set_live_available(self, available: bool, peer_count: int = 0) -> None:
+        """Enable "Live peers" while a coordinator runs; without one, fall back to the demo swarm."""
+        self.live_radio.configure(state="normal" if available else "disabled")
+        self.live_hint.configure(text=LIVE_HINT_ON.format(count=peer_count) if available else LIVE_HINT_OFF)
+        if not available and self.live_selected():
+            self.swarm_var.set("file" if self._swarm_file else "demo")
+            self._changed()
+
+    def select_live(self) -> None:
+        """Plan over the live peers (no notification: the caller asks for the plan)."""
+        if self.live_radio.cget("state") == "normal":
+            self.swarm_var.set("live")
+
+    def set_model(self, name: str) -> None:
+        """Pick `name` in the model menu (no notification: the caller asks for the plan)."""
+        if name not in self._models:
+            self._models.append(name)
+            self.model_menu.configure(values=self._models + [OPEN_CONFIG])
+        self._model = name
+        self.model_menu.set(name)
+
+    @property
+    def model(self) -> str:
+        return self._model
 
     def weights(self) -> Weights:
         return Weights(carbon=round(self.sliders["carbon"].get(), 4),

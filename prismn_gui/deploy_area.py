@@ -29,6 +29,7 @@ class AppContext:
     baseline_plan: Callable[[], Plan | None]          # the VRAM baseline now shown
     set_status: Callable[[str], None]
     _listeners: list[Callable[[object], None]] = field(default_factory=list)
+    _panel_listeners: dict[str, list[Callable[..., None]]] = field(default_factory=dict)
 
     def on_outcome(self, listener: Callable[[object], None]) -> None:
         """Call `listener(outcome)` after each applied planning update (a PlanOutcome)."""
@@ -37,6 +38,21 @@ class AppContext:
     def publish(self, outcome: object) -> None:
         for listener in self._listeners:
             listener(outcome)
+
+    # What a panel tells the window (PANEL_EVENTS); the window listens with `on_panel`.
+    def on_panel(self, event: str, listener: Callable[..., None]) -> None:
+        if event not in PANEL_EVENTS:
+            raise ValueError(f"event={event!r}: expected one of {PANEL_EVENTS}")
+        self._panel_listeners.setdefault(event, []).append(listener)
+
+    def panel_event(self, event: str, *args: object) -> None:
+        for listener in self._panel_listeners.get(event, ()):
+            listener(*args)
+
+
+# coordinator(EmbeddedCoordinator | None): started or stopped; local_runners(model): runners of
+# `model` were spawned; deploy_started(plan); stage(peer_id, fraction, status): a stage's progress.
+PANEL_EVENTS = ("coordinator", "local_runners", "deploy_started", "stage")
 
 
 class DeployPlaceholder(ctk.CTkFrame):

@@ -4,6 +4,10 @@
 the app wraps its figure in a FigureCanvasTkAgg. The basemap is drawn once and kept; an update
 replaces only the peer markers (when the swarm changed) and the tour/label artists, then the
 caller asks for `draw_idle`. Cartopy caches projected coastlines, so redraws stay cheap.
+
+In live mode (peers from the coordinator) a ring around each runner shows its status, and a
+deployment in flight draws the carbon tour leg by leg as its stages report ready; both touch
+only their own artists, so the blit manager redraws just those.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ import cartopy
 import numpy as np
 
 from engine.paths import ASSETS_DIR
+from prismn_gui.status_colours import status_colour
 
 NATURAL_EARTH_DIR = ASSETS_DIR / "natural_earth"
 RESOLUTION = "110m"   # shipped: 110m and 50m; always explicit, so cartopy never picks 10m
+
+# Below the map, in pixels: the legend, then the colour bar with its ticks and label.
+LEGEND_PX = 24
+COLORBAR_GAP_PX = 8
+COLORBAR_PX = 10
+BAND_PX = 82
+MARGIN_PX = 4
 
 VRAM_STYLE = {"color": "#ff7f0e", "linestyle": (0, (5, 3)), "linewidth": 1.8, "label": "VRAM baseline"}
 CARBON_STYLE = {"color": "#7b2cbf", "linestyle": "-", "linewidth": 2.6, "label": "Carbon + distance"}
@@ -51,7 +63,9 @@ class MapFigure:
         figure.set_facecolor(self.theme["figure"])
         self.ax = figure.add_axes((0.005, 0.16, 0.99, 0.83), projection=proj)
         self.ax.set_global()
-        self.ax.set_anchor("N")    # spare height goes below the map, next to the colour bar
+        x0, x1 = self.ax.get_xlim()
+        y0, y1 = self.ax.get_ylim()
+        self._aspect = (x1 - x0) / (y1 - y0)       # width / height of the whole projected globe
         self.ax.set_facecolor(self.theme["ocean"])
         for category, name, style in (
             ("physical", "ocean", {"facecolor": self.theme["ocean"], "edgecolor": "none"}),
@@ -64,8 +78,7 @@ class MapFigure:
         self.cmap = colormaps["RdYlGn_r"]
         self.norm = Normalize(vmin=0, vmax=800)
         from matplotlib.cm import ScalarMappable
-        # Placed relative to the drawn map (after the projection's aspect), just under it.
-        cax = self.ax.inset_axes((0.2, -0.15, 0.6, 0.035))
+        cax = figure.add_axes((0.2, 0.05, 0.6, 0.03))     # placed by fit(), under the legend
         self.colorbar = figure.colorbar(ScalarMappable(self.norm, self.cmap), cax=cax, orientation="horizontal")
         self.colorbar.set_label("grid carbon intensity, gCO2/kWh (marker size: free VRAM)",
                                 color=self.theme["text"], fontsize=8)
@@ -77,11 +90,40 @@ class MapFigure:
         self._ingress_artist = None
         self._dynamic: list = []            # tours, stage numbers, legend
         self._animated = False              # True once a BlitManager draws the changing artists
+        self._ingress = None
+        self._carbon_plan = None
+        self._carbon_line = None
+        self._progress_line = None          # the ready legs of the carbon tour while deploying
+        self._stage_labels: dict[str, object] = {}
+        self._stage_status: dict[str, str] | None = None
+        self._status_rings = None           # live mode: one ring per runner, coloured by status
+        self._status_key: tuple | None = None
+        self.fit()
+        if figure.canvas is not None:
+            figure.canvas.mpl_connect("resize_event", lambda _event: self.fit())
+
+    # ---- layout ---------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Size the globe from the canvas: as large as fits above the legend and colour bar, the
+        whole block centred, so a tall canvas leaves no empty strip under the colour bar."""
+        width_px, height_px = self.figure.bbox.width, self.figure.bbox.height
+        if width_px < 50 or height_px < BAND_PX + 50:
+            return
+        map_w = min(width_px - 2 * MARGIN_PX, (height_px - BAND_PX - 2 * MARGIN_PX) * self._aspect)
+        map_h = map_w / self._aspect
+        left = (width_px - map_w) / 2
+        bottom = (height_px - map_h - BAND_PX) / 2 + BAND_PX
+        self.ax.set_position((left / width_px, bottom / height_px, map_w / width_px, map_h / height_px))
+        bar_w = min(0.6 * map_w, 420.0)
+        bar_bottom = bottom - LEGEND_PX - COLORBAR_GAP_PX - COLORBAR_PX
+        self.colorbar.ax.set_position(((width_px - bar_w) / 2 / width_px, bar_bottom / height_px,
+                                       bar_w / width_px, COLORBAR_PX / height_px))
 
     # ---- what changes between updates (drawn over a cached basemap when blitting) ----------
 
     def changing_artists(self) -> list:
-        artists = [a for a in (self._scatter, self._ingress_artist) if a is not None]
+        artists = [a for a in (self._scatter, self._status_rings, self._ingress_artist) if a is not None]
         return artists + self._dynamic
 
     def set_animated(self, animated: bool) -> None:
@@ -107,6 +149,7 @@ class MapFigure:
         self._set_peers(peers)
         self._set_ingress(ingress)
         self._set_plans(ingress, vram_plan, carbon_plan)
+        self._apply_stage_status()
         if self._animated:
             self.set_animated(True)
 
@@ -145,6 +188,9 @@ class MapFigure:
         for artist in self._dynamic:
             artist.remove()
         self._dynamic = []
+        self._ingress, self._carbon_plan, self._carbon_line = ingress, carbon_plan, None
+        self._progress_line = None
+        self._stage_labels = {}
         used: set[str] = set()
         for plan, style in ((vram_plan, VRAM_STYLE), (carbon_plan, CARBON_STYLE)):
             if plan is None or not plan.feasible or ingress is None:
@@ -155,17 +201,20 @@ class MapFigure:
             (line,) = self.ax.plot(lons, lats, transform=self.ccrs.Geodetic(), zorder=5,
                                    solid_capstyle="round", **{k: v for k, v in style.items() if k != "label"})
             self._dynamic.append(line)
+            if plan is carbon_plan:
+                self._carbon_line = line
         if carbon_plan is not None and carbon_plan.feasible:
             geo = self.ccrs.PlateCarree()._as_mpl_transform(self.ax)
             for number, stage in enumerate(carbon_plan.stages, start=1):
                 # Nearby stages would stack their numbers: fan the labels out around the marker.
                 angle = np.deg2rad(45 + 75 * (number - 1))
-                self._dynamic.append(self.ax.annotate(
+                self._stage_labels[stage.peer_id] = label = self.ax.annotate(
                     str(number), xy=(stage.lon, stage.lat), xycoords=geo,
                     xytext=(11 * np.cos(angle), 11 * np.sin(angle)), textcoords="offset points",
                     zorder=8, fontsize=7, fontweight="bold", color="white", ha="center", va="center",
                     bbox={"boxstyle": "circle,pad=0.25", "facecolor": CARBON_STYLE["color"],
-                          "edgecolor": "white", "linewidth": 0.6}))
+                          "edgecolor": "white", "linewidth": 0.6})
+                self._dynamic.append(label)
         self._dim_unused(used)
         handles = [
             Line2D([], [], **CARBON_STYLE),
@@ -178,6 +227,68 @@ class MapFigure:
         legend = self.ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005), ncol=4,
                                 fontsize=7, framealpha=0.85)
         self._dynamic.append(legend)
+
+    # ---- live mode: runner statuses and a deployment in flight ------------------------------
+
+    def show_runner_status(self, runners) -> None:
+        """Rings around runners, coloured by status; `runners`: (id, lat, lon, status) rows, dead
+        ones included; None or empty clears them (a file swarm)."""
+        from prismn_gui.status_colours import STATUS_COLOURS
+        key = tuple(runners or ())
+        if key == self._status_key:
+            return
+        positions = tuple(r[:3] for r in key)
+        if self._status_rings is not None and positions != tuple(r[:3] for r in (self._status_key or ())):
+            self._status_rings.remove()
+            self._status_rings = None
+        self._status_key = key
+        if not key:
+            return
+        colours = [STATUS_COLOURS.get(r[3], STATUS_COLOURS["live"]) for r in key]
+        if self._status_rings is None:
+            self._status_rings = self.ax.scatter([r[2] for r in key], [r[1] for r in key], s=190,
+                                                 facecolors="none", edgecolors=colours, linewidths=2.2,
+                                                 transform=self.ccrs.PlateCarree(), zorder=6,
+                                                 animated=self._animated)
+        else:
+            self._status_rings.set_edgecolors(colours)
+
+    def show_deploy(self, stage_status: dict[str, str] | None) -> None:
+        """While deploying (`stage_status`: peer id -> pending/loading/ready/lost/failed), stage
+        numbers take their status colour and the carbon tour is drawn solid up to the last stage
+        that is ready with all before it; None restores the plain tour."""
+        self._stage_status = dict(stage_status) if stage_status is not None else None
+        self._apply_stage_status()
+
+    def _apply_stage_status(self) -> None:
+        statuses = self._stage_status
+        plan, line = self._carbon_plan, self._carbon_line
+        for peer_id, label in self._stage_labels.items():
+            status = statuses.get(peer_id) if statuses is not None else None
+            label.get_bbox_patch().set_facecolor(CARBON_STYLE["color"] if status is None else status_colour(status))
+        if line is None or plan is None or self._ingress is None:
+            return
+        if self._progress_line is not None:
+            self._progress_line.remove()
+            self._dynamic.remove(self._progress_line)
+            self._progress_line = None
+        if statuses is None or not any(s.peer_id in statuses for s in plan.stages):
+            line.set_alpha(None)
+            return
+        ready = 0
+        while ready < len(plan.stages) and statuses.get(plan.stages[ready].peer_id) == "ready":
+            ready += 1
+        line.set_alpha(0.25)
+        if ready == 0:
+            return
+        stops = [(self._ingress.lon, self._ingress.lat)] + [(s.lon, s.lat) for s in plan.stages[:ready]]
+        if ready == len(plan.stages):
+            stops.append((self._ingress.lon, self._ingress.lat))
+        (self._progress_line,) = self.ax.plot([p[0] for p in stops], [p[1] for p in stops],
+                                              transform=self.ccrs.Geodetic(), zorder=5, solid_capstyle="round",
+                                              animated=self._animated,
+                                              **{k: v for k, v in CARBON_STYLE.items() if k != "label"})
+        self._dynamic.insert(0, self._progress_line)
 
     def _dim_unused(self, used: set[str]) -> None:
         if self._scatter is None or self._peer_rgba is None:
@@ -194,7 +305,9 @@ class MapFigure:
 
     def artist_counts(self) -> dict[str, int]:
         """For tests: how many dynamic artists (tours, labels, legend) are on the map."""
-        return {"dynamic": len(self._dynamic), "peers": len(self._peer_ids)}
+        return {"dynamic": len(self._dynamic), "peers": len(self._peer_ids),
+                "status_rings": len(self._status_key or ()),
+                "ready_legs": 0 if self._progress_line is None else len(self._progress_line.get_xdata()) - 1}
 
 
 class BlitManager:

@@ -20,13 +20,18 @@ import customtkinter as ctk
 
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.plan import Plan
+from engine.runner.model_source import SMOLLM2_NAMES
+from prismn_gui.status_colours import STATUS_COLOURS, status_colour
 
-STATUS_COLOURS = {"live": "#3b82f6", "loading": "#f59e0b", "ready": "#22c55e", "dead": "#ef4444"}
+__all__ = ["STATUS_COLOURS", "RunnersPanel"]
+
 POLL_MS = 50
 REFRESH_MS = 1000
 MAX_LOCAL_RUNNERS = 8
 DEFAULT_MAX_NEW_TOKENS = 64
 HINT_IDLE = "Start the coordinator, then local runners (or runners elsewhere with the ticket)."
+# What runners on this machine serve: the bundled SmolLM2 (no download), as its preset name.
+LOCAL_MODEL = "smollm2-135m"
 
 
 class RunnersPanel(ctk.CTkFrame):
@@ -34,8 +39,10 @@ class RunnersPanel(ctk.CTkFrame):
                  get_current_plan: Callable[[], Plan | None] | None = None, *,
                  set_status: Callable[[str], None] | None = None, store_spec: str | None = None) -> None:
         super().__init__(master)
+        self._context = None
         if coordinator is not None and hasattr(coordinator, "current_plan"):    # the app's AppContext
             context, coordinator = coordinator, None
+            self._context = context
             get_current_plan = context.current_plan
             set_status = context.set_status
         self.coordinator: EmbeddedCoordinator | None = coordinator
@@ -45,6 +52,7 @@ class RunnersPanel(ctk.CTkFrame):
         self._set_status = set_status or (lambda _text: None)
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stage_rows: dict[str, tuple[ctk.CTkLabel, ctk.CTkProgressBar]] = {}
+        self._stage_status: dict[str, str] = {}
         self._peer_rows_shown: list[tuple] = []
         self.last_result: dict[str, Any] | None = None
         self._build()
@@ -148,8 +156,10 @@ class RunnersPanel(ctk.CTkFrame):
     def _start_local(self) -> None:
         if self.coordinator is None:
             return
+        # Runners here can only serve the bundled SmolLM2 (no download), so that is what they load;
+        # the window then plans SmolLM2 over the live peers, so Deploy matches what they hold.
         plan = self._get_plan()
-        model = plan.model.name if plan is not None else "smollm2"
+        model = plan.model.name if plan is not None and plan.model.name.lower() in SMOLLM2_NAMES else LOCAL_MODEL
         count = int(self.runner_count.get())
         try:
             ids = self.coordinator.start_local_runners(count, model=model)
@@ -157,6 +167,11 @@ class RunnersPanel(ctk.CTkFrame):
             self.hint.configure(text=f"local runners: {exc}")
             return
         self.hint.configure(text=f"Started {len(ids)} local runner(s) for {model}; they join in a few seconds.")
+        self._emit("local_runners", model)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        if self._context is not None:
+            self._context.panel_event(event, *args)
 
     def _deploy(self) -> None:
         plan = self._get_plan()
@@ -166,6 +181,8 @@ class RunnersPanel(ctk.CTkFrame):
         for child in self.stage_list.winfo_children():
             child.destroy()
         self._stage_rows.clear()
+        self._stage_status = {stage.peer_id: "pending" for stage in plan.stages}
+        self._emit("deploy_started", plan)
         self.deploy_button.configure(state="disabled")
         self.hint.configure(text=f"Deploying {plan.model.name} on the live runners…")
         future = self.coordinator.deploy(plan, lambda *event: self._events.put(("progress", *event)))
@@ -178,9 +195,20 @@ class RunnersPanel(ctk.CTkFrame):
         self.output.delete("1.0", "end")
         self.stats.configure(text="generating…")
         self.generate_button.configure(state="disabled")
-        future = self.coordinator.generate(prompt, DEFAULT_MAX_NEW_TOKENS,
-                                           lambda text: self._events.put(("token", text)))
-        future.add_done_callback(lambda done: self._events.put(("generated", done)))
+        coordinator = self.coordinator
+        deployed = coordinator.deployment_status()
+        model = deployed["model"] if deployed is not None else None
+
+        def run() -> None:                # the tokenizer may take a second to load: off the Tk thread
+            try:
+                future = coordinator.generate(_chat_prompt(model, prompt), DEFAULT_MAX_NEW_TOKENS,
+                                              lambda text: self._events.put(("token", text)))
+            except Exception as exc:
+                future = Future()
+                future.set_exception(exc)
+            future.add_done_callback(lambda done: self._events.put(("generated", done)))
+
+        threading.Thread(target=run, daemon=True).start()
 
     # ---- events from the coordinator thread -----------------------------------------------
 
@@ -199,6 +227,7 @@ class RunnersPanel(ctk.CTkFrame):
             self._sync_buttons()
             self.hint.configure(text="Coordinator running. Start local runners or share the ticket.")
             self._set_status("coordinator started")
+            self._emit("coordinator", self.coordinator)
         elif kind == "error":
             self.hint.configure(text=args[0])
             self._sync_buttons()
@@ -232,9 +261,10 @@ class RunnersPanel(ctk.CTkFrame):
             self._stage_rows[peer_id] = (label, bar)
         label, bar = self._stage_rows[peer_id]
         bar.set(fraction)
-        bar.configure(progress_color=STATUS_COLOURS.get({"lost": "dead", "failed": "dead"}.get(status, status),
-                                                        STATUS_COLOURS["live"]))
+        bar.configure(progress_color=STATUS_COLOURS["live"] if status == "pending" else status_colour(status))
         label.configure(text=f"{peer_id}  {status}")
+        self._stage_status[peer_id] = status
+        self._emit("stage", peer_id, fraction, status)
 
     def _refresh(self) -> None:
         if not self.winfo_exists():
@@ -259,10 +289,56 @@ class RunnersPanel(ctk.CTkFrame):
             self.peer_list.insert("end", "No runners yet.")
         self.peer_list.configure(state="disabled")
 
+    # ---- for the window's state file (tests) ----------------------------------------------
+
+    def widgets(self) -> dict[str, Any]:
+        return {"start_coordinator": self.start_button, "runner_count": self.runner_count,
+                "start_local_runners": self.local_button, "deploy": self.deploy_button,
+                "prompt": self.prompt_entry, "generate": self.generate_button}
+
+    def snapshot(self) -> dict[str, Any]:
+        result = self.last_result
+        return {
+            "coordinator_running": self.coordinator is not None,
+            "runners": [{"id": r[0], "status": r[5]} for r in self._peer_rows_shown],
+            "stages": dict(self._stage_status),
+            "hint": self.hint.cget("text"),
+            "deploy_enabled": self.deploy_button.cget("state") == "normal",
+            "output": self.output.get("1.0", "end-1c"),
+            "stats": self.stats.cget("text"),
+            "generation": None if result is None else {
+                "text": result["text"], "tokens": len(result["token_ids"]),
+                "tokens_per_s": result["tokens_per_s"], "g_co2": result["g_co2"]},
+        }
+
     def _on_destroy(self, event: Any) -> None:
         if event.widget is self and self._owns_coordinator and self.coordinator is not None:
             coordinator, self.coordinator = self.coordinator, None
             coordinator.stop()            # ends the local runners too
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _chat_prompt(model: str | None, prompt: str) -> str | list[int]:
+    """An instruct model answers a question asked through its chat template (as `python -m engine
+    generate` does by default); the ingress takes the prompt's token ids then. Else the text."""
+    if model is None:
+        return prompt
+    try:
+        if model not in _TOKENIZERS:
+            from transformers import AutoTokenizer
+
+            from engine.runner.model_source import resolve_model
+            source = resolve_model(model)
+            _TOKENIZERS[model] = AutoTokenizer.from_pretrained(str(source.folder)) if source.instruct else None
+        tokenizer = _TOKENIZERS[model]
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            return prompt
+        from engine.generate import prompt_ids
+        return prompt_ids(tokenizer, prompt, chat=True)
+    except Exception:       # no tokenizer here: the ingress still takes the plain text
+        return prompt
 
 
 def _outcome_text(future: Future, describe: Callable[[Any], str]) -> str:

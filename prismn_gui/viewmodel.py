@@ -43,11 +43,13 @@ class PlanRequest:
     weights: Weights = DEFAULT_WEIGHTS
     swarm_path: str = ""              # "" -> the demo swarm
     request_id: int = 0
+    live: bool = False                # plan over the coordinator's live peers, not a file
+    live_key: tuple = ()              # the live peer ids when requested: a join or death re-plans
 
     def planning_key(self) -> tuple:
         """Everything but the weights: the Pareto sweep depends only on this."""
         return (self.model, self.quant, self.context_text, self.ingress_choice,
-                self.lat_text, self.lon_text, self.swarm_path)
+                self.lat_text, self.lon_text, self.swarm_path, self.live, self.live_key)
 
 
 @dataclass(frozen=True)
@@ -210,11 +212,15 @@ def _fmt(fmt: str, value: float | int | None) -> str:
 class PlanningSession:
     """Turns requests into outcomes, caching spec, footprint and swarm between requests.
 
-    Not thread-safe: one worker thread owns it.
+    Not thread-safe: one worker thread owns it. `live_swarm(ingress) -> Swarm` (the embedded
+    coordinator's `swarm`, safe from any thread) answers requests with `live=True`; the ingress
+    of the file swarm (the demo's by default) stays the ingress there, as local runners sit at
+    demo-swarm cities.
     """
 
-    def __init__(self, default_swarm_path: str | None = None) -> None:
+    def __init__(self, default_swarm_path: str | None = None, live_swarm=None) -> None:
         self._default_swarm_path = default_swarm_path
+        self.live_swarm = live_swarm
         self._specs: dict[str, object] = {}
         self._footprints: dict[tuple, object] = {}
         self._swarms: dict[tuple, object] = {}
@@ -256,6 +262,11 @@ class PlanningSession:
         fp = self._footprint(request)
         swarm = self._swarm(self.swarm_path(request))
         ingress = parse_ingress(request.ingress_choice, request.lat_text, request.lon_text, swarm.ingress)
+        if request.live:
+            live_swarm = self.live_swarm
+            if live_swarm is None:
+                raise InvalidInput("swarm", "live", "the coordinator is not running")
+            swarm = live_swarm(ingress)
         return fp, swarm, ingress
 
     def compute(self, request: PlanRequest) -> PlanOutcome:
@@ -331,6 +342,7 @@ def state_summary(outcome: PlanOutcome, update_number: int) -> dict:
         "ingress": ({"lat": outcome.ingress.lat, "lon": outcome.ingress.lon, "name": outcome.ingress.name}
                     if outcome.ingress else None),
         "peer_count": len(outcome.peers),
+        "live": outcome.request.live,
         "vram": metrics(outcome.vram_plan),
         "carbon": metrics(outcome.carbon_plan),
         "comparison": [[r.label, r.vram, r.carbon, r.diff] for r in outcome.comparison],

@@ -26,6 +26,10 @@ class PlanWorker:
         self._thread = threading.Thread(target=self._run, name="prismn-planner", daemon=True)
         self._thread.start()
 
+    @property
+    def session(self) -> PlanningSession:
+        return self._session
+
     def submit_plan(self, request: PlanRequest) -> None:
         with self._cond:
             self._plan_request = request      # replaces any request not yet started

@@ -1,0 +1,145 @@
+"""The whole demo in the real window under Xvfb: start the coordinator, start three local SmolLM2
+runners, plan over the live peers, Deploy, ask a question, read the answer.
+
+Everything goes through the mouse and keyboard (xdotool) and the app's state file; the app's store
+and ticket live in a temp PRISMN_HOME (only the converted-model cache is shared, so a run does not
+redo the one-time GGUF conversion). Skipped only when Xvfb is missing outside CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.paths import REPO_ROOT, user_data_dir
+from tests.prismn_gui.test_window import ARTIFACTS, centre_of, display, read_state, wait_for_state, xdo  # noqa: F401
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
+PROMPT = "What is the capital of France?"
+
+
+def _runner_pids(app_pid: int) -> list[int]:
+    """Runner processes spawned for this app (they carry --exit-with-pid <app pid>)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--exit-with-pid" in args and str(app_pid).encode() in args:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def live_app(display, tmp_path):  # noqa: F811
+    home = tmp_path / "home"
+    home.mkdir()
+    shared_models = user_data_dir() / "models"
+    shared_models.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    state_file = tmp_path / "state.json"
+    env = dict(os.environ, DISPLAY=display, PRISMN_STATE_FILE=str(state_file), PRISMN_HOME=str(home))
+    env.pop("ELECTRICITYMAPS_TOKEN", None)
+    log = (tmp_path / "app.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "main.py", "--appearance", "light"], cwd=REPO_ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    app = {"proc": proc, "state_file": state_file, "env": env, "display": display}
+    try:
+        wait_for_state(state_file, lambda s: s["update"] >= 1 and s["map_draws"] >= 1
+                       and "panel_start_coordinator" in s["widgets"], timeout_s=60, proc=proc)
+        yield app
+    finally:
+        runners = _runner_pids(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in runners):
+            time.sleep(0.2)
+        left = [pid for pid in runners if Path(f"/proc/{pid}").exists()]
+        for pid in left:          # never leave them behind, even when the assertion below fails
+            os.kill(pid, signal.SIGKILL)
+        output = (tmp_path / "app.log").read_text(errors="replace")
+        if "Traceback" in output:
+            print(output[-4000:])
+        assert not left, f"runner processes {left} outlived the app"
+
+
+def click(app, widget: str) -> None:
+    box = read_state(app["state_file"])["widgets"][widget]
+    x, y = centre_of(box)
+    xdo(app, "mousemove", str(x), str(y), "click", "1")
+
+
+def screenshot(app, name: str) -> Path:
+    import matplotlib.image
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    time.sleep(0.4)    # let the last draw_idle land
+    subprocess.run(["import", "-window", "root", str(path)], env=app["env"], check=True, timeout=20)
+    pixels = matplotlib.image.imread(path)[..., :3]
+    assert pixels.shape[:2] == (800, 1280)
+    assert pixels.std() * 255 > 20, f"{name} is blank"
+    return path
+
+
+def test_start_runners_deploy_live_and_ask_a_question(live_app):
+    app, proc = live_app, live_app["proc"]
+    state_file = app["state_file"]
+    first = read_state(state_file)
+    assert first["live_available"] is False and first["live"] is False
+
+    click(app, "panel_start_coordinator")
+    wait_for_state(state_file, lambda s: s["deploy"]["coordinator_running"] and s["live_available"], proc=proc)
+
+    click(app, "panel_start_local_runners")     # three by default; they serve SmolLM2
+    joined = wait_for_state(
+        state_file, lambda s: len([r for r in s["deploy"]["runners"] if r["status"] == "live"]) == 3,
+        timeout_s=60, proc=proc)
+    if not joined["live"]:          # the app switches to the live peers itself; a person might not wait
+        click(app, "live_radio")
+    # Local runners serve SmolLM2, so the window plans SmolLM2 over the three live peers.
+    live = wait_for_state(
+        state_file,
+        lambda s: s["live"] and s["peer_count"] == 3 and s["model"] == "smollm2-135m" and s["carbon"]["feasible"]
+        and s["deploy"]["map"]["status_rings"] == 3, proc=proc)
+    stages = live["carbon"]["stage_peers"]
+    assert len(stages) >= 2, "local runners each hold only part of the model"
+    assert set(stages) <= {r["id"] for r in live["deploy"]["runners"]}
+
+    click(app, "panel_deploy")
+    ready = wait_for_state(
+        state_file,
+        lambda s: s["deploy"]["stages"] and all(v == "ready" for v in s["deploy"]["stages"].values())
+        and "Deployed" in s["deploy"]["hint"],
+        timeout_s=120, proc=proc)
+    assert set(ready["deploy"]["stages"]) == set(stages)
+    assert ready["deploy"]["map_stages"] == ready["deploy"]["stages"]
+    assert ready["deploy"]["map"]["ready_legs"] == len(stages) + 1      # the whole tour, drawn solid
+    screenshot(app, "live_deploy_ready.png")
+
+    click(app, "panel_prompt")
+    xdo(app, "type", "--delay", "20", PROMPT)
+    click(app, "panel_generate")
+    answered = wait_for_state(state_file, lambda s: s["deploy"]["generation"] is not None, timeout_s=90,
+                              proc=proc)
+    generation = answered["deploy"]["generation"]
+    assert "Paris" in generation["text"]
+    assert generation["tokens"] > 0 and generation["tokens_per_s"] > 0
+    assert "tokens/s" in answered["deploy"]["stats"] and "gCO2" in answered["deploy"]["stats"]
+    assert answered["deploy"]["output"] == generation["text"]
+    screenshot(app, "live_deploy_answer.png")
