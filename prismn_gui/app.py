@@ -29,7 +29,7 @@ from prismn_gui import export  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
-from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy  # noqa: E402
+from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, region_around  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
 from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
 from prismn_gui.worker import PlanWorker  # noqa: E402
@@ -175,7 +175,10 @@ class PrismnApp:
             self.map.show_deploy(self._stage_status if carbon_stages == self._deployed_stages else None)
             self.map.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
             self.map.show_runner_status(self._live_rows if outcome.request.live else None)
-            self.map_blit.update()
+            if self.map.set_region(self._live_region(outcome)):
+                self.map_canvas.draw_idle()      # a new view: the cached basemap is stale
+            else:
+                self.map_blit.update()
             key = request.planning_key()
             if key != self._pareto_key:
                 self._pareto_key = key
@@ -229,6 +232,16 @@ class PrismnApp:
         self.controls.select_live()
         self._set_status(f"Planning {model} over the live peers (local runners join in a few seconds)")
         self.request_plan()
+
+    @staticmethod
+    def _live_region(outcome: PlanOutcome):
+        """Live peers are often a few nearby machines: zoom to them so the tour can be seen."""
+        if not outcome.request.live or not outcome.peers:
+            return None
+        points = [(p.lat, p.lon) for p in outcome.peers]
+        if outcome.ingress is not None:
+            points.append((outcome.ingress.lat, outcome.ingress.lon))
+        return region_around(points)
 
     def _deploy_started(self, plan) -> None:
         self._deployed_stages = tuple(s.peer_id for s in plan.stages)

@@ -63,9 +63,8 @@ class MapFigure:
         figure.set_facecolor(self.theme["figure"])
         self.ax = figure.add_axes((0.005, 0.16, 0.99, 0.83), projection=proj)
         self.ax.set_global()
-        x0, x1 = self.ax.get_xlim()
-        y0, y1 = self.ax.get_ylim()
-        self._aspect = (x1 - x0) / (y1 - y0)       # width / height of the whole projected globe
+        self._region: tuple[float, float, float, float] | None = None
+        self._aspect = self._limits_aspect()        # width / height of what is shown, projected
         self.ax.set_facecolor(self.theme["ocean"])
         for category, name, style in (
             ("physical", "ocean", {"facecolor": self.theme["ocean"], "edgecolor": "none"}),
@@ -103,6 +102,25 @@ class MapFigure:
             figure.canvas.mpl_connect("resize_event", lambda _event: self.fit())
 
     # ---- layout ---------------------------------------------------------------------------
+
+    def _limits_aspect(self) -> float:
+        x0, x1 = self.ax.get_xlim()
+        y0, y1 = self.ax.get_ylim()
+        return (x1 - x0) / (y1 - y0)
+
+    def set_region(self, region: tuple[float, float, float, float] | None) -> bool:
+        """Show (lon_min, lon_max, lat_min, lat_max), or the whole globe for None; True when the
+        view changed (the caller then needs a full draw, not a blit)."""
+        if region == self._region:
+            return False
+        self._region = region
+        if region is None:
+            self.ax.set_global()
+        else:
+            self.ax.set_extent(region, crs=self.ccrs.PlateCarree())
+        self._aspect = self._limits_aspect()
+        self.fit()
+        return True
 
     def fit(self) -> None:
         """Size the globe from the canvas: as large as fits above the legend and colour bar, the
@@ -225,7 +243,8 @@ class MapFigure:
                    markeredgecolor="#111111", label="Peer in a plan"),
         ]
         legend = self.ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005), ncol=4,
-                                fontsize=7, framealpha=0.85)
+                                fontsize=7, framealpha=0.85, facecolor=self.theme["figure"],
+                                edgecolor=self.theme["border"], labelcolor=self.theme["text"])
         self._dynamic.append(legend)
 
     # ---- live mode: runner statuses and a deployment in flight ------------------------------
@@ -344,6 +363,21 @@ class BlitManager:
         self.canvas.blit(self.canvas.figure.bbox)
         if self._on_drawn:
             self._on_drawn()
+
+
+def region_around(points: list[tuple[float, float]], min_span_deg: float = 24.0) -> tuple[float, float, float, float]:
+    """A lon/lat box around (lat, lon) points, padded, at least `min_span_deg` high and about twice
+    as wide as high (the globe's own shape, so the canvas stays filled)."""
+    lats = [p[0] for p in points]
+    lons = [p[1] for p in points]
+    centre_lat, centre_lon = (min(lats) + max(lats)) / 2, (min(lons) + max(lons)) / 2
+    half_h = max((max(lats) - min(lats)) * 0.65, (max(lons) - min(lons)) * 0.65 / 2, min_span_deg / 2)
+    half_w = 2 * half_h
+    if half_w >= 180 or half_h >= 90:
+        return (-180.0, 180.0, -90.0, 90.0)
+    lat_min, lat_max = max(centre_lat - half_h, -89.0), min(centre_lat + half_h, 89.0)
+    lon_min, lon_max = max(centre_lon - half_w, -180.0), min(centre_lon + half_w, 180.0)
+    return (lon_min, lon_max, lat_min, lat_max)
 
 
 def _configured() -> bool:

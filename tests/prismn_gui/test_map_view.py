@@ -142,3 +142,59 @@ def test_blitting_draws_the_tours_over_the_cached_basemap_and_exports_keep_them(
     saved = (matplotlib.image.imread(png)[..., :3] * 255).astype(int)
     rgb = np.array([int(VRAM_STYLE["color"][i:i + 2], 16) for i in (1, 3, 5)])
     assert np.all(np.abs(saved - rgb) < 10, axis=-1).any()
+
+
+def test_a_deployment_draws_the_carbon_tour_leg_by_leg_and_colours_the_stage_numbers(outcome):
+    from prismn_gui.status_colours import STATUS_COLOURS, status_colour
+
+    view = MapFigure(new_figure())
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    stages = [s.peer_id for s in outcome.carbon_plan.stages]
+    assert len(stages) >= 2
+    view.show_deploy({peer_id: "loading" for peer_id in stages})
+    assert view.artist_counts()["ready_legs"] == 0
+    view.show_deploy({stages[0]: "ready", **{p: "loading" for p in stages[1:]}})
+    assert view.artist_counts()["ready_legs"] == 1                  # ingress -> first stage
+    colour = view._stage_labels[stages[0]].get_bbox_patch().get_facecolor()
+    assert np.allclose(colour[:3], np.array([int(STATUS_COLOURS["ready"][i:i + 2], 16) for i in (1, 3, 5)]) / 255)
+    view.show_deploy({peer_id: "ready" for peer_id in stages})
+    assert view.artist_counts()["ready_legs"] == len(stages) + 1    # and back to the ingress
+    # A new plan shown keeps the deployment's colours (same stages), None restores the plain tour.
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    assert view.artist_counts()["ready_legs"] == len(stages) + 1
+    view.show_deploy(None)
+    assert view.artist_counts()["ready_legs"] == 0
+    assert status_colour("lost") == STATUS_COLOURS["dead"]
+
+
+def test_runner_rings_follow_statuses_and_clear_outside_live_mode(outcome):
+    view = MapFigure(new_figure())
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    rows = [("a", 48.86, 2.35, "live"), ("b", 50.11, 8.68, "ready"), ("c", 52.37, 4.9, "dead")]
+    view.show_runner_status(rows)
+    rings = view._status_rings
+    assert view.artist_counts()["status_rings"] == 3 and rings in view.changing_artists()
+    view.show_runner_status([(*r[:3], "ready") for r in rows])
+    assert view._status_rings is rings                 # same places: only the colours change
+    view.show_runner_status(None)
+    assert view._status_rings is None and view.artist_counts()["status_rings"] == 0
+
+
+def test_the_map_is_sized_from_the_canvas_and_centred_with_room_for_legend_and_colour_bar():
+    from prismn_gui.map_view import BAND_PX, region_around
+
+    figure = Figure(figsize=(5.4, 4.2), dpi=100)     # taller than the globe's shape
+    FigureCanvasAgg(figure)
+    view = MapFigure(figure)
+    figure.canvas.draw()
+    box = view.ax.get_window_extent().frozen()
+    bar = view.colorbar.ax.get_window_extent().frozen()
+    assert box.width > 0.97 * 540                               # the globe fills the width
+    assert bar.y1 < box.y0                                      # the colour bar under the map
+    spare_top, spare_bottom = 420 - box.y1, bar.y0
+    assert abs(spare_top - (spare_bottom - (BAND_PX - (box.y0 - bar.y0)))) < 8   # centred block
+    region = region_around([(48.86, 2.35), (50.11, 8.68)])
+    assert region[0] < 2.35 and region[1] > 8.68 and region[2] < 48.86 and region[3] > 50.11
+    assert view.set_region(region) and not view.set_region(region)
+    figure.canvas.draw()
+    assert view.ax.get_window_extent().height > box.height      # a zoomed view uses the height

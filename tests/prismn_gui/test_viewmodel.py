@@ -167,3 +167,28 @@ def test_the_worker_computes_only_the_latest_of_a_burst_of_requests(tmp_path):
         assert results[-1][2].request.weights == Weights(1.0, 0.3, 0.1)
     finally:
         worker.stop()
+
+
+def test_live_requests_plan_over_the_coordinators_peers_at_the_file_swarms_ingress():
+    from engine.planning.types import CarbonSource, Peer
+    from engine.swarm import Swarm
+
+    asked = []
+
+    def live_swarm(ingress):          # what EmbeddedCoordinator.swarm answers: the live peers
+        asked.append(ingress)
+        peers = tuple(Peer(id=f"local-{i}", lat=48.0 + i, lon=2.0 + 3 * i, free_vram_gb=0.35,
+                           carbon_g_per_kwh=50.0 + 100 * i, carbon_source=CarbonSource.COUNTRY, gpu="CPU")
+                      for i in range(3))
+        return Swarm(ingress=ingress, peers=peers)
+
+    request = PlanRequest(model="smollm2-135m", live=True, live_key=("local-0", "local-1", "local-2"))
+    outcome = PlanningSession(live_swarm=live_swarm).compute(request)
+    assert outcome.error is None
+    assert asked and asked[0].name == "Frankfurt"                   # the demo swarm's ingress
+    assert {p.id for p in outcome.peers} == {"local-0", "local-1", "local-2"}
+    assert outcome.carbon_plan.feasible and len(outcome.carbon_plan.stages) >= 2
+    assert request.planning_key() != PlanRequest(model="smollm2-135m", live=True).planning_key()
+
+    no_coordinator = PlanningSession().compute(request)
+    assert no_coordinator.error_field == "swarm" and "coordinator" in no_coordinator.error
