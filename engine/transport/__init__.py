@@ -50,15 +50,18 @@ Behaviour worth knowing:
       has read to the end, so frames sent just before close() are not lost.
     - Received headers include "payload_bytes". Payloads come back as bytes.
     - Figures on the shared 2-core dev box (benchmarks/bench_transport.py, loopback, 16 MiB
-      frames, both ends in one process): TCP ~900-1500 MB/s; iroh ~600-650 MB/s while both cores
-      are free, ~300 MB/s while another process holds one (10 MB/s without the buffer fix);
-      iroh/TCP 0.45-0.55 on a quiet box, 0.3 on a busy one. Small-frame round trip TCP ~0.09 ms,
-      iroh ~0.35 ms. iroh is CPU-bound: ~3.1 ms of CPU per MiB (both ends) against TCP's ~1.0.
-      Per MiB: ~0.9 ms is the compiled bindings converting Vec<u8> one byte at a time on the
-      event-loop thread (0.6 lifting what is written, 0.3 lowering what is read), ~1.4 ms is
-      QUIC on iroh's threads (AES-GCM, packets, UDP syscalls), ~0.6 ms Python and copies. Bytes
-      cross the FFI in 256 KiB pieces (iroh_channel.PIECE_BYTES) so that conversion overlaps
-      QUIC's work: twice the throughput of whole-payload calls (~300 MB/s).
+      frames, both ends in one process): TCP ~900-1400 MB/s; iroh ~470-600 MB/s while both cores
+      are free (iroh/TCP 0.49-0.65, median 0.50), ~300 MB/s (0.2-0.3) while another process
+      holds a core; 10 MB/s without the buffer fix. Receiver in a child process: iroh ~280-410,
+      0.28-0.33 (two processes' QUIC threads share the two cores). Small-frame round trip TCP
+      ~0.09 ms, iroh ~0.35 ms. iroh is CPU-bound: ~3.1-3.4 ms of CPU per MiB (both ends)
+      against TCP's ~1.0, so on one free core it cannot pass ~0.3x TCP. Per MiB: ~0.9 ms is the
+      compiled bindings converting Vec<u8> one byte at a time on the event-loop thread (0.6
+      lifting what is written, 0.3 lowering what is read), ~1.4 ms is QUIC on iroh's threads
+      (AES-GCM, packets, UDP syscalls), the rest Python and copies. Bytes cross the FFI in 256
+      KiB pieces (iroh_channel.PIECE_BYTES): that overlaps the conversion with QUIC's work and
+      keeps data in cache, twice the throughput of whole-payload calls (~270-300 MB/s) and 20%
+      less CPU per MiB.
 
 A peer for manual and cross-process checks: `python -m engine.transport.echo --transport iroh`
 prints its address, then echoes every frame back.
