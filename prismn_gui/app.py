@@ -276,6 +276,7 @@ class PrismnApp:
             if live_ids != self.controls.live_key:
                 self.controls.live_key = live_ids
                 if self.controls.live_selected():
+                    self._set_status(f"Live peers changed: re-planning over {len(live_ids)} runner(s)")
                     self.request_plan()
             if self.outcome is not None and self.outcome.request.live:
                 self.map.show_runner_status(rows)

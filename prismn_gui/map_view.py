@@ -323,9 +323,10 @@ class MapFigure:
         self._scatter.set_linewidths(widths)
 
     def artist_counts(self) -> dict[str, int]:
-        """For tests: how many dynamic artists (tours, labels, legend) are on the map."""
+        """For tests: how many dynamic artists (tours, labels, legend), rings and ready legs are on the map."""
         return {"dynamic": len(self._dynamic), "peers": len(self._peer_ids),
                 "status_rings": len(self._status_key or ()),
+                "ring_statuses": {r[0]: r[3] for r in self._status_key or ()},
                 "ready_legs": 0 if self._progress_line is None else len(self._progress_line.get_xdata()) - 1}
 
 

@@ -178,6 +178,10 @@ class RunnersPanel(ctk.CTkFrame):
         if self.coordinator is None or plan is None:
             self.hint.configure(text="No plan to deploy yet." if self.coordinator else HINT_IDLE)
             return
+        refusal = _undeployable(plan, {p["id"] for p in self.coordinator.live_peers()})
+        if refusal:
+            self.hint.configure(text=refusal)
+            return
         for child in self.stage_list.winfo_children():
             child.destroy()
         self._stage_rows.clear()
@@ -315,6 +319,18 @@ class RunnersPanel(ctk.CTkFrame):
         if event.widget is self and self._owns_coordinator and self.coordinator is not None:
             coordinator, self.coordinator = self.coordinator, None
             coordinator.stop()            # ends the local runners too
+
+
+def _undeployable(plan: Plan, live_ids: set[str]) -> str | None:
+    """Why `plan` cannot go onto the live runners (a person sees this instead of a failed deploy)."""
+    if not plan.feasible:
+        return (f"The plan is infeasible ({plan.model.name} does not fit the peers): pick a smaller model "
+                "or start more runners.")
+    missing = [s.peer_id for s in plan.stages if s.peer_id not in live_ids]
+    if missing:
+        return (f"The plan uses {len(missing)} peer(s) that are not live runners ({missing[0]}…): choose "
+                "Swarm → Live peers (coordinator) to plan over the runners.")
+    return None
 
 
 _TOKENIZERS: dict[str, Any] = {}

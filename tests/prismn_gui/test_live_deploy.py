@@ -24,8 +24,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
 PROMPT = "What is the capital of France?"
 
 
-def _runner_pids(app_pid: int) -> list[int]:
-    """Runner processes spawned for this app (they carry --exit-with-pid <app pid>)."""
+def _runner_pids(app_pid: int, peer_id: str | None = None) -> list[int]:
+    """Runner processes spawned for this app (they carry --exit-with-pid <app pid>), or just the
+    one with `peer_id`."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -34,7 +35,8 @@ def _runner_pids(app_pid: int) -> list[int]:
             args = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"--exit-with-pid" in args and str(app_pid).encode() in args:
+        if b"--exit-with-pid" in args and str(app_pid).encode() in args \
+                and (peer_id is None or peer_id.encode() in args):
             pids.append(int(entry.name))
     return pids
 
@@ -143,3 +145,16 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
     assert "tokens/s" in answered["deploy"]["stats"] and "gCO2" in answered["deploy"]["stats"]
     assert answered["deploy"]["output"] == generation["text"]
     screenshot(app, "live_deploy_answer.png")
+
+    # The runner that holds no stage dies: the window re-plans over the two left and rings it red.
+    spare = next(r["id"] for r in answered["deploy"]["runners"] if r["id"] not in stages)
+    (spare_pid,) = _runner_pids(proc.pid, spare)
+    os.kill(spare_pid, signal.SIGKILL)
+    replanned = wait_for_state(
+        state_file, lambda s: s["peer_count"] == 2 and spare not in {r["id"] for r in s["deploy"]["runners"]},
+        timeout_s=30, proc=proc)
+    assert replanned["live"] and replanned["carbon"]["feasible"]
+    rings = wait_for_state(state_file, lambda s: s["deploy"]["map"]["ring_statuses"].get(spare) == "dead",
+                           timeout_s=5, proc=proc)["deploy"]["map"]["ring_statuses"]
+    assert len(rings) == 3 and all(rings[peer_id] != "dead" for peer_id in stages)
+    screenshot(app, "live_runner_lost.png")

@@ -198,3 +198,14 @@ def test_the_map_is_sized_from_the_canvas_and_centred_with_room_for_legend_and_c
     assert view.set_region(region) and not view.set_region(region)
     figure.canvas.draw()
     assert view.ax.get_window_extent().height > box.height      # a zoomed view uses the height
+
+
+def test_the_panel_refuses_a_plan_that_is_infeasible_or_not_on_live_runners(outcome, tiny_swarm):
+    from prismn_gui.runners_panel import _undeployable
+
+    plan = outcome.carbon_plan
+    ids = {s.peer_id for s in plan.stages}
+    assert _undeployable(plan, ids) is None
+    assert "not live runners" in _undeployable(plan, ids - {plan.stages[0].peer_id})
+    infeasible = PlanningSession(str(tiny_swarm)).compute(PlanRequest(model="llama-3.1-70b")).carbon_plan
+    assert not infeasible.feasible and "infeasible" in _undeployable(infeasible, ids)
