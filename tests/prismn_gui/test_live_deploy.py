@@ -3,7 +3,8 @@ runners, plan over the live peers, Deploy, ask a question, read the answer.
 
 Everything goes through the mouse and keyboard (xdotool) and the app's state file; the app's store
 and ticket live in a temp PRISMN_HOME (only the converted-model cache is shared, so a run does not
-redo the one-time GGUF conversion). Skipped only when Xvfb is missing outside CI.
+redo the one-time GGUF conversion). The answer is checked against the whole model's greedy answer.
+Skipped only when Xvfb is missing outside CI.
 """
 
 from __future__ import annotations
@@ -158,3 +159,13 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
                            timeout_s=5, proc=proc)["deploy"]["map"]["ring_statuses"]
     assert len(rings) == 3 and all(rings[peer_id] != "dead" for peer_id in stages)
     screenshot(app, "live_runner_lost.png")
+
+    # The pipeline's answer is the whole model's greedy answer to the same chat-formatted prompt.
+    from engine.generate import load_tokenizer, prompt_ids
+    from engine.runner.model_source import resolve_model
+    from tests.engine.coordinator.conftest import greedy_monolithic
+
+    folder = resolve_model("smollm2-135m").folder
+    tokenizer = load_tokenizer(folder)
+    reference = greedy_monolithic(folder, prompt_ids(tokenizer, PROMPT, chat=True), generation["tokens"])
+    assert tokenizer.decode(reference, skip_special_tokens=True) == generation["text"]
