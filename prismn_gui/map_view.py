@@ -96,6 +96,7 @@ class MapFigure:
         self._stage_labels: dict[str, object] = {}
         self._stage_status: dict[str, str] | None = None
         self._status_rings = None           # live mode: one ring per runner, coloured by status
+        self._ring_legend = None
         self._status_key: tuple | None = None
         self.fit()
         if figure.canvas is not None:
@@ -141,7 +142,8 @@ class MapFigure:
     # ---- what changes between updates (drawn over a cached basemap when blitting) ----------
 
     def changing_artists(self) -> list:
-        artists = [a for a in (self._scatter, self._status_rings, self._ingress_artist) if a is not None]
+        artists = [a for a in (self._scatter, self._status_rings, self._ingress_artist, self._ring_legend)
+                   if a is not None]
         return artists + self._dynamic
 
     def set_animated(self, animated: bool) -> None:
@@ -262,7 +264,12 @@ class MapFigure:
             self._status_rings = None
         self._status_key = key
         if not key:
+            if self._ring_legend is not None:
+                self._ring_legend.remove()
+                self._ring_legend = None
             return
+        if self._ring_legend is None:
+            self._ring_legend = self._make_ring_legend(STATUS_COLOURS)
         colours = [STATUS_COLOURS.get(r[3], STATUS_COLOURS["live"]) for r in key]
         if self._status_rings is None:
             self._status_rings = self.ax.scatter([r[2] for r in key], [r[1] for r in key], s=190,
@@ -271,6 +278,22 @@ class MapFigure:
                                                  animated=self._animated)
         else:
             self._status_rings.set_edgecolors(colours)
+
+    def _make_ring_legend(self, colours: dict[str, str]):
+        from matplotlib.legend import Legend
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker="o", linestyle="none", markersize=8, markerfacecolor="none",
+                          markeredgewidth=2, markeredgecolor=colour, label=status)
+                   for status, colour in colours.items()]
+        legend = Legend(self.ax, handles, [h.get_label() for h in handles], loc="upper left", fontsize=7,
+                        title="Runners", title_fontsize=7, framealpha=0.85, facecolor=self.theme["figure"],
+                        edgecolor=self.theme["border"], labelcolor=self.theme["text"])
+        legend.get_title().set_color(self.theme["text"])
+        legend.set_zorder(9)
+        legend.set_animated(self._animated)
+        self.ax.add_artist(legend)
+        return legend
 
     def show_deploy(self, stage_status: dict[str, str] | None) -> None:
         """While deploying (`stage_status`: peer id -> pending/loading/ready/lost/failed), stage

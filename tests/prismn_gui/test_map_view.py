@@ -176,8 +176,10 @@ def test_runner_rings_follow_statuses_and_clear_outside_live_mode(outcome):
     assert view.artist_counts()["status_rings"] == 3 and rings in view.changing_artists()
     view.show_runner_status([(*r[:3], "ready") for r in rows])
     assert view._status_rings is rings                 # same places: only the colours change
+    assert view._ring_legend in view.changing_artists()
     view.show_runner_status(None)
     assert view._status_rings is None and view.artist_counts()["status_rings"] == 0
+    assert view._ring_legend is None
 
 
 def test_the_map_is_sized_from_the_canvas_and_centred_with_room_for_legend_and_colour_bar():
