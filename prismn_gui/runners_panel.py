@@ -199,20 +199,13 @@ class RunnersPanel(ctk.CTkFrame):
         self.output.delete("1.0", "end")
         self.stats.configure(text="generating…")
         self.generate_button.configure(state="disabled")
-        coordinator = self.coordinator
-        deployed = coordinator.deployment_status()
-        model = deployed["model"] if deployed is not None else None
-
-        def run() -> None:                # the tokenizer may take a second to load: off the Tk thread
-            try:
-                future = coordinator.generate(_chat_prompt(model, prompt), DEFAULT_MAX_NEW_TOKENS,
-                                              lambda text: self._events.put(("token", text)))
-            except Exception as exc:
-                future = Future()
-                future.set_exception(exc)
-            future.add_done_callback(lambda done: self._events.put(("generated", done)))
-
-        threading.Thread(target=run, daemon=True).start()
+        try:        # the ingress applies the chat template of instruct models itself
+            future = self.coordinator.generate(prompt, DEFAULT_MAX_NEW_TOKENS,
+                                               lambda text: self._events.put(("token", text)))
+        except Exception as exc:    # e.g. the coordinator stopped meanwhile: shown like any failure
+            future = Future()
+            future.set_exception(exc)
+        future.add_done_callback(lambda done: self._events.put(("generated", done)))
 
     # ---- events from the coordinator thread -----------------------------------------------
 
@@ -331,30 +324,6 @@ def _undeployable(plan: Plan, live_ids: set[str]) -> str | None:
         return (f"The plan uses {len(missing)} peer(s) that are not live runners ({missing[0]}…): choose "
                 "Swarm → Live peers (coordinator) to plan over the runners.")
     return None
-
-
-_TOKENIZERS: dict[str, Any] = {}
-
-
-def _chat_prompt(model: str | None, prompt: str) -> str | list[int]:
-    """An instruct model answers a question asked through its chat template (as `python -m engine
-    generate` does by default); the ingress takes the prompt's token ids then. Else the text."""
-    if model is None:
-        return prompt
-    try:
-        if model not in _TOKENIZERS:
-            from transformers import AutoTokenizer
-
-            from engine.runner.model_source import resolve_model
-            source = resolve_model(model)
-            _TOKENIZERS[model] = AutoTokenizer.from_pretrained(str(source.folder)) if source.instruct else None
-        tokenizer = _TOKENIZERS[model]
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            return prompt
-        from engine.generate import prompt_ids
-        return prompt_ids(tokenizer, prompt, chat=True)
-    except Exception:       # no tokenizer here: the ingress still takes the plain text
-        return prompt
 
 
 def _outcome_text(future: Future, describe: Callable[[Any], str]) -> str:

@@ -170,11 +170,15 @@ class EmbeddedCoordinator:
 
         return self._call(deploy)
 
-    def generate(self, prompt: str, max_new_tokens: int = 64,
-                 on_token: Callable[[str], None] | None = None) -> concurrent.futures.Future[dict[str, Any]]:
-        """Greedy generation through the deployed pipeline; result: text, token_ids, tokens_per_s, g_co2."""
+    def generate(self, prompt: str | list[int], max_new_tokens: int = 64,
+                 on_token: Callable[[str], None] | None = None,
+                 chat: bool = True) -> concurrent.futures.Future[dict[str, Any]]:
+        """Greedy generation through the deployed pipeline; result: text, token_ids, tokens_per_s, g_co2.
+
+        `prompt` is text (through the chat template where the model has one and `chat` is on) or
+        token ids."""
         running = self._require()
-        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token)
+        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat)
 
     # ---- plumbing -------------------------------------------------------------------------
 

@@ -147,8 +147,11 @@ class Ingress:
     # ---- generate -------------------------------------------------------------------------
 
     async def generate(self, prompt: str | Sequence[int], max_new_tokens: int,
-                       on_token: TokenCallback | None = None) -> dict[str, Any]:
+                       on_token: TokenCallback | None = None, chat: bool = True) -> dict[str, Any]:
         """Greedy generation through the deployed pipeline; streams text deltas to `on_token`.
+
+        A text prompt goes through the model's chat template when it has one and `chat` is on (an
+        instruct model answers a question asked that way; `python -m engine generate` does the same).
 
         Returns {text, token_ids, tokens_per_s, g_co2, elapsed_s, recoveries, plan}.
         """
@@ -158,7 +161,7 @@ class Ingress:
         started_s = time.monotonic()
         dep = await self._ready_deployment()
         tokenizer, eos_ids = await self._text_of(dep.model)
-        prompt_ids = _prompt_ids(prompt, tokenizer)
+        prompt_ids = _prompt_ids(prompt, tokenizer, chat)
         stream = TextStream(tokenizer, on_token)
         recoveries = 0
         while True:
@@ -225,13 +228,15 @@ def _token_of(tensor: torch.Tensor) -> int:
     return int(tensor.reshape(-1, tensor.shape[-1])[-1].argmax())
 
 
-def _prompt_ids(prompt: str | Sequence[int], tokenizer: Any) -> list[int]:
+def _prompt_ids(prompt: str | Sequence[int], tokenizer: Any, chat: bool) -> list[int]:
+    from engine.generate import prompt_ids
+
     if isinstance(prompt, str):
         if not prompt:
             raise InvalidInput("prompt", prompt, "expected a non-empty prompt")
         if tokenizer is None:
             raise InvalidInput("prompt", prompt[:40], "this model has no tokenizer: pass token ids")
-        ids = list(tokenizer(prompt)["input_ids"])
+        ids = prompt_ids(tokenizer, prompt, chat=chat and bool(getattr(tokenizer, "chat_template", None)))
     else:
         ids = list(prompt)
     if not ids or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):

