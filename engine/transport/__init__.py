@@ -60,8 +60,8 @@ Behaviour worth knowing:
       lifting what is written, 0.3 lowering what is read), ~1.4 ms is QUIC on iroh's threads
       (AES-GCM, packets, UDP syscalls), the rest Python and copies. Bytes cross the FFI in 256
       KiB pieces (iroh_channel.PIECE_BYTES): that overlaps the conversion with QUIC's work and
-      keeps data in cache, twice the throughput of whole-payload calls (~270-300 MB/s) and 20%
-      less CPU per MiB.
+      keeps data in cache, twice the throughput of whole-payload calls (~260-300 MB/s) and
+      20-30% less CPU per MiB.
 
 A peer for manual and cross-process checks: `python -m engine.transport.echo --transport iroh`
 prints its address, then echoes every frame back.

@@ -32,9 +32,10 @@ CLOSE_BAD_HELLO = 1
 # Bytes cross the FFI in pieces of at most this size. The bindings convert every byte on the
 # calling (event loop) thread, so pieces let that work overlap with QUIC's own threads sending and
 # receiving the previous piece, and keep the data in cache. 16 MiB frames on loopback
-# (benchmarks/bench_transport.py, 2-core box): whole-payload calls ~300 MB/s, 1 MiB pieces ~500,
-# 128-256 KiB ~600-640; 64 KiB is slower again (each call has a fixed cost of ~40 us). 256 KiB
-# also costs the least CPU: 3.1 ms per MiB (both ends) against 4.0 for whole-payload calls.
+# (benchmarks/bench_transport.py --piece-kib, 2-core box): whole-payload calls ~260-300 MB/s,
+# 1 MiB pieces ~480, 256 KiB ~620, 128 KiB ~570, 64 KiB ~480 (each call has a fixed cost of
+# ~40 us). 256 KiB also costs the least CPU: 3.1-3.2 ms per MiB (both ends) against 4.0-4.8 for
+# whole-payload calls.
 PIECE_BYTES = 256 * 2**10
 
 iroh_fix.apply()
@@ -95,10 +96,11 @@ class IrohChannel(Channel):
         piece, self._unread = self._unread[:max_bytes], self._unread[max_bytes:]
         return bytes(piece)
 
-    async def _read_piece(self, max_bytes: int = PIECE_BYTES) -> bytes:
-        """What the stream has ready, up to `max_bytes` (waits for at least one byte); b"" at its end."""
+    async def _read_piece(self, max_bytes: int | None = None) -> bytes:
+        """What the stream has ready, up to `max_bytes` (default `PIECE_BYTES`; waits for at least
+        one byte); b"" at its end."""
         try:
-            return await self._recv_stream.read(max_bytes)
+            return await self._recv_stream.read(max_bytes or PIECE_BYTES)
         except iroh.IrohError as exc:
             raise ConnectionClosed(f"{self._peer[:10]}: {_describe(exc)}") from None
 
