@@ -24,16 +24,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 def synthetic_swarm(path: Path, count: int, seed: int = 7) -> Path:
-    rnd = random.Random(seed)
-    gpus = [("RTX 4090", 24), ("A100 80GB", 80), ("H100 80GB", 80), ("RTX 3090", 24), ("L40S", 48)]
-    peers = []
-    for i in range(count):
-        gpu, vram = rnd.choice(gpus)
-        peers.append({"id": f"p{i:04d}", "lat": round(rnd.uniform(-40, 62), 3),
-                      "lon": round(rnd.uniform(-125, 150), 3), "gpu": gpu,
-                      "free_vram_gb": round(vram * rnd.uniform(0.3, 0.95), 1),
-                      "carbon_g_per_kwh": round(rnd.uniform(15, 750), 1)})
-    path.write_text(json.dumps({"ingress": {"name": "Frankfurt", "lat": 50.11, "lon": 8.68}, "peers": peers}))
+    from engine.swarm import synthetic_peers
+
+    path.write_text(json.dumps({"ingress": {"name": "Frankfurt", "lat": 50.11, "lon": 8.68},
+                                "peers": synthetic_peers(count, seed)}))
     return path
 
 

@@ -15,6 +15,7 @@ Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a va
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +218,19 @@ def _kind(raw: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(raw), type(raw).__name__
     )
+
+
+def synthetic_peers(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`count` reproducible peers-file entries over land-ish latitudes with mixed GPUs and carbon.
+
+    For load tests and benchmarks of large swarms (the demo swarm has 44 real cities)."""
+    rnd = random.Random(seed)
+    gpus = [("RTX 4090", 24), ("A100 80GB", 80), ("H100 80GB", 80), ("RTX 3090", 24), ("L40S", 48)]
+    peers = []
+    for i in range(count):
+        gpu, vram = rnd.choice(gpus)
+        peers.append({"id": f"p{i:04d}", "lat": round(rnd.uniform(-40, 62), 3),
+                      "lon": round(rnd.uniform(-125, 150), 3), "gpu": gpu,
+                      "free_vram_gb": round(vram * rnd.uniform(0.3, 0.95), 1),
+                      "carbon_g_per_kwh": round(rnd.uniform(15, 750), 1)})
+    return peers

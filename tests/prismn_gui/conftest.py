@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
@@ -21,17 +20,3 @@ def tiny_swarm(tmp_path):
         {"id": "a", "lat": 48.86, "lon": 2.35, "free_vram_gb": 8.0, "carbon_g_per_kwh": 50, "gpu": "RTX 3070"},
         {"id": "b", "lat": 40.71, "lon": -74.0, "free_vram_gb": 12.0, "carbon_g_per_kwh": 400, "gpu": "RTX 3080"},
     ])
-
-
-def synthetic_peers(count: int, seed: int = 7) -> list[dict]:
-    """`count` peers scattered over land-ish latitudes with mixed GPUs and carbon (for load tests)."""
-    rnd = random.Random(seed)
-    gpus = [("RTX 4090", 24), ("A100 80GB", 80), ("H100 80GB", 80), ("RTX 3090", 24), ("L40S", 48)]
-    peers = []
-    for i in range(count):
-        gpu, vram = rnd.choice(gpus)
-        peers.append({"id": f"p{i:04d}", "lat": round(rnd.uniform(-40, 62), 3),
-                      "lon": round(rnd.uniform(-125, 150), 3), "gpu": gpu,
-                      "free_vram_gb": round(vram * rnd.uniform(0.3, 0.95), 1),
-                      "carbon_g_per_kwh": round(rnd.uniform(15, 750), 1)})
-    return peers

@@ -9,6 +9,7 @@ import pytest
 
 from engine.errors import InvalidInput
 from engine.planning.types import Weights
+from engine.swarm import synthetic_peers
 from prismn_gui.cities import CITIES, CUSTOM
 from prismn_gui.viewmodel import (
     WEIGHT_PRESETS,
@@ -21,7 +22,7 @@ from prismn_gui.viewmodel import (
 )
 from prismn_gui.worker import PlanWorker
 
-from .conftest import synthetic_peers, write_peers
+from .conftest import write_peers
 
 
 @pytest.fixture(scope="module")
