@@ -55,8 +55,15 @@ class Shortfall:
     shortfall_layers: int
 
 
+MAX_BYTES = 2**60
+"""Byte counts saturate here (1 EiB, far beyond any GPU) so int64 sums and differences of usable
+bytes and footprint terms cannot overflow: an absurd free_vram_gb or a huge context stays a
+plan (or a shortfall), not an OverflowError or a wrapped-around capacity."""
+
+
 def usable_bytes(free_vram_gb: np.ndarray, safety_margin: float) -> np.ndarray:
-    return np.floor(free_vram_gb * (GB * (1.0 - safety_margin))).astype(np.int64)
+    free_gb = np.minimum(free_vram_gb, MAX_BYTES / GB)
+    return np.floor(free_gb * (GB * (1.0 - safety_margin))).astype(np.int64)
 
 
 def layer_capacities(footprint: ModelFootprint, free_vram_gb: np.ndarray) -> Capacities:
@@ -66,11 +73,15 @@ def layer_capacities(footprint: ModelFootprint, free_vram_gb: np.ndarray) -> Cap
     head = footprint.final_norm_bytes + footprint.lm_head_bytes
     single_head = footprint.final_norm_bytes + (0 if footprint.tied_embeddings
                                                 else footprint.lm_head_bytes)
-    room = usable - footprint.activation_bytes
+    # Terms above MAX_BYTES exceed every peer's usable bytes: clamped to MAX_BYTES + 1 they
+    # still fit nothing, and the int64 arithmetic below stays in range.
+    cap = MAX_BYTES + 1
+    room = usable - min(footprint.activation_bytes, cap)
+    per_layer = min(per_layer, cap)
     n = footprint.num_layers
 
     def layers(extra_bytes: int) -> np.ndarray:
-        return np.clip((room - extra_bytes) // per_layer, 0, n)
+        return np.clip((room - min(extra_bytes, cap)) // per_layer, 0, n)
 
     return Capacities(usable, layers(0), layers(footprint.embedding_bytes), layers(head),
                       layers(footprint.embedding_bytes + single_head))

@@ -46,6 +46,15 @@ def test_an_infeasible_request_exits_3_with_its_shortfall(tmp_path):
     assert data["shortfall_gb"] > 10 and data["shortfall_layers"] > 0
 
 
+def test_a_context_too_large_for_any_peer_is_infeasible_not_a_crash():
+    # 1e20 tokens of KV cache overflowed int64 in the planner (a traceback, exit 1).
+    result = run_cli("plan", "--model", "llama-3.1-8b", "--peers", DEMO,
+                     "--context", "99999999999999999999", "--json")
+    assert result.returncode == 3, result.stderr
+    data = json.loads(result.stdout)
+    assert data["feasible"] is False and data["shortfall_layers"] == 32
+
+
 @pytest.mark.parametrize(
     ("peer_patch", "extra_args", "named"),
     [

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 from hypothesis import given, settings
 
@@ -83,3 +85,22 @@ def test_empty_swarm_needs_one_peer_for_the_whole_model():
     assert result.shortfall_layers == 4
     whole = fp.stage_bytes(4, first=True, last=True) / (1 - fp.safety_margin) / GB
     assert whole <= result.shortfall_gb <= whole + 0.001
+
+
+def test_huge_context_gives_a_shortfall_not_an_overflow():
+    # Terms past int64 (a context of 1e11 tokens needs ~1e22 bytes of KV cache and activations)
+    # must still say "no peer fits", not raise OverflowError.
+    fp = footprint(num_layers=4, layer_mb=100)
+    fp = dataclasses.replace(fp, kv_bytes_per_layer=10**22, activation_bytes=10**25)
+    chosen = select(fp, (peer("a", free_vram_gb=80), peer("b", free_vram_gb=80)))
+    assert isinstance(chosen, Shortfall)
+    assert chosen.shortfall_layers == 4 and chosen.shortfall_gb > 10**15
+
+
+def test_absurd_free_vram_saturates_instead_of_wrapping_around():
+    # 1e300 GB overflowed the int64 cast (to a negative capacity); it saturates to 1 EiB.
+    fp = footprint(num_layers=8, layer_mb=1000, activation_mb=0)
+    caps = layer_capacities(fp, np.array([1e300, 1e19, 24.0]))
+    assert list(caps.single) == [8, 8, min(8, max_layers(peer("c", free_vram_gb=24.0), fp,
+                                                         first=True, last=True))]
+    assert isinstance(select(fp, (peer("a", free_vram_gb=1e300),)), Selection)
