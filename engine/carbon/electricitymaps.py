@@ -88,7 +88,9 @@ class ElectricityMapsClient:
         except requests.Timeout:
             log.warning("Electricity Maps timed out after %.1f s at %s (%s)", self.timeout_s, url, where)
             return None, True
-        except requests.RequestException as error:
+        except (requests.RequestException, UnicodeError) as error:
+            # UnicodeError: http.client encodes header values as latin-1, so a token holding any
+            # other character fails before anything is sent, outside requests' own exceptions.
             log.warning("Electricity Maps unreachable at %s (%s): %s", url, where, type(error).__name__)
             return None, True
         if response.status_code != 200:

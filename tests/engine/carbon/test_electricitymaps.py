@@ -110,3 +110,11 @@ def test_a_point_outside_every_zone_does_not_pause_other_coordinates(local_api, 
     assert api_client.latest_g_per_kwh(0.0, -30.0) is None
     local_api.answer_json({"carbonIntensity": 12})
     assert api_client.latest_g_per_kwh(59.9, 10.7) == 12.0
+
+
+def test_a_token_http_cannot_carry_gives_no_value_instead_of_an_exception(local_api, clock) -> None:
+    # A token pasted with a non-latin-1 character (an en dash, a euro sign) made http.client
+    # raise UnicodeEncodeError, which escaped the client and broke planning.
+    api_client = ElectricityMapsClient("t€st–token", api_url=local_api.url, clock=clock)
+    assert api_client.latest_g_per_kwh(50.0, 8.0) is None
+    assert local_api.requests == []
