@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +38,31 @@ STEP_TIMEOUT_S = 300.0
 
 # ---- runner processes -------------------------------------------------------------------------
 
+STDERR_TAIL_LINES = 200
+
+
 @dataclass
 class RunnerProcess:
     layers: tuple[int, int]
     process: subprocess.Popen
     ready: dict[str, Any] = field(default_factory=dict)
+    # The runner's stderr (loading progress, logs), read as it comes: an unread pipe fills up (64 KiB)
+    # and then blocks the runner mid-load or mid-generation. Only the last lines are kept, for errors.
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES))
+    _stderr_reader: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        if self.process.stderr is not None:
+            self._stderr_reader = threading.Thread(target=self._drain_stderr, daemon=True,
+                                                   name=f"runner-{self.layers[0]}-{self.layers[1]}-stderr")
+            self._stderr_reader.start()
+
+    def _drain_stderr(self) -> None:
+        try:
+            for line in self.process.stderr:
+                self.stderr_tail.append(line)
+        except (OSError, ValueError):      # the stream was closed under us by stop()
+            pass
 
     @property
     def address(self) -> str:
@@ -54,6 +76,8 @@ class RunnerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._stderr_reader is not None:
+            self._stderr_reader.join(timeout_s)     # EOF follows the exit; then the pipe can close
         for stream in (self.process.stdout, self.process.stderr):
             if stream:
                 stream.close()
@@ -113,8 +137,9 @@ def _stderr_tail(runner: RunnerProcess) -> str:
     if runner.process.poll() is None:
         runner.process.kill()
         runner.process.wait()
-    text = runner.process.stderr.read() if runner.process.stderr else ""
-    return text[-2000:]
+    if runner._stderr_reader is not None:
+        runner._stderr_reader.join(10.0)
+    return "".join(runner.stderr_tail)[-2000:]
 
 
 def stop_runners(runners: list[RunnerProcess]) -> None:
