@@ -4,6 +4,7 @@ restarted coordinator lists them again, dead until they rejoin."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -25,7 +26,12 @@ def test_peers_and_metrics_live_in_mongodb_and_survive_a_restart(nx_server, tmp_
             assert (await client.join(secret_of(coordinator), "oslo-1"))["type"] == "welcome"
             await client.send(HEARTBEAT)
             await client.send(HEARTBEAT)
-            await asyncio.sleep(0.3)
+            # Until both beats are stored (a fixed short sleep lost them on a busy box: the coordinator
+            # stopped before it had read them).
+            with open_store(spec) as store:
+                deadline_s = time.monotonic() + 20
+                while len(store.metrics_history("oslo-1")) < 2 and time.monotonic() < deadline_s:
+                    await asyncio.sleep(0.05)
             client.close()
         asyncio.run(join_and_beat())
         ticket = coordinator.ticket

@@ -49,7 +49,7 @@ class RawClient:
     async def send(self, header: dict, payload: bytes = b"") -> None:
         await self.send_raw(encode_frame(header, payload))
 
-    async def recv(self, timeout_s: float = 5.0) -> dict:
+    async def recv(self, timeout_s: float = 20.0) -> dict:
         """The next frame's header; {} when the coordinator closed the connection."""
         try:
             prefix = await asyncio.wait_for(self.reader.readexactly(PREFIX.size), timeout_s)
@@ -118,7 +118,7 @@ def test_bad_messages_get_an_error_and_the_connection_keeps_serving(coordinator)
             reply = await client.recv_until("error")
             assert reply["type"] == "error", frame[:40]
         await client.send(HEARTBEAT)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while peer(coordinator, "eve")["free_vram_gb"] != 7.5 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert peer(coordinator, "eve")["free_vram_gb"] == 7.5 and peer(coordinator, "eve")["status"] == "live"
@@ -141,7 +141,7 @@ def test_an_oversized_frame_drops_only_that_connection(coordinator, header_bytes
         assert (await other.join(secret_of(coordinator), "honest"))["type"] == "welcome"
         other.close()
     asyncio.run(scenario())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while peer(coordinator, "hog")["status"] != "dead" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert peer(coordinator, "hog")["status"] == "dead"

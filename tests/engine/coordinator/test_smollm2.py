@@ -32,15 +32,15 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
 
     folder = resolve_model("smollm2").folder            # converts the GGUF once (cached)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
 
-    def monolithic(ids):
-        out = model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False, eos_token_id=None)
-        return out[0, len(ids):].tolist()
+    def monolithic(id_lists):
+        # The whole model is freed on return, before the runners load their stages.
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        return [model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                               eos_token_id=None)[0, len(ids):].tolist() for ids in id_lists]
 
-    expected = monolithic(tokenizer(PROMPT)["input_ids"])
-    expected_answer = monolithic(chat_ids(tokenizer, QUESTION, chat=True))
-    del model
+    expected, expected_answer = monolithic([tokenizer(PROMPT)["input_ids"],
+                                            chat_ids(tokenizer, QUESTION, chat=True)])
 
     ingress = Ingress(lat=50.11, lon=8.68)
     with EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", bind_host="127.0.0.1") as coordinator:
