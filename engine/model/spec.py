@@ -78,7 +78,11 @@ def spec_from_config(config: Mapping[str, Any], name: str | None = None) -> Mode
         )
     hidden_size = _positive_int(config, "hidden_size")
     num_attention_heads = _positive_int(config, "num_attention_heads")
-    num_kv_heads = _positive_int(config, "num_key_value_heads", num_attention_heads)
+    if config.get("num_key_value_heads") is None:
+        # Missing or null: multi-head attention, as LlamaConfig/Qwen2Config/Phi3Config read a null.
+        num_kv_heads = num_attention_heads
+    else:
+        num_kv_heads = _positive_int(config, "num_key_value_heads")
     if num_attention_heads % num_kv_heads:
         raise InvalidInput(
             "config.num_key_value_heads", num_kv_heads,

@@ -40,6 +40,12 @@ def test_missing_kv_heads_means_multi_head_attention():
     assert spec_from_config(cfg).num_kv_heads == 4
 
 
+def test_null_kv_heads_means_multi_head_attention_as_transformers_reads_it():
+    # Configs written by older tools say "num_key_value_heads": null; LlamaConfig maps it to
+    # num_attention_heads, so rejecting it refused a config AutoConfig loads.
+    assert spec_from_config(config(num_key_value_heads=None)).num_kv_heads == 4
+
+
 def test_gemma_ties_embeddings_by_default_llama_does_not():
     assert spec_from_config(config(model_type="gemma")).tied_embeddings
     assert spec_from_config(config(model_type="gemma2")).tied_embeddings
