@@ -173,7 +173,18 @@ def _check_layers_cover(stages: tuple[Stage, ...], num_layers: int) -> None:
     if not stages:
         raise InvalidInput("stages", [], "a feasible plan needs at least one stage")
     expected_start = 0
+    seen: dict[str, int] = {}
+    last = len(stages) - 1
     for i, stage in enumerate(stages):
+        # The coordinator sends each peer the one stage with its id: a second would never run.
+        if stage.peer_id in seen:
+            raise InvalidInput(f"stages[{i}].peer_id", stage.peer_id,
+                               f"already holds stages[{seen[stage.peer_id]}]; one stage per peer")
+        seen[stage.peer_id] = i
+        if 0 < i and stage.embeddings:
+            raise InvalidInput(f"stages[{i}].embeddings", True, "only the first stage holds the embeddings")
+        if i < last and stage.lm_head:
+            raise InvalidInput(f"stages[{i}].lm_head", True, "only the last stage holds final norm + lm_head")
         if stage.layer_start != expected_start:
             raise InvalidInput(f"stages[{i}].layer_start", stage.layer_start,
                                f"expected {expected_start} (layers must be contiguous)")

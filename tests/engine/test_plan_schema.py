@@ -48,6 +48,10 @@ def test_an_infeasible_plan_carries_its_shortfall():
         (lambda d: d["stages"][0].update(lat=float("nan")), "stages[0].lat"),
         (lambda d: d["stages"][0].update(vram_free_gb="20"), "stages[0].vram_free_gb"),
         (lambda d: d["model"].pop("num_layers"), "model.num_layers"),
+        # One peer with two stages: the coordinator would deploy only the first of them.
+        (lambda d: d["stages"][1].update(peer_id="a"), "stages[1].peer_id"),
+        (lambda d: d["stages"][1].update(embeddings=True), "stages[1].embeddings"),
+        (lambda d: d["stages"][0].update(lm_head=True), "stages[0].lm_head"),
     ],
 )
 def test_a_broken_plan_is_rejected_naming_the_field(mutate, field):
