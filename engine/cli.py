@@ -22,7 +22,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line naming it, with our exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InvalidInput("arguments", " ".join(sys.argv[1:]), message)
+        # main() names the arguments it parsed (not sys.argv: main(argv) may be called directly).
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
 
 
 def parse_weights(text: str) -> Weights:
@@ -194,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return generate_main(argv[1:])
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except _UsageError as exc:
+            raise InvalidInput("arguments", " ".join(argv), str(exc)) from None
         handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect}[args.command]
         return handler(args)
     except _FlagError as exc:

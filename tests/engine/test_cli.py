@@ -101,3 +101,13 @@ def test_compare_shows_both_policies_side_by_side():
     assert result.returncode == 0, result.stderr
     assert "VRAM-only" in result.stdout and "carbon+distance" in result.stdout
     assert "gCO2 / 1k tokens" in result.stdout and "%" in result.stdout
+
+
+def test_a_usage_error_names_the_arguments_main_was_given(monkeypatch, capsys):
+    # main(argv) called in-process (GUI, tests) named sys.argv, not the arguments it parsed.
+    from engine.cli import EXIT_BAD_INPUT, main
+
+    monkeypatch.setattr(sys, "argv", ["prismn", "unrelated"])
+    assert main(["plan", "--model", "smollm2-135m", "--peers", DEMO, "--bogus"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bogus" in err and "unrelated" not in err
