@@ -107,7 +107,8 @@ def load_swarm(
     try:
         if path.stat().st_size > MAX_PEERS_FILE_BYTES:
             raise InvalidInput("peers_file", str(path), f"larger than {MAX_PEERS_FILE_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Windows editors (Notepad, PowerShell 5 Out-File) start UTF-8 with a BOM.
+        text = path.read_text(encoding="utf-8-sig")
     except InvalidInput:
         raise
     except (OSError, UnicodeDecodeError) as error:

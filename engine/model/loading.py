@@ -35,7 +35,8 @@ def _preset_name(model: str) -> str | None:
 
 def _read_config(path: Path, model: str) -> dict[str, Any]:
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a config saved by a Windows editor starts with a BOM, which json rejects.
+        config = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput("model", model, f"cannot read config file {path}: {exc}") from exc
     except json.JSONDecodeError as exc:

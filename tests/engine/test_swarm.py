@@ -272,3 +272,11 @@ def test_the_demo_mixes_carbon_sources_and_measured_rtts(demo) -> None:
     assert sources.count(CarbonSource.COUNTRY) > len(sources) / 2
     assert CarbonSource.DEFAULT not in sources  # every demo city lies in a country with data
     assert sum(p.rtt_ms is not None for p in demo.peers) >= 5
+
+
+def test_a_peers_file_saved_with_a_utf8_bom_is_read(resolver, tmp_path) -> None:
+    # Notepad and PowerShell 5 write UTF-8 with a BOM; json.loads rejected the whole file.
+    path = tmp_path / "peers.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(valid_file()).encode("utf-8"))
+    swarm = load_swarm(path, resolver=resolver)
+    assert [p.id for p in swarm.peers] == ["paris", "belgium", "home"]

@@ -60,6 +60,12 @@ def test_a_config_file_of_any_name(tmp_path):
     assert spec == dataclasses.replace(load_spec("qwen2.5-7b"), name="my model")
 
 
+def test_a_config_file_saved_with_a_utf8_bom_is_read(tmp_path):
+    path = tmp_path / "windows.json"
+    path.write_bytes(b"\xef\xbb\xbf" + (PRESETS_DIR / "qwen2.5-7b.json").read_bytes())
+    assert load_spec(str(path)) == dataclasses.replace(load_spec("qwen2.5-7b"), name="windows")
+
+
 def test_a_folder_holding_config_json_is_named_after_the_folder(tmp_path):
     folder = tmp_path / "Mistral-7B-v0.1"
     folder.mkdir()
