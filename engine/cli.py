@@ -206,11 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect}[args.command]
         return handler(args)
     except _FlagError as exc:
-        print(f"error: {exc.error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except InvalidInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(exc.error)
         return EXIT_BAD_INPUT
     except PrismnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(exc)
         return EXIT_BAD_INPUT
+
+
+def _report(error: Exception) -> None:
+    """The error as ONE line on stderr: reasons may quote a path or a message holding newlines."""
+    print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)

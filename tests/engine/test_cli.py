@@ -111,3 +111,11 @@ def test_a_usage_error_names_the_arguments_main_was_given(monkeypatch, capsys):
     assert main(["plan", "--model", "smollm2-135m", "--peers", DEMO, "--bogus"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--bogus" in err and "unrelated" not in err
+
+
+def test_an_error_quoting_a_path_with_a_newline_stays_on_one_line(tmp_path):
+    folder = tmp_path / "two\nlines"
+    folder.mkdir()
+    result = run_cli("inspect-model", str(folder))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "holds no config.json" in result.stderr
