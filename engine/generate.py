@@ -78,15 +78,18 @@ class RunnerProcess:
                 self.process.wait()
         if self._stderr_reader is not None:
             self._stderr_reader.join(timeout_s)     # EOF follows the exit; then the pipe can close
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream:
                 stream.close()
 
 
 def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str = "fp32",
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  ready_timeout_s: float = READY_TIMEOUT_S) -> list[RunnerProcess]:
-    """Start one runner process per stage (all load at once) and wait for each one's ready line."""
+                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = False) -> list[RunnerProcess]:
+    """Start one runner process per stage (all load at once) and wait for each one's ready line.
+
+    `restrict_routes`: the runners send only to addresses later given by `assign_routes` (over their
+    stdin), not to any address a frame names."""
     runners: list[RunnerProcess] = []
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
@@ -94,7 +97,10 @@ def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "i
         for start, end in stages:
             command = [sys.executable, "-m", "engine.runner", "--model", model, "--layers", f"{start}:{end}",
                        "--listen", transport, "--dtype", dtype, *(extra_args or [])]
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            if restrict_routes:
+                command.append("--routes-from-stdin")
+            process = subprocess.Popen(command, stdin=subprocess.PIPE if restrict_routes else subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        env=child_env, cwd=str(REPO_ROOT))
             runners.append(RunnerProcess((start, end), process))
         for runner in runners:
@@ -142,12 +148,30 @@ def _stderr_tail(runner: RunnerProcess) -> str:
     return "".join(runner.stderr_tail)[-2000:]
 
 
+def assign_routes(runners: list[RunnerProcess], addresses: list[str]) -> None:
+    """Tell runners started with `restrict_routes` the only addresses they may send to: the pipeline's
+    stages and the ingress (a frame's `reply_to`). Each call replaces the previous list."""
+    line = json.dumps({"routes": list(addresses)}) + "\n"
+    for runner in runners:
+        if runner.process.stdin is None:
+            raise InvalidInput("restrict_routes", False, f"runner {runner.layers} was started without it")
+        try:
+            runner.process.stdin.write(line)
+            runner.process.stdin.flush()
+        except BrokenPipeError:
+            raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} has exited: "
+                              f"{_stderr_tail(runner)}") from None
+
+
 def stop_runners(runners: list[RunnerProcess]) -> None:
     for runner in runners:
         runner.stop()
 
 
 # ---- the ingress side of the pipeline ---------------------------------------------------------
+
+_FIRST_CLOSED = "_first_runner_closed"     # an inbox marker, never a frame type on the wire
+
 
 class PipelineClient:
     """Talks to a chain of runners: sends to the first, receives results from the last."""
@@ -168,7 +192,7 @@ class PipelineClient:
             raise InvalidInput("stages", [], "expected at least one runner address")
         client = cls(await open_node(transport), addresses)
         client._first = await client.node.connect(addresses[0])
-        client._spawn(client._read_into_inbox(client._first))
+        client._spawn(client._read_into_inbox(client._first, first=True))
         client._spawn(client._accept_loop())
         return client
 
@@ -181,15 +205,22 @@ class PipelineClient:
             "forward", inputs, request_id=request_id, session_id=session_id, position=position, want=want,
             all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address)
         await self._first.send(header, payload)
-        reply, reply_payload = await self._wait_for(request_id, timeout_s)
+        try:
+            reply, reply_payload = await self._wait_for(request_id, timeout_s)
+        except TimeoutError:
+            raise PrismnError(f"no result from the pipeline for session {session_id!r} at position {position} "
+                              f"in {timeout_s:g} s") from None
         return frame_to_tensor(reply, reply_payload)
 
     async def end_session(self, session_id: str) -> None:
-        await self._first.send({"type": "end_session", "session_id": session_id, "route": self.addresses[1:],
-                                "reply_to": self.node.address})
+        """Best effort (runners expire idle sessions anyway): never hides the error that ended a step."""
+        from engine.transport.base import ConnectionClosed
+
         try:
-            await asyncio.wait_for(self._until_type("session_ended"), 30.0)
-        except TimeoutError:
+            await self._first.send({"type": "end_session", "session_id": session_id,
+                                    "route": self.addresses[1:], "reply_to": self.node.address})
+            await asyncio.wait_for(self._until_type("session_ended", or_error_for="end_session"), 30.0)
+        except (ConnectionClosed, TimeoutError):
             pass
 
     async def close(self) -> None:
@@ -205,6 +236,9 @@ class PipelineClient:
         async def wait() -> tuple[dict[str, Any], bytes]:
             while True:
                 header, payload = await self._inbox.get()
+                if header.get("type") == _FIRST_CLOSED:
+                    self._inbox.put_nowait((header, payload))      # for every later wait too
+                    raise PrismnError(f"the first runner ({self.addresses[0]}) closed the connection")
                 if header.get("type") == "error" and header.get("request_id") in (request_id, None):
                     raise InvalidInput(header.get("field") or "pipeline", header.get("for_type"),
                                        f"a runner refused the step: {header.get('reason')}")
@@ -213,10 +247,15 @@ class PipelineClient:
 
         return await asyncio.wait_for(wait(), timeout_s)
 
-    async def _until_type(self, frame_type: str) -> dict[str, Any]:
+    async def _until_type(self, frame_type: str, or_error_for: str | None = None) -> dict[str, Any]:
         while True:
-            header, _ = await self._inbox.get()
+            header, payload = await self._inbox.get()
+            if header.get("type") == _FIRST_CLOSED:
+                self._inbox.put_nowait((header, payload))
+                return header
             if header.get("type") == frame_type:
+                return header
+            if or_error_for is not None and header.get("type") == "error" and header.get("for_type") == or_error_for:
                 return header
 
     async def _accept_loop(self) -> None:
@@ -229,7 +268,7 @@ class PipelineClient:
                 return
             self._spawn(self._read_into_inbox(channel))
 
-    async def _read_into_inbox(self, channel) -> None:
+    async def _read_into_inbox(self, channel, first: bool = False) -> None:
         from engine.transport.base import ConnectionClosed
         from engine.transport.frames import FrameError
 
@@ -239,9 +278,12 @@ class PipelineClient:
                     await self._inbox.put(await channel.recv())
                 except FrameError as exc:
                     if not exc.recoverable:
-                        return
+                        break
         except ConnectionClosed:
-            return
+            pass
+        if first and not channel.closed:
+            # Every step goes in through the first runner: without it nothing will come back.
+            await self._inbox.put(({"type": _FIRST_CLOSED}, b""))
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -336,10 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run_pipeline(args: argparse.Namespace, addresses: list[str], ids: list[int],
+async def _run_pipeline(args: argparse.Namespace, runners: list[RunnerProcess], ids: list[int],
                         eos: set[int]) -> dict[str, Any]:
+    addresses = [r.address for r in runners]
     client = await PipelineClient.open(args.transport, addresses)
     try:
+        assign_routes(runners, [*addresses, client.node.address])
         return await greedy_generate(client, ids, args.max_new_tokens, eos)
     finally:
         await client.close()
@@ -361,9 +405,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chat = source.instruct if args.chat is None else args.chat
     ids = prompt_ids(tokenizer, args.prompt, chat)
     eos = eos_token_ids(source.folder, tokenizer)
-    runners = start_runners(str(source.folder), stages, args.transport, args.dtype)
+    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, restrict_routes=True)
     try:
-        result = asyncio.run(_run_pipeline(args, [r.address for r in runners], ids, eos))
+        result = asyncio.run(_run_pipeline(args, runners, ids, eos))
     finally:
         stop_runners(runners)
     return {

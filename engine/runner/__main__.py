@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vram-gb", type=float, default=None, help="report this much free VRAM (demos)")
     parser.add_argument("--idle-timeout-s", type=float, default=600.0,
                         help="free a session's KV cache after this long without a request")
+    parser.add_argument("--routes-from-stdin", action="store_true",
+                        help='send only to the addresses read from stdin, one JSON line {"routes": [...]} '
+                             "each (the process that started this runner); without it, to any address")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--log-level", default="WARNING")
     return parser
@@ -96,12 +99,38 @@ async def _serve(args: argparse.Namespace) -> None:
     node = await open_node(args.listen, args.bind)
     extra = {"lat": args.lat, "lon": args.lon, "carbon_g_per_kwh": args.carbon, "load_s": load_s,
              "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address}
-    server = RunnerServer(executor, node, stage_info(executor, source.name, args.dtype, extra))
+    server = RunnerServer(executor, node, stage_info(executor, source.name, args.dtype, extra),
+                          restrict_routes=args.routes_from_stdin)
+    if args.routes_from_stdin:
+        _read_routes_in_background(server, asyncio.get_running_loop())
     _emit(sys.stdout, {"ready": True, "pid": os.getpid(), **server.info})
     try:
         await server.serve_forever()
     finally:
         await server.close()
+
+
+def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Each stdin line {"routes": [...]} replaces the addresses the server may send to. Only the parent
+    process holds this pipe, so these are the routes it assigned, not ones a network peer named."""
+    import threading
+
+    def read() -> None:
+        for line in sys.stdin:
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "routes" not in record:
+                    raise InvalidInput("routes", line.strip()[:80], 'expected {"routes": [addresses]}')
+                routes = record["routes"]
+                # Checked here too, so a bad line is reported and the last good routes stay.
+                if not isinstance(routes, list) or not all(isinstance(a, str) and a for a in routes):
+                    raise InvalidInput("routes", str(routes)[:80], "expected a list of address strings")
+            except (ValueError, InvalidInput) as exc:     # json.JSONDecodeError is a ValueError
+                logging.getLogger(__name__).warning("ignoring a routes line: %s", exc)
+                continue
+            loop.call_soon_threadsafe(server.allow_routes, routes)
+
+    threading.Thread(target=read, name="routes-from-stdin", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from engine.errors import InvalidInput, PrismnError
-from engine.runner.protocol import ForwardRequest, parse_end_session, parse_forward
+from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward
 from engine.runner.stage import StageExecutor
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
@@ -31,13 +31,22 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Channel, dict[str, Any], bytes], Awaitable[None]]
 EXPIRE_EVERY_S = 30.0
+ROUTES_WAIT_S = 60.0     # how long a forward waits for the allowed routes to be assigned
 
 
 class RunnerServer:
-    def __init__(self, executor: StageExecutor, node: Node, info: dict[str, Any] | None = None) -> None:
+    """`restrict_routes`: send only to addresses given to `allow_routes` (the next stages and the
+    ingress that started this runner), never to whatever a frame's `route`/`reply_to` names; frames
+    that need a route wait until one is assigned. Without it, any address is dialled (trusted LANs)."""
+
+    def __init__(self, executor: StageExecutor, node: Node, info: dict[str, Any] | None = None,
+                 restrict_routes: bool = False) -> None:
         self.executor = executor
         self.node = node
         self.info = dict(info or {})
+        self.restrict_routes = restrict_routes
+        self._allowed_routes: frozenset[str] = frozenset()
+        self._routes_assigned = asyncio.Event()
         self.handlers: dict[str, Handler] = {
             "forward": self._on_forward,
             "end_session": self._on_end_session,
@@ -82,11 +91,9 @@ class RunnerServer:
                     continue
                 try:
                     await handler(channel, header, payload)
-                except (InvalidInput, PrismnError) as exc:
+                except (InvalidInput, PrismnError) as exc:     # ConnectionClosed too: of a next hop
                     self.frames_refused += 1
                     await self._send_error(channel, exc, header)
-                except ConnectionClosed:
-                    raise
                 except Exception as exc:  # a compute failure must not take the runner down
                     log.exception("handler %s failed", header["type"])
                     await self._send_error(channel, exc, header)
@@ -104,6 +111,30 @@ class RunnerServer:
         await self.node.close()
         self._compute.shutdown(wait=False, cancel_futures=True)
 
+    def allow_routes(self, addresses: list[str] | tuple[str, ...]) -> None:
+        """The addresses this runner may send to from now on (replaces the previous set)."""
+        if not isinstance(addresses, (list, tuple)):
+            raise InvalidInput("routes", _short(addresses), "expected a list of addresses")
+        for index, address in enumerate(addresses):
+            if not isinstance(address, str) or not address:
+                raise InvalidInput(f"routes[{index}]", _short(address), "expected an address string")
+        self._allowed_routes = frozenset(addresses)
+        self._routes_assigned.set()
+
+    async def _check_routes(self, route: tuple[str, ...], reply_to: str | None) -> None:
+        """Refuse, before any compute, a frame naming an address this runner was not assigned:
+        otherwise anyone who can reach a runner could have it ship hidden states anywhere."""
+        if not self.restrict_routes or (not route and reply_to is None):
+            return
+        try:
+            await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
+        except TimeoutError:
+            raise InvalidInput("route", list(route), "no routes were assigned to this runner yet") from None
+        named = [(f"route[{i}]", address) for i, address in enumerate(route)] + [("reply_to", reply_to)]
+        for field, address in named:
+            if address is not None and address not in self._allowed_routes:
+                raise InvalidInput(field, _short(address), "not an address assigned to this runner's pipeline")
+
     # ---- handlers -------------------------------------------------------------------------
 
     async def _on_ping(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
@@ -112,16 +143,23 @@ class RunnerServer:
 
     async def _on_end_session(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
         session_id, route, reply_to = parse_end_session(header)
+        await self._check_routes(route, reply_to)
         ended = self.executor.end_session(session_id)
         if route:
-            await self._send_to(route[0], {"type": "end_session", "session_id": session_id,
-                                           "route": list(route[1:]), "reply_to": reply_to})
+            try:
+                await self._send_to(route[0], {"type": "end_session", "session_id": session_id,
+                                               "route": list(route[1:]), "reply_to": reply_to})
+            except PrismnError as exc:            # the ingress waits for an answer: tell it
+                if reply_to is not None:
+                    await self._send_error_to(reply_to, exc, header)
+                raise
             return
         reply = {"type": "session_ended", "session_id": session_id, "ended": ended}
         await self._deliver(channel, reply_to, reply, b"")
 
     async def _on_forward(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
         request = parse_forward(header)
+        await self._check_routes(request.route, request.reply_to)
         inputs = frame_to_tensor(header, payload)
         if request.route and self.executor.last:
             raise InvalidInput("route", list(request.route), "the last stage cannot forward further")
@@ -130,15 +168,16 @@ class RunnerServer:
         try:
             output = await asyncio.get_running_loop().run_in_executor(
                 self._compute, self._compute_step, request, inputs)
+            if request.route:
+                out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next())
+                await self._send_to(request.route[0], out_header, out_payload)
+                return
         except Exception as exc:
-            # Whoever waits for the result (the ingress) must hear about it, not only the sender.
+            # Whoever waits for the result (the ingress) must hear about it, not only the sender: a
+            # failed step, or a next stage that is gone (the sender is a runner that only logs it).
             if request.reply_to is not None:
                 await self._send_error_to(request.reply_to, exc, header)
             raise
-        if request.route:
-            out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next())
-            await self._send_to(request.route[0], out_header, out_payload)
-            return
         out_header, out_payload = tensor_to_frame("result", output, request_id=request.request_id,
                                                   session_id=request.session_id, position=request.position)
         await self._deliver(channel, request.reply_to, out_header, out_payload)
@@ -210,7 +249,7 @@ class RunnerServer:
     async def _send_error_to(self, address: str, exc: Exception, header: dict[str, Any] | None) -> None:
         try:
             await self._send_to(address, error_header(exc, header))
-        except (ConnectionClosed, FrameError, InvalidInput) as send_exc:
+        except PrismnError as send_exc:              # ConnectionClosed, FrameError, InvalidInput
             log.warning("could not report an error to %s: %s", address, send_exc)
 
     # ---- housekeeping ---------------------------------------------------------------------
