@@ -21,12 +21,15 @@ def list_presets() -> list[str]:
     return sorted(path.stem for path in PRESETS_DIR.glob("*.json"))
 
 
-def _preset_name(model: str) -> str | None:
-    """The preset `model` names: exactly, or by a unique prefix ending at a dash ("smollm2")."""
+def _preset_name(model: str, *, exact: bool) -> str | None:
+    """The preset `model` names: exactly, or (not `exact`) by a unique prefix ending at a dash
+    ("smollm2")."""
     key = model.strip().lower()
     presets = list_presets()
     if key in presets:
         return key
+    if exact:
+        return None
     matches = [name for name in presets if name.startswith(key + "-")]
     if len(matches) > 1:
         raise UnknownModel(model, f"ambiguous preset name; it could be any of {', '.join(matches)}")
@@ -79,11 +82,15 @@ def load_spec(model: str) -> ModelSpec:
     """ModelSpec for a preset name, a config JSON file, a folder holding config.json, or a hub id."""
     if not isinstance(model, str) or not model.strip():
         raise InvalidInput("model", model, "expected a preset name, a config file or folder, or a hub id")
-    preset = _preset_name(model)
+    preset = _preset_name(model, exact=True)
+    path = Path(model).expanduser()
+    # A file or folder that exists wins over a shortened preset name: ./smollm2 holding
+    # SmolLM2-1.7B must not be sized as the smollm2-135m preset.
+    if preset is None and not path.exists():
+        preset = _preset_name(model, exact=False)
     if preset is not None:
         return spec_from_config(_read_config(PRESETS_DIR / f"{preset}.json", model), name=preset)
 
-    path = Path(model).expanduser()
     if path.is_file():
         # A file called config.json is named after its folder, like a downloaded checkpoint.
         name = path.resolve().parent.name if path.stem == "config" else path.stem

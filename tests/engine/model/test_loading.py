@@ -76,6 +76,17 @@ def test_a_folder_holding_config_json_is_named_after_the_folder(tmp_path):
     assert from_folder.num_layers == 32 and from_folder.architecture == "mistral"
 
 
+@pytest.mark.parametrize("name", ["smollm2", "llama"])
+def test_a_local_folder_wins_over_a_shortened_preset_name(tmp_path, monkeypatch, name):
+    # ./smollm2 holding another model was sized as the smollm2-135m preset; ./llama was refused
+    # as an ambiguous preset prefix.
+    (tmp_path / name).mkdir()
+    shutil.copy(PRESETS_DIR / "mistral-7b.json", tmp_path / name / "config.json")
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(name)
+    assert spec.name == name and spec.architecture == "mistral" and spec.num_layers == 32
+
+
 def test_a_folder_without_config_json(tmp_path):
     with pytest.raises(UnknownModel) as err:
         load_spec(str(tmp_path))
