@@ -73,6 +73,8 @@ class Ingress:
         self._texts: dict[str, tuple[Any, set[int]]] = {}      # model -> (tokenizer or None, eos ids)
         self._recovery_lock = asyncio.Lock()
         self._started_s = time.monotonic()
+        # The loop keeps only weak references to tasks: an unreferenced end_session could vanish mid-send.
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- deploy ---------------------------------------------------------------------------
 
@@ -211,7 +213,9 @@ class Ingress:
                 inputs = torch.tensor([[token]], dtype=torch.int64)
         finally:
             for link in links:
-                asyncio.get_running_loop().create_task(_end_session(link, session_id))
+                task = asyncio.get_running_loop().create_task(_end_session(link, session_id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         return generated
 
     async def _text_of(self, model: str) -> tuple[Any, set[int]]:

@@ -12,7 +12,9 @@ position, or every position with `all_positions`), or "hidden" (only meaningful 
 at a middle stage). `route` lists the addresses of the stages still to run after this one: a runner
 sends its output as a new `forward` to route[0] with route[1:], so hidden states flow runner to
 runner; the stage that finds the route empty delivers a `result` to `reply_to` (the ingress, closing
-the tour) or, when `reply_to` is null, back on the channel the request came in on.
+the tour) or, when `reply_to` is null, back on the channel the request came in on. A runner started
+with `--routes-from-stdin` (as `python -m engine generate` starts them) dials only the addresses its
+parent assigned and refuses a frame whose route or reply_to names any other (RunnerServer.allow_routes).
 
 Replies: `result` {request_id, session_id, dtype, shape} + tensor, `session_ended` {session_id,
 ended}, `pong` {info}, and `error` {reason, field, request_id?} for any frame that was refused.
