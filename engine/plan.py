@@ -160,6 +160,8 @@ def _parse_plan(data: Any) -> Plan:
         )
     if feasible:
         _check_layers_cover(stages, model.num_layers)
+        if metrics is None:     # every reader of a feasible plan (CLI, GUI, store) shows them
+            raise InvalidInput("metrics", data.get("metrics"), "a feasible plan carries its metrics")
         return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,
                     ingress=ingress, feasible=True, stages=stages, metrics=metrics)
     return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,

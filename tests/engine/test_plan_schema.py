@@ -52,6 +52,7 @@ def test_an_infeasible_plan_carries_its_shortfall():
         (lambda d: d["stages"][1].update(peer_id="a"), "stages[1].peer_id"),
         (lambda d: d["stages"][1].update(embeddings=True), "stages[1].embeddings"),
         (lambda d: d["stages"][0].update(lm_head=True), "stages[0].lm_head"),
+        (lambda d: d.update(metrics=None), "metrics"),
     ],
 )
 def test_a_broken_plan_is_rejected_naming_the_field(mutate, field):
