@@ -31,6 +31,10 @@ GPU_TABLE: dict[str, GpuSpec] = {
     "T4": GpuSpec(65.0, 70.0, 320.0),
     "RTX 4080": GpuSpec(97.5, 320.0, 717.0),
     "V100 32GB": GpuSpec(125.0, 300.0, 900.0),
+    # Cards NVML reports that the rows above do not cover (they fell back to DEFAULT_GPU).
+    "H200": GpuSpec(989.0, 700.0, 4800.0),          # SXM
+    "L40": GpuSpec(181.0, 300.0, 864.0),
+    "A10": GpuSpec(125.0, 150.0, 600.0),
 }
 
 DEFAULT_GPU = GpuSpec(50.0, 300.0, 500.0)

@@ -26,6 +26,10 @@ def test_every_required_gpu_is_in_the_table_and_finds_itself():
     ("NVIDIA L40S", "L40S"),
     ("Tesla V100-SXM2-32GB", "V100 32GB"),
     ("a10g", "A10G"),
+    # These three fell back to the mid-range default (an H200 timed as a fifth of an H100).
+    ("NVIDIA H200", "H200"),
+    ("NVIDIA L40", "L40"),
+    ("NVIDIA A10", "A10"),
 ])
 def test_nvml_style_names_match_their_row(nvml_name, key):
     assert gpu_spec(nvml_name) == GPU_TABLE[key]
