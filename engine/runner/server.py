@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Channel, dict[str, Any], bytes], Awaitable[None]]
 EXPIRE_EVERY_S = 30.0
 ROUTES_WAIT_S = 60.0     # how long a forward waits for the allowed routes to be assigned
+# Each open channel may hold a frame of up to the payload limit (256 MiB) while it is read: without a
+# cap, many idle or slow connections would pin the runner's memory. A pipeline needs a handful.
+MAX_CHANNELS = 64
 
 
 class RunnerServer:
@@ -40,11 +43,13 @@ class RunnerServer:
     that need a route wait until one is assigned. Without it, any address is dialled (trusted LANs)."""
 
     def __init__(self, executor: StageExecutor, node: Node, info: dict[str, Any] | None = None,
-                 restrict_routes: bool = False) -> None:
+                 restrict_routes: bool = False, max_channels: int = MAX_CHANNELS) -> None:
         self.executor = executor
         self.node = node
         self.info = dict(info or {})
         self.restrict_routes = restrict_routes
+        self.max_channels = max_channels
+        self._open_channels = 0
         self._allowed_routes: frozenset[str] = frozenset()
         self._routes_assigned = asyncio.Event()
         self.handlers: dict[str, Handler] = {
@@ -67,7 +72,21 @@ class RunnerServer:
                 channel = await self.node.accept()
             except ConnectionClosed:
                 return
-            self._spawn(self.serve_channel(channel))
+            if self._open_channels >= self.max_channels:
+                log.warning("refusing a channel from %s: %d already open", channel.peer, self._open_channels)
+                self.frames_refused += 1
+                await self._send_error(channel, InvalidInput(
+                    "channels", self._open_channels + 1, f"this runner serves at most {self.max_channels}"), None)
+                await channel.close()
+                continue
+            self._open_channels += 1          # counted from the accept, before its task first runs
+            self._spawn(self._serve_counted(channel))
+
+    async def _serve_counted(self, channel: Channel) -> None:
+        try:
+            await self.serve_channel(channel)
+        finally:
+            self._open_channels -= 1
 
     async def serve_channel(self, channel: Channel) -> None:
         """Read frames until the peer goes; each goes to its handler, errors go back as `error` frames."""
