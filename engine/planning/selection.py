@@ -129,7 +129,7 @@ def _fits(caps: Capacities, peers: np.ndarray, num_layers: int) -> bool:
 
 def select_peers(footprint: ModelFootprint, caps: Capacities,
                  order: np.ndarray) -> Selection | Shortfall:
-    """The shortest prefix of `order` that holds the model, trimmed to the middles it needs."""
+    """The shortest prefix of `order` that holds the model, without the peers it can do without."""
     n = footprint.num_layers
     candidates = order[caps.middle[order] >= 1]
     if len(candidates) == 0:
@@ -153,7 +153,7 @@ def select_peers(footprint: ModelFootprint, caps: Capacities,
             hi = mid
         else:
             lo = mid + 1
-    prefix = candidates[:lo]
+    prefix = _minimal(caps, candidates[:lo], n)
     two = best_two_ended(caps, prefix) if n >= 2 else None
     if two is None or two[0] < n:
         p = int(prefix[np.argmax(caps.single[prefix] >= n)])
@@ -169,6 +169,22 @@ def select_peers(footprint: ModelFootprint, caps: Capacities,
             placed += int(caps.middle[p])
     in_order = [int(p) for p in prefix if int(p) in set(chosen)]
     return Selection(tuple(in_order), first, last)
+
+
+def _minimal(caps: Capacities, prefix: np.ndarray, num_layers: int) -> np.ndarray:
+    """`prefix` without the peers it can do without, trying the least preferred first.
+
+    The shortest prefix can still hold a peer that the rest make redundant (a small green peer
+    ahead of one that holds everything alone): the plan then uses one peer fewer.
+    """
+    kept = prefix
+    for peer in prefix[::-1]:
+        if len(kept) == 1:
+            break
+        trial = kept[kept != peer]
+        if _fits(caps, trial, num_layers):
+            kept = trial
+    return kept
 
 
 def shortfall(footprint: ModelFootprint, caps: Capacities, candidates: np.ndarray) -> Shortfall:

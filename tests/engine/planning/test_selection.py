@@ -42,6 +42,26 @@ def test_one_peer_that_holds_everything_is_enough():
     assert chosen == Selection((1,), 1, 1)
 
 
+def test_a_green_peer_that_a_bigger_one_makes_redundant_is_left_out():
+    # The carbon order puts a small green peer first; the next one holds the model alone, so
+    # the smallest set is that one peer, not both.
+    fp = footprint(num_layers=10, layer_mb=1000)
+    chosen = select(fp, (peer("green", free_vram_gb=4, carbon=10), peer("big", free_vram_gb=40, carbon=300)),
+                    Policy.CARBON)
+    assert chosen == Selection((1,), 1, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(footprints(), swarms())
+def test_no_peer_of_a_selection_can_be_dropped(fp, peers):
+    chosen = select(fp, peers, Policy.CARBON)
+    if not isinstance(chosen, Selection) or len(chosen.peers) == 1:
+        return
+    for dropped in chosen.peers:
+        rest = tuple(p for i, p in enumerate(peers) if i in chosen.peers and i != dropped)
+        assert best_arrangement_layers(rest, fp) < fp.num_layers, f"{peers[dropped].id} was not needed"
+
+
 def test_fragmented_swarm_is_still_feasible():
     # Every peer holds only 1-2 layers, the ends fewer, but together they hold all 12.
     fp = footprint(num_layers=12, layer_mb=1024, kv_mb=0, activation_mb=0, embedding_mb=1024,
