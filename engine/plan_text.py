@@ -9,7 +9,7 @@ METRIC_ROWS: tuple[tuple[str, str, str, bool], ...] = (
     ("peers used", "peers_used", "{:.0f}", True),
     ("tour km", "tour_km", "{:,.0f}", True),
     ("est. ms/token", "est_ms_per_token", "{:.1f}", True),
-    ("gCO2 / 1k tokens", "g_co2_per_1k_tokens", "{:.2f}", True),
+    ("gCO2 / 1k tokens", "g_co2_per_1k_tokens", "{:.3g}", True),
     ("avg gCO2/kWh (layer-weighted)", "avg_carbon_g_per_kwh", "{:.0f}", True),
     ("VRAM utilisation", "vram_utilization", "{:.0%}", False),
 )
@@ -65,7 +65,7 @@ def describe_plan(plan: Plan) -> str:
     m = plan.metrics
     stages = _table(("#", "peer", "GPU", "layers", "VRAM GB", "gCO2/kWh"), stage_rows(plan))
     summary = (f"{m.peers_used} peers, tour {m.tour_km:,.0f} km, {m.est_ms_per_token:.1f} ms/token, "
-               f"{m.g_co2_per_1k_tokens:.2f} gCO2/1k tokens, {m.avg_carbon_g_per_kwh:.0f} gCO2/kWh, "
+               f"{m.g_co2_per_1k_tokens:.3g} gCO2/1k tokens, {m.avg_carbon_g_per_kwh:.0f} gCO2/kWh, "
                f"VRAM {m.vram_utilization:.0%}")
     return f"{title}\n{stages}\n{summary}"
 
