@@ -23,7 +23,7 @@ from engine.carbon.resolver import CarbonResolver
 from engine.coordinator import registry as reg
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import PeerLink, PeerLost
-from engine.coordinator.messages import PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.messages import MAX_HEADER_BYTES, PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
 from engine.coordinator.registry import PeerState, Registry
 from engine.errors import InvalidInput
 from engine.plan import Plan
@@ -31,12 +31,15 @@ from engine.planning.types import CarbonSource
 from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
 from engine.store.base import PeerRecord as StoredPeer
 from engine.transport.base import Channel, ConnectionClosed, Node
-from engine.transport.frames import FrameError
+from engine.transport.frames import FrameError, FrameLimits
 
 log = logging.getLogger("prismn.coordinator")
 
 JOIN_TIMEOUT_S = 10.0
 MAX_BAD_FRAMES = 50              # a runner sending this many bad frames is cut off
+# Until it has joined with the secret, a connection may send one small header and no payload: a
+# stranger must not make the coordinator read (and hold) a 256 MiB tensor.
+JOIN_LIMITS = FrameLimits(max_header_bytes=MAX_HEADER_BYTES, max_payload_bytes=0)
 MONITOR_S = 0.1                  # how often silent runners are looked for: death is noticed this late
 MODELS_FILE = "coordinator_models.json"
 
@@ -133,10 +136,11 @@ class Coordinator:
 
     async def _admit(self, channel: Channel) -> str | None:
         """The first frame must be a valid join with the right secret; returns the peer id or None."""
+        joined_limits, channel.limits = channel.limits, JOIN_LIMITS
         try:
             header, payload = await asyncio.wait_for(channel.recv(), JOIN_TIMEOUT_S)
             msg = validate(header, payload, frozenset({"join"}))
-        except (TimeoutError, InvalidInput) as exc:
+        except (TimeoutError, InvalidInput) as exc:     # FrameError included: over JOIN_LIMITS drops
             await _refuse(channel, f"expected a join message first: {exc}")
             return None
         if not hmac.compare_digest(msg["secret"].encode(), self._secret):
@@ -147,6 +151,7 @@ class Coordinator:
             await _refuse(channel, f"protocol {msg['protocol']} unsupported; this coordinator speaks "
                                    f"{PROTOCOL_VERSION}")
             return None
+        channel.limits = joined_limits
         peer_id = msg["peer_id"]
         old = self.links.pop(peer_id, None)
         if old is not None:           # the same runner reconnecting: its old connection is finished

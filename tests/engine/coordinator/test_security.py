@@ -101,6 +101,21 @@ def test_anything_but_a_join_first_is_refused(coordinator):
     asyncio.run(scenario())
 
 
+def test_a_stranger_cannot_make_the_coordinator_read_a_payload_before_joining(coordinator):
+    async def scenario():
+        client = await RawClient.open(coordinator.ticket)
+        # A join-sized header announcing a 200 MiB payload: dropped on the prefix, nothing read or held
+        # (it used to read on, then refuse only when the join timeout ran out).
+        header = json.dumps(join(secret="guess", peer_id="stranger")).encode()
+        await client.send_raw(PREFIX.pack(len(header), 200 * 2**20) + header)
+        assert await client.recv() == {}
+        other = await RawClient.open(coordinator.ticket)
+        assert (await other.join(secret_of(coordinator), "after-stranger"))["type"] == "welcome"
+        other.close()
+    asyncio.run(scenario())
+    assert peer(coordinator, "stranger") is None
+
+
 def test_bad_messages_get_an_error_and_the_connection_keeps_serving(coordinator):
     async def scenario():
         client = await RawClient.open(coordinator.ticket)
