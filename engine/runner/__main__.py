@@ -6,7 +6,9 @@ transport node, then prints ONE JSON line on stdout when ready::
     {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...}}
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
-prints {"ready": false, "error": ..., "field": ...} and exits with status 2.
+prints {"ready": false, "error": ..., "field": ...} and exits with status 2. With `--routes-from-stdin`
+the runner sends only to the addresses its parent writes to stdin ({"routes": [...]} lines), as
+`python -m engine generate` does; without it, to any address a frame names.
 
 `python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
 stage (engine.coordinator.agent).
