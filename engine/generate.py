@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import itertools
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -182,7 +182,6 @@ class PipelineClient:
         self._first = None
         self._inbox: asyncio.Queue[tuple[dict[str, Any], bytes]] = asyncio.Queue()
         self._tasks: set[asyncio.Task] = set()
-        self._ids = itertools.count(1)
 
     @classmethod
     async def open(cls, transport: str, addresses: list[str]) -> PipelineClient:
@@ -200,7 +199,8 @@ class PipelineClient:
                       all_positions: bool = False, timeout_s: float = STEP_TIMEOUT_S) -> torch.Tensor:
         from engine.transport.frames import frame_to_tensor, tensor_to_frame
 
-        request_id = next(self._ids)
+        # Unguessable: anyone who can reach this node could otherwise post a `result` for the next id.
+        request_id = secrets.randbits(52)
         header, payload = tensor_to_frame(
             "forward", inputs, request_id=request_id, session_id=session_id, position=position, want=want,
             all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address)

@@ -4,6 +4,7 @@ a frame naming any other address is refused before compute, and nothing reaches 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import torch
@@ -65,3 +66,32 @@ def test_routes_need_a_runner_started_to_take_them(tiny_llama):
         assert caught.value.field == "restrict_routes"
     finally:
         stop_runners(runners)
+
+
+def test_a_stranger_cannot_post_results_to_the_ingress(restricted_runners, tiny_llama_model):
+    addresses = [r.address for r in restricted_runners]
+    with torch.no_grad():
+        want = int(tiny_llama_model(torch.tensor([PROMPT_IDS])).logits[0, -1].argmax())
+    forged_token = (want + 1) % 256
+
+    async def scenario():
+        client = await PipelineClient.open("tcp", addresses)
+        stranger = await start_node("tcp")
+        try:
+            assign_routes(restricted_runners, [*addresses, client.node.address])
+            to_ingress = await stranger.connect(client.node.address)
+            for request_id in range(1000):              # results for every id a counter would use first
+                header, payload = tensor_to_frame("result", torch.tensor([[forged_token]]), request_id=request_id,
+                                                  session_id="spoofed", position=0)
+                await to_ingress.send(header, payload)
+            await to_ingress.close()
+            deadline_s = time.monotonic() + 30                    # all forged results are waiting first
+            while client._inbox.qsize() < 1000 and time.monotonic() < deadline_s:
+                await asyncio.sleep(0.02)
+            assert client._inbox.qsize() == 1000
+            return int(await client.forward("real", 0, torch.tensor([PROMPT_IDS]), timeout_s=60))
+        finally:
+            await client.close()
+            await stranger.close()
+
+    assert asyncio.run(scenario()) == want
