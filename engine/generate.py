@@ -170,17 +170,25 @@ def stop_runners(runners: list[RunnerProcess]) -> None:
 
 # ---- the ingress side of the pipeline ---------------------------------------------------------
 
-_FIRST_CLOSED = "_first_runner_closed"     # an inbox marker, never a frame type on the wire
 
 
 class PipelineClient:
-    """Talks to a chain of runners: sends to the first, receives results from the last."""
+    """Talks to a chain of runners: sends to the first, receives results from the last.
+
+    Replies are routed to their waiter by key (a step's request id, an end_session's session id),
+    so concurrent sessions over one client never take each other's replies. Frames nobody waits
+    for (late, forged, or for a request that was given up) go to a bounded `unclaimed` queue.
+    """
+
+    UNCLAIMED_MAX = 4096
 
     def __init__(self, node, addresses: list[str]) -> None:
         self.node = node
         self.addresses = list(addresses)
         self._first = None
-        self._inbox: asyncio.Queue[tuple[dict[str, Any], bytes]] = asyncio.Queue()
+        self._first_closed = False
+        self._waiters: dict[tuple[str, Any], asyncio.Future] = {}
+        self.unclaimed: asyncio.Queue[tuple[dict[str, Any], bytes]] = asyncio.Queue(self.UNCLAIMED_MAX)
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
@@ -191,7 +199,7 @@ class PipelineClient:
             raise InvalidInput("stages", [], "expected at least one runner address")
         client = cls(await open_node(transport), addresses)
         client._first = await client.node.connect(addresses[0])
-        client._spawn(client._read_into_inbox(client._first, first=True))
+        client._spawn(client._read_replies(client._first, first=True))
         client._spawn(client._accept_loop())
         return client
 
@@ -204,12 +212,14 @@ class PipelineClient:
         header, payload = tensor_to_frame(
             "forward", inputs, request_id=request_id, session_id=session_id, position=position, want=want,
             all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address)
-        await self._first.send(header, payload)
         try:
-            reply, reply_payload = await self._wait_for(request_id, timeout_s)
+            reply, reply_payload = await self._request(("request", request_id), header, payload, timeout_s)
         except TimeoutError:
             raise PrismnError(f"no result from the pipeline for session {session_id!r} at position {position} "
                               f"in {timeout_s:g} s") from None
+        if reply.get("type") == "error":
+            raise InvalidInput(reply.get("field") or "pipeline", reply.get("for_type"),
+                               f"a runner refused the step: {reply.get('reason')}")
         return frame_to_tensor(reply, reply_payload)
 
     async def end_session(self, session_id: str) -> None:
@@ -217,10 +227,10 @@ class PipelineClient:
         from engine.transport.base import ConnectionClosed
 
         try:
-            await self._first.send({"type": "end_session", "session_id": session_id,
-                                    "route": self.addresses[1:], "reply_to": self.node.address})
-            await asyncio.wait_for(self._until_type("session_ended", or_error_for="end_session"), 30.0)
-        except (ConnectionClosed, TimeoutError):
+            await self._request(("session_ended", session_id),
+                                {"type": "end_session", "session_id": session_id,
+                                 "route": self.addresses[1:], "reply_to": self.node.address}, b"", 30.0)
+        except (ConnectionClosed, TimeoutError, PrismnError):
             pass
 
     async def close(self) -> None:
@@ -232,31 +242,41 @@ class PipelineClient:
             task.cancel()
         await self.node.close()
 
-    async def _wait_for(self, request_id: int, timeout_s: float) -> tuple[dict[str, Any], bytes]:
-        async def wait() -> tuple[dict[str, Any], bytes]:
-            while True:
-                header, payload = await self._inbox.get()
-                if header.get("type") == _FIRST_CLOSED:
-                    self._inbox.put_nowait((header, payload))      # for every later wait too
-                    raise PrismnError(f"the first runner ({self.addresses[0]}) closed the connection")
-                if header.get("type") == "error" and header.get("request_id") in (request_id, None):
-                    raise InvalidInput(header.get("field") or "pipeline", header.get("for_type"),
-                                       f"a runner refused the step: {header.get('reason')}")
-                if header.get("type") == "result" and header.get("request_id") == request_id:
-                    return header, payload
+    async def _request(self, key: tuple[str, Any], header: dict[str, Any], payload: bytes,
+                       timeout_s: float) -> tuple[dict[str, Any], bytes]:
+        """Send a frame through the first runner and wait for the reply routed to `key`."""
+        if self._first_closed:
+            raise self._first_closed_error()
+        reply = asyncio.get_running_loop().create_future()
+        self._waiters[key] = reply
+        try:
+            await self._first.send(header, payload)
+            return await asyncio.wait_for(reply, timeout_s)
+        finally:
+            self._waiters.pop(key, None)
 
-        return await asyncio.wait_for(wait(), timeout_s)
+    def _first_closed_error(self) -> PrismnError:
+        return PrismnError(f"the first runner ({self.addresses[0]}) closed the connection")
 
-    async def _until_type(self, frame_type: str, or_error_for: str | None = None) -> dict[str, Any]:
-        while True:
-            header, payload = await self._inbox.get()
-            if header.get("type") == _FIRST_CLOSED:
-                self._inbox.put_nowait((header, payload))
-                return header
-            if header.get("type") == frame_type:
-                return header
-            if or_error_for is not None and header.get("type") == "error" and header.get("for_type") == or_error_for:
-                return header
+    def _route(self, header: dict[str, Any], payload: bytes) -> None:
+        """Hand a received frame to its waiter; an error naming no request fails every step in flight."""
+        kind = header.get("type")
+        if kind == "session_ended" or (kind == "error" and header.get("for_type") == "end_session"):
+            keys = [("session_ended", header.get("session_id"))]
+        elif kind in ("result", "error") and header.get("request_id") is not None:
+            keys = [("request", header.get("request_id"))]
+        elif kind == "error":
+            keys = [k for k in self._waiters if k[0] == "request"]
+        else:
+            keys = []
+        waiting = [self._waiters[k] for k in keys if k in self._waiters and not self._waiters[k].done()]
+        for waiter in waiting:
+            waiter.set_result((header, payload))
+        if not waiting:
+            try:
+                self.unclaimed.put_nowait((header, payload))
+            except asyncio.QueueFull:
+                pass                         # a flood of frames nobody asked for is dropped
 
     async def _accept_loop(self) -> None:
         from engine.transport.base import ConnectionClosed
@@ -266,16 +286,16 @@ class PipelineClient:
                 channel = await self.node.accept()
             except ConnectionClosed:
                 return
-            self._spawn(self._read_into_inbox(channel))
+            self._spawn(self._read_replies(channel))
 
-    async def _read_into_inbox(self, channel, first: bool = False) -> None:
+    async def _read_replies(self, channel, first: bool = False) -> None:
         from engine.transport.base import ConnectionClosed
         from engine.transport.frames import FrameError
 
         try:
             while True:
                 try:
-                    await self._inbox.put(await channel.recv())
+                    self._route(*await channel.recv())
                 except FrameError as exc:
                     if not exc.recoverable:
                         break
@@ -283,7 +303,10 @@ class PipelineClient:
             pass
         if first and not channel.closed:
             # Every step goes in through the first runner: without it nothing will come back.
-            await self._inbox.put(({"type": _FIRST_CLOSED}, b""))
+            self._first_closed = True
+            for waiter in self._waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(self._first_closed_error())
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

@@ -43,7 +43,7 @@ def test_only_assigned_routes_are_served_and_strangers_get_nothing(restricted_ru
                 header, payload = tensor_to_frame("forward", torch.tensor([PROMPT_IDS]), request_id=99,
                                                   session_id="detour", position=0, want="token", **fields)
                 await client._first.send(header, payload)
-                reply, _ = await asyncio.wait_for(client._inbox.get(), 60)
+                reply, _ = await asyncio.wait_for(client.unclaimed.get(), 60)
                 refusals.append((reply["type"], reply["field"], reply["reason"]))
             with pytest.raises(TimeoutError):                      # no runner ever dialled the stranger
                 await asyncio.wait_for(stranger.accept(), 1.0)
@@ -86,9 +86,9 @@ def test_a_stranger_cannot_post_results_to_the_ingress(restricted_runners, tiny_
                 await to_ingress.send(header, payload)
             await to_ingress.close()
             deadline_s = time.monotonic() + 30                    # all forged results are waiting first
-            while client._inbox.qsize() < 1000 and time.monotonic() < deadline_s:
+            while client.unclaimed.qsize() < 1000 and time.monotonic() < deadline_s:
                 await asyncio.sleep(0.02)
-            assert client._inbox.qsize() == 1000
+            assert client.unclaimed.qsize() == 1000
             return int(await client.forward("real", 0, torch.tensor([PROMPT_IDS]), timeout_s=60))
         finally:
             await client.close()
