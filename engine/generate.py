@@ -289,18 +289,8 @@ class PipelineClient:
             self._spawn(self._read_replies(channel))
 
     async def _read_replies(self, channel, first: bool = False) -> None:
-        from engine.transport.base import ConnectionClosed
-        from engine.transport.frames import FrameError
-
-        try:
-            while True:
-                try:
-                    self._route(*await channel.recv())
-                except FrameError as exc:
-                    if not exc.recoverable:
-                        break
-        except ConnectionClosed:
-            pass
+        async for header, payload in channel.frames():
+            self._route(header, payload)
         if first and not channel.closed:
             # Every step goes in through the first runner: without it nothing will come back.
             self._first_closed = True

@@ -90,17 +90,15 @@ class RunnerServer:
 
     async def serve_channel(self, channel: Channel) -> None:
         """Read frames until the peer goes; each goes to its handler, errors go back as `error` frames."""
+        async def refuse(exc: FrameError) -> None:
+            self.frames_refused += 1
+            if exc.recoverable:
+                await self._send_error(channel, exc, None)
+            else:
+                log.info("closing channel from %s: %s", channel.peer, exc)
+
         try:
-            while True:
-                try:
-                    header, payload = await channel.recv()
-                except FrameError as exc:
-                    self.frames_refused += 1
-                    if not exc.recoverable:
-                        log.info("closing channel from %s: %s", channel.peer, exc)
-                        return
-                    await self._send_error(channel, exc, None)
-                    continue
+            async for header, payload in channel.frames(refuse):
                 handler = self.handlers.get(header["type"])
                 if handler is None:
                     self.frames_refused += 1
@@ -244,17 +242,9 @@ class RunnerServer:
     async def _drain_link(self, address: str, link: Channel) -> None:
         """Read what the next hop sends back on our link (only errors, in the pipeline) and log it."""
         try:
-            while True:
-                try:
-                    header, _ = await link.recv()
-                except FrameError as exc:
-                    if not exc.recoverable:
-                        break
-                    continue
+            async for header, _ in link.frames():
                 if header.get("type") == "error":
                     log.warning("next hop %s refused a frame: %s", address, header.get("reason"))
-        except ConnectionClosed:
-            pass
         finally:
             if self._links.get(address) is link:
                 self._links.pop(address, None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 from engine.errors import PrismnError
@@ -152,6 +152,26 @@ class Channel(abc.ABC):
             finally:
                 if reading.done():
                     self._reading = None
+
+    async def frames(self, on_bad_frame: Callable[[FrameError], Awaitable[None]] | None = None
+                     ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
+        """The frames the peer sends, until it goes or sends one that breaks the stream.
+
+        Every bad frame goes to `on_bad_frame` first; after a recoverable one (consumed whole)
+        reading goes on, after an unrecoverable one (the channel is closed) the iteration ends.
+        """
+        while True:
+            try:
+                frame = await self.recv()
+            except ConnectionClosed:
+                return
+            except FrameError as exc:
+                if on_bad_frame is not None:
+                    await on_bad_frame(exc)
+                if not exc.recoverable:
+                    return
+                continue
+            yield frame
 
     async def close(self) -> None:
         """Stop using the channel: finish sending and release the connection once the peer is done.

@@ -17,18 +17,17 @@ from engine.transport import TRANSPORTS, Channel, ConnectionClosed, FrameError, 
 
 async def serve_echo(channel: Channel) -> None:
     """Echo frames on `channel` until the peer closes it."""
+
+    async def refuse(exc: FrameError) -> None:
+        if exc.recoverable:
+            await channel.send({"type": "error", "field": exc.field, "reason": exc.reason})
+
     async with channel:
-        while True:
-            try:
-                header, payload = await channel.recv()
-            except FrameError as exc:
-                if not exc.recoverable:
-                    return
-                await channel.send({"type": "error", "field": exc.field, "reason": exc.reason})
-                continue
-            except ConnectionClosed:
-                return
-            await channel.send(header, payload)
+        try:
+            async for header, payload in channel.frames(refuse):
+                await channel.send(header, payload)
+        except ConnectionClosed:
+            return
 
 
 async def _main(transport: str, bind_addr: str, channels: int) -> None:

@@ -142,6 +142,30 @@ def test_bad_frames_are_refused_and_the_channel_keeps_working(transport: str) ->
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_frames_hands_bad_frames_to_the_callback_and_ends_after_one_that_breaks_the_stream(transport: str) -> None:
+    async def scenario() -> tuple[list, list]:
+        async with nodes(transport, allowed_types={"act", "t", "ok"}) as (server, client):
+            to_server, to_client = await open_pair(server, client)
+            await to_server.send({"type": "ok", "n": 1})
+            await to_server._write([RECOVERABLE["unknown type"][0]])
+            await to_server.send({"type": "ok", "n": 2})
+            await to_server._write([FATAL["oversized header"][0]])
+            await to_server.send({"type": "ok", "n": 3})              # never read: the stream broke
+            bad: list = []
+
+            async def note(exc: FrameError) -> None:
+                bad.append((exc.field, exc.recoverable))
+
+            got = [header["n"] async for header, _ in to_client.frames(note)]
+            await to_server.close()
+            return got, bad
+
+    got, bad = asyncio.run(scenario())
+    assert got == [1, 2]
+    assert bad == [(RECOVERABLE["unknown type"][1], True), ("header_bytes", False)]
+
+
 FATAL = {
     "oversized header": (PREFIX.pack(100_000, 0) + b"{}", "header_bytes"),
     "oversized payload": (PREFIX.pack(2, 2**33) + b"{}", "payload_bytes"),
