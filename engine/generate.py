@@ -31,6 +31,7 @@ import torch
 
 from engine.errors import InvalidInput, PrismnError
 from engine.paths import REPO_ROOT
+from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, Location, WanEmulation
 
 READY_TIMEOUT_S = 600.0
 STEP_TIMEOUT_S = 300.0
@@ -85,21 +86,28 @@ class RunnerProcess:
 
 def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str = "fp32",
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = False) -> list[RunnerProcess]:
+                  ready_timeout_s: float = READY_TIMEOUT_S, locations: list[Location] | None = None,
+                  wan_bandwidth_mbps: float | None = None) -> list[RunnerProcess]:
     """Start one runner process per stage (all load at once) and wait for each one's ready line.
 
-    `restrict_routes`: the runners send only to addresses later given by `assign_routes` (over their
-    stdin), not to any address a frame names."""
+    The runners send only to addresses later given by `assign_routes` (over their stdin), never to
+    any address a frame names. With `locations` (one (lat, lon) per stage) each runner sits at its
+    place and delays its frames as the WAN between places would (`wan_bandwidth_mbps`)."""
+    if locations is not None and len(locations) != len(stages):
+        raise InvalidInput("locations", len(locations), f"expected one (lat, lon) per stage ({len(stages)})")
     runners: list[RunnerProcess] = []
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
     try:
-        for start, end in stages:
+        for index, (start, end) in enumerate(stages):
             command = [sys.executable, "-m", "engine.runner", "--model", model, "--layers", f"{start}:{end}",
-                       "--listen", transport, "--dtype", dtype, *(extra_args or [])]
-            if restrict_routes:
-                command.append("--routes-from-stdin")
-            process = subprocess.Popen(command, stdin=subprocess.PIPE if restrict_routes else subprocess.DEVNULL,
+                       "--listen", transport, "--dtype", dtype, "--routes-from-stdin", *(extra_args or [])]
+            if locations is not None:
+                lat, lon = locations[index]
+                command += ["--lat", str(lat), "--lon", str(lon), "--emulate-wan"]
+                if wan_bandwidth_mbps is not None:
+                    command += ["--wan-bandwidth-mbps", str(wan_bandwidth_mbps)]
+            process = subprocess.Popen(command, stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        env=child_env, cwd=str(REPO_ROOT))
             runners.append(RunnerProcess((start, end), process))
@@ -148,13 +156,15 @@ def _stderr_tail(runner: RunnerProcess) -> str:
     return "".join(runner.stderr_tail)[-2000:]
 
 
-def assign_routes(runners: list[RunnerProcess], addresses: list[str]) -> None:
-    """Tell runners started with `restrict_routes` the only addresses they may send to: the pipeline's
-    stages and the ingress (a frame's `reply_to`). Each call replaces the previous list."""
-    line = json.dumps({"routes": list(addresses)}) + "\n"
+def assign_routes(runners: list[RunnerProcess], addresses: list[str],
+                  locations: dict[str, Location] | None = None) -> None:
+    """Tell the runners the only addresses they may send to: the pipeline's stages and the ingress (a
+    frame's `reply_to`), and where each one is (emulated WAN). Each call replaces the previous list."""
+    line = json.dumps({"routes": list(addresses), "locations": {a: list(p) for a, p in (locations or {}).items()}})
+    line += "\n"
     for runner in runners:
         if runner.process.stdin is None:
-            raise InvalidInput("restrict_routes", False, f"runner {runner.layers} was started without it")
+            raise InvalidInput("runners", runner.layers, "this runner's stdin is closed: it takes no routes")
         try:
             runner.process.stdin.write(line)
             runner.process.stdin.flush()
@@ -182,9 +192,12 @@ class PipelineClient:
 
     UNCLAIMED_MAX = 4096
 
-    def __init__(self, node, addresses: list[str]) -> None:
+    def __init__(self, node, addresses: list[str], wan: WanEmulation | None = None,
+                 first_location: Location | None = None) -> None:
         self.node = node
         self.addresses = list(addresses)
+        self.wan = wan                          # emulated WAN from the ingress to the first stage
+        self.first_location = first_location
         self._first = None
         self._first_closed = False
         self._waiters: dict[tuple[str, Any], asyncio.Future] = {}
@@ -192,12 +205,13 @@ class PipelineClient:
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
-    async def open(cls, transport: str, addresses: list[str]) -> PipelineClient:
+    async def open(cls, transport: str, addresses: list[str], wan: WanEmulation | None = None,
+                   first_location: Location | None = None) -> PipelineClient:
         from engine.runner.server import open_node
 
         if not addresses:
             raise InvalidInput("stages", [], "expected at least one runner address")
-        client = cls(await open_node(transport), addresses)
+        client = cls(await open_node(transport), addresses, wan, first_location)
         client._first = await client.node.connect(addresses[0])
         client._spawn(client._read_replies(client._first, first=True))
         client._spawn(client._accept_loop())
@@ -250,6 +264,8 @@ class PipelineClient:
         reply = asyncio.get_running_loop().create_future()
         self._waiters[key] = reply
         try:
+            if self.wan is not None:
+                await asyncio.sleep(self.wan.delay_s(self.first_location, len(payload) + 256))
             await self._first.send(header, payload)
             return await asyncio.wait_for(reply, timeout_s)
         finally:
@@ -302,6 +318,32 @@ class PipelineClient:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def open_pipeline(runners: list[RunnerProcess], transport: str,
+                        ingress: Location | None = None) -> PipelineClient:
+    """A client at the ingress of `runners` (in stage order), with the routes assigned to them.
+    Given the ingress's place, the ingress -> first stage leg is emulated too when runners emulate."""
+    addresses = [r.address for r in runners]
+    places = [_location(r.ready) for r in runners]
+    emulated = ingress is not None and all(r.ready.get("emulated_wan") for r in runners)
+    wan = WanEmulation(ingress, runners[0].ready.get("wan_bandwidth_mbps") or DEFAULT_BANDWIDTH_MBPS) \
+        if emulated else None
+    client = await PipelineClient.open(transport, addresses, wan, places[0])
+    try:
+        locations = {a: p for a, p in zip(addresses, places, strict=True) if p is not None}
+        if ingress is not None:
+            locations[client.node.address] = ingress
+        assign_routes(runners, [*addresses, client.node.address], locations)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+def _location(ready: dict[str, Any]) -> Location | None:
+    lat, lon = ready.get("lat"), ready.get("lon")
+    return None if lat is None or lon is None else (float(lat), float(lon))
 
 
 async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
@@ -359,6 +401,22 @@ def eos_token_ids(folder: Path, tokenizer) -> set[int]:
     return ids
 
 
+def parse_locations(text: str, count: int) -> list[Location]:
+    """'48.86,2.35;52.52,13.40' -> [(48.86, 2.35), (52.52, 13.40)], exactly `count` of them."""
+    places = []
+    for part in str(text).split(";"):
+        try:
+            lat, lon = (float(x) for x in part.split(","))
+        except ValueError:
+            raise InvalidInput("locations", text, "expected 'lat,lon;lat,lon;...'") from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise InvalidInput("locations", part, "expected lat in -90..90 and lon in -180..180")
+        places.append((lat, lon))
+    if len(places) != count:
+        raise InvalidInput("locations", text, f"expected {count} place(s), one per stage")
+    return places
+
+
 def parse_stages(text: str) -> list[tuple[int, int]]:
     """'0:10,10:20,20:30' -> [(0, 10), (10, 20), (20, 30)], contiguous from layer 0."""
     from engine.runner.shards import parse_layers
@@ -388,15 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="apply the chat template (default: on when the tokenizer has one)")
     parser.add_argument("--no-chat", dest="chat", action="store_false")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--locations", default=None,
+                        help="place each stage at a city: 'lat,lon;lat,lon;...' (one per stage); its "
+                             "frames then take as long as over the WAN between places (emulated)")
+    parser.add_argument("--ingress", default=None, help="'lat,lon' of this ingress (default: the first stage's)")
+    parser.add_argument("--wan-bandwidth-mbps", type=float, default=None,
+                        help=f"emulated WAN bandwidth (default {DEFAULT_BANDWIDTH_MBPS:g} Mbit/s)")
     return parser
 
 
 async def _run_pipeline(args: argparse.Namespace, runners: list[RunnerProcess], ids: list[int],
                         eos: set[int]) -> dict[str, Any]:
-    addresses = [r.address for r in runners]
-    client = await PipelineClient.open(args.transport, addresses)
+    client = await open_pipeline(runners, args.transport, args.ingress)
     try:
-        assign_routes(runners, [*addresses, client.node.address])
         return await greedy_generate(client, ids, args.max_new_tokens, eos)
     finally:
         await client.close()
@@ -418,7 +480,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chat = source.instruct if args.chat is None else args.chat
     ids = prompt_ids(tokenizer, args.prompt, chat)
     eos = eos_token_ids(source.folder, tokenizer)
-    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, restrict_routes=True)
+    locations = parse_locations(args.locations, len(stages)) if args.locations else None
+    args.ingress = parse_locations(args.ingress, 1)[0] if args.ingress else (locations[0] if locations else None)
+    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, locations=locations,
+                            wan_bandwidth_mbps=args.wan_bandwidth_mbps)
     try:
         result = asyncio.run(_run_pipeline(args, runners, ids, eos))
     finally:

@@ -6,9 +6,11 @@ transport node, then prints ONE JSON line on stdout when ready::
     {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...}}
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
-prints {"ready": false, "error": ..., "field": ...} and exits with status 2. With `--routes-from-stdin`
-the runner sends only to the addresses its parent writes to stdin ({"routes": [...]} lines), as
-`python -m engine generate` does; without it, to any address a frame names.
+prints {"ready": false, "error": ..., "field": ...} and exits with status 2. The runner sends only to
+addresses it was assigned: with `--routes-from-stdin`, those its parent writes to stdin
+({"routes": [...], "locations": {address: [lat, lon]}} lines), as `python -m engine generate` does;
+without it, none (it answers only on the connection a request came in on). `--emulate-wan` (with
+--lat/--lon) delays each frame it sends as the WAN between its place and the receiver's would.
 
 `python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
 stage (engine.coordinator.agent).
@@ -48,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout-s", type=float, default=600.0,
                         help="free a session's KV cache after this long without a request")
     parser.add_argument("--routes-from-stdin", action="store_true",
-                        help='send only to the addresses read from stdin, one JSON line {"routes": [...]} '
-                             "each (the process that started this runner); without it, to any address")
+                        help='the addresses this runner may send to, read from stdin, one JSON line '
+                             '{"routes": [...]} each (the process that started it); without it, none')
+    parser.add_argument("--emulate-wan", action="store_true",
+                        help="delay sent frames by the latency model between --lat/--lon and the receiver")
+    parser.add_argument("--wan-bandwidth-mbps", type=float, default=None, help="emulated WAN bandwidth")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--log-level", default="WARNING")
     return parser
@@ -63,6 +68,7 @@ def _emit(stream, record: dict[str, Any]) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     import torch
 
+    from engine.runner.energy import EnergyMeter
     from engine.runner.metrics import read_metrics
     from engine.runner.model_source import resolve_model
     from engine.runner.server import RunnerServer, open_node, stage_info
@@ -82,6 +88,13 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.carbon is not None and args.carbon < 0:
         raise InvalidInput("carbon", args.carbon, "expected >= 0 gCO2/kWh")
     metrics = read_metrics(vram_gb_override=args.vram_gb)
+    wan = None
+    if args.emulate_wan:
+        from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, WanEmulation
+
+        if args.lat is None or args.lon is None:
+            raise InvalidInput("emulate_wan", True, "needs --lat and --lon (where this runner sits)")
+        wan = WanEmulation((args.lat, args.lon), args.wan_bandwidth_mbps or DEFAULT_BANDWIDTH_MBPS)
 
     started = time.perf_counter()
     source = resolve_model(args.model)
@@ -99,10 +112,13 @@ async def _serve(args: argparse.Namespace) -> None:
     load_s = time.perf_counter() - started
     executor = StageExecutor(stage, idle_timeout_s=args.idle_timeout_s)
     node = await open_node(args.listen, args.bind)
+    energy = EnergyMeter(str(executor.device))
     extra = {"lat": args.lat, "lon": args.lon, "carbon_g_per_kwh": args.carbon, "load_s": load_s,
-             "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address}
+             "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address,
+             "emulated_wan": wan is not None, "wan_bandwidth_mbps": wan.bandwidth_mbps if wan else None,
+             "energy_method": energy.method}
     server = RunnerServer(executor, node, stage_info(executor, source.name, args.dtype, extra),
-                          restrict_routes=args.routes_from_stdin)
+                          wan=wan, energy=energy)
     if args.routes_from_stdin:
         _read_routes_in_background(server, asyncio.get_running_loop())
     _emit(sys.stdout, {"ready": True, "pid": os.getpid(), **server.info})
@@ -127,10 +143,11 @@ def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> 
                 # Checked here too, so a bad line is reported and the last good routes stay.
                 if not isinstance(routes, list) or not all(isinstance(a, str) and a for a in routes):
                     raise InvalidInput("routes", str(routes)[:80], "expected a list of address strings")
-            except (ValueError, InvalidInput) as exc:     # json.JSONDecodeError is a ValueError
+                locations = {a: (float(p[0]), float(p[1])) for a, p in (record.get("locations") or {}).items()}
+            except (ValueError, TypeError, IndexError, AttributeError, InvalidInput) as exc:
                 logging.getLogger(__name__).warning("ignoring a routes line: %s", exc)
                 continue
-            loop.call_soon_threadsafe(server.allow_routes, routes)
+            loop.call_soon_threadsafe(server.allow_routes, routes, locations)
 
     threading.Thread(target=read, name="routes-from-stdin", daemon=True).start()
 

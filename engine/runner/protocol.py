@@ -2,7 +2,8 @@
 
 Requests (driver or previous stage -> runner)::
 
-    forward      {request_id, session_id, position, want, route, reply_to} + tensor (ids or hidden)
+    forward      {request_id, session_id, position, want, route, reply_to, sampling?, trace?}
+                 + tensor (ids or hidden)
     end_session  {session_id, route, reply_to}
     ping         {}
 
@@ -12,9 +13,11 @@ position, or every position with `all_positions`), or "hidden" (only meaningful 
 at a middle stage). `route` lists the addresses of the stages still to run after this one: a runner
 sends its output as a new `forward` to route[0] with route[1:], so hidden states flow runner to
 runner; the stage that finds the route empty delivers a `result` to `reply_to` (the ingress, closing
-the tour) or, when `reply_to` is null, back on the channel the request came in on. A runner started
-with `--routes-from-stdin` (as `python -m engine generate` starts them) dials only the addresses its
-parent assigned and refuses a frame whose route or reply_to names any other (RunnerServer.allow_routes).
+the tour) or, when `reply_to` is null, back on the channel the request came in on. A runner dials
+only the addresses it was assigned (its parent's stdin for `python -m engine generate`, the deploy
+message of its coordinator) and refuses a frame whose route or reply_to names any other
+(RunnerServer.allow_routes). `sampling` is an opaque small JSON object carried unchanged to the last
+stage (its token picker reads it); `trace` collects one [compute_ms, joules] pair per stage passed.
 
 Replies: `result` {request_id, session_id, dtype, shape} + tensor, `session_ended` {session_id,
 ended}, `pong` {info}, and `error` {reason, field, request_id?} for any frame that was refused.
@@ -31,6 +34,7 @@ WANTS = ("token", "logits", "hidden")
 MAX_ROUTE = 64
 MAX_ADDRESS_CHARS = 1024
 MAX_ID_CHARS = 128
+MAX_SAMPLING_KEYS = 32
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,18 @@ class ForwardRequest:
     all_positions: bool
     route: tuple[str, ...]
     reply_to: str | None
+    sampling: dict[str, Any] | None = None
+    trace: tuple[tuple[float, float], ...] = ()
 
-    def header_for_next(self) -> dict[str, Any]:
-        """Fields of the `forward` this stage sends on to route[0]."""
+    def header_for_next(self, step: tuple[float, float]) -> dict[str, Any]:
+        """Fields of the `forward` this stage sends on to route[0], its own `step` added to the trace."""
         return {"request_id": self.request_id, "session_id": self.session_id, "position": self.position,
                 "want": self.want, "all_positions": self.all_positions, "route": list(self.route[1:]),
-                "reply_to": self.reply_to}
+                "reply_to": self.reply_to, "sampling": self.sampling, "trace": trace_json(self.trace, step)}
+
+
+def trace_json(trace: tuple[tuple[float, float], ...], step: tuple[float, float]) -> list[list[float]]:
+    return [[round(a, 4), b] for a, b in (*trace, step)]
 
 
 def parse_forward(header: dict[str, Any]) -> ForwardRequest:
@@ -59,7 +69,32 @@ def parse_forward(header: dict[str, Any]) -> ForwardRequest:
         all_positions=_bool(header, "all_positions", default=False),
         route=_route(header),
         reply_to=_address(header.get("reply_to"), "reply_to"),
+        sampling=_sampling(header.get("sampling")),
+        trace=parse_trace(header.get("trace")),
     )
+
+
+def _sampling(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_SAMPLING_KEYS:
+        raise InvalidInput("sampling", _short(value), f"expected an object of at most {MAX_SAMPLING_KEYS} keys")
+    return value
+
+
+def parse_trace(value: Any) -> tuple[tuple[float, float], ...]:
+    """[[compute_ms, joules], ...] one pair per stage already passed; [] or absent at the first."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_ROUTE:
+        raise InvalidInput("trace", _short(value), f"expected a list of at most {MAX_ROUTE} pairs")
+    pairs = []
+    for i, item in enumerate(value):
+        if (not isinstance(item, list) or len(item) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x < 1e9 for x in item)):
+            raise InvalidInput(f"trace[{i}]", _short(item), "expected [compute_ms, joules], numbers >= 0")
+        pairs.append((float(item[0]), float(item[1])))
+    return tuple(pairs)
 
 
 def parse_end_session(header: dict[str, Any]) -> tuple[str, tuple[str, ...], str | None]:

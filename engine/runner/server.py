@@ -6,14 +6,17 @@ and reading other channels meanwhile. A bad frame costs only itself: it is answe
 frame and the channel keeps serving; a frame that loses the stream position (a length over the
 limits, a stream cut inside a frame) closes that one channel. Other channels and sessions go on.
 
-`RunnerServer.handlers` maps frame type -> coroutine(channel, header, payload): a coordinator link
-adds its own types (join, deploy, ...) there.
+`RunnerServer.handlers` maps frame type -> coroutine(channel, header, payload). The same server is
+the routing code of both `python -m engine generate` (runners it starts) and coordinator deployments
+(engine.coordinator.agent embeds one): a forward goes through this stage and on to `route[0]`, the
+last stage's token goes to `reply_to`, and only addresses assigned by `allow_routes` are ever dialled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +25,12 @@ from typing import Any
 import torch
 
 from engine.errors import InvalidInput, PrismnError
-from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward
+from engine.runner.energy import EnergyMeter
+from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward, trace_json
 from engine.runner.stage import StageExecutor
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
+from engine.transport.wan import Location, WanEmulation
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +40,41 @@ ROUTES_WAIT_S = 60.0     # how long a forward waits for the allowed routes to be
 # Each open channel may hold a frame of up to the payload limit (256 MiB) while it is read: without a
 # cap, many idle or slow connections would pin the runner's memory. A pipeline needs a handful.
 MAX_CHANNELS = 64
+PING_TIMEOUT_S = 5.0
+
+
+class NextHopLost(PrismnError):
+    """The address a stage must send to cannot be reached: reported to the ingress at once."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        super().__init__(f"next hop {address[:40]} unreachable: {reason}")
 
 
 class RunnerServer:
-    """`restrict_routes`: send only to addresses given to `allow_routes` (the next stages and the
-    ingress that started this runner), never to whatever a frame's `route`/`reply_to` names; frames
-    that need a route wait until one is assigned. Without it, any address is dialled (trusted LANs)."""
+    """Sends only to addresses given to `allow_routes` (the later stages and the ingress), never to
+    whatever a frame's `route`/`reply_to` names; frames that need a route wait until one is assigned.
+    `restrict_routes=False` dials any address (kept for tests of trusted LANs only).
 
-    def __init__(self, executor: StageExecutor, node: Node, info: dict[str, Any] | None = None,
-                 restrict_routes: bool = False, max_channels: int = MAX_CHANNELS) -> None:
+    `executor` may be None until a stage is loaded (a coordinator's runner); forwards are refused
+    then. `wan` delays every outgoing frame as a WAN between the places of `allow_routes` would.
+    """
+
+    def __init__(self, executor: StageExecutor | None, node: Node, info: dict[str, Any] | None = None,
+                 restrict_routes: bool = True, max_channels: int = MAX_CHANNELS,
+                 wan: WanEmulation | None = None, energy: EnergyMeter | None = None) -> None:
         self.executor = executor
         self.node = node
         self.info = dict(info or {})
         self.restrict_routes = restrict_routes
         self.max_channels = max_channels
+        self.wan = wan
+        self.energy = energy or EnergyMeter(str(executor.device) if executor is not None else "cpu")
         self._open_channels = 0
         self._allowed_routes: frozenset[str] = frozenset()
+        self._locations: dict[str, Location] = {}
+        self._pinned: dict[str, Channel] = {}       # links someone else reads (the coordinator's)
+        self._pongs: dict[int, asyncio.Future[None]] = {}
         self._routes_assigned = asyncio.Event()
         self.handlers: dict[str, Handler] = {
             "forward": self._on_forward,
@@ -128,15 +152,26 @@ class RunnerServer:
         await self.node.close()
         self._compute.shutdown(wait=False, cancel_futures=True)
 
-    def allow_routes(self, addresses: list[str] | tuple[str, ...]) -> None:
-        """The addresses this runner may send to from now on (replaces the previous set)."""
+    def allow_routes(self, addresses: list[str] | tuple[str, ...],
+                     locations: dict[str, Location] | None = None) -> None:
+        """The addresses this runner may send to from now on (replaces the previous set), and where
+        each one is (for the emulated WAN)."""
         if not isinstance(addresses, (list, tuple)):
             raise InvalidInput("routes", _short(addresses), "expected a list of addresses")
         for index, address in enumerate(addresses):
             if not isinstance(address, str) or not address:
                 raise InvalidInput(f"routes[{index}]", _short(address), "expected an address string")
         self._allowed_routes = frozenset(addresses)
+        self._locations = dict(locations or {})
         self._routes_assigned.set()
+
+    def pin(self, address: str, channel: Channel) -> None:
+        """Send frames for `address` on `channel`, an open link someone else reads and re-opens
+        (a coordinator's runner reaches its ingress over its own coordinator connection)."""
+        self._pinned[address] = channel
+
+    def set_executor(self, executor: StageExecutor | None) -> None:
+        self.executor = executor
 
     async def _check_routes(self, route: tuple[str, ...], reply_to: str | None) -> None:
         """Refuse, before any compute, a frame naming an address this runner was not assigned:
@@ -178,15 +213,18 @@ class RunnerServer:
         request = parse_forward(header)
         await self._check_routes(request.route, request.reply_to)
         inputs = frame_to_tensor(header, payload)
-        if request.route and self.executor.last:
+        executor = self.executor
+        if executor is None:
+            raise InvalidInput("forward", request.request_id, "no stage loaded")
+        if request.route and executor.last:
             raise InvalidInput("route", list(request.route), "the last stage cannot forward further")
-        if request.want == "hidden" and self.executor.last:
+        if request.want == "hidden" and executor.last:
             raise InvalidInput("want", "hidden", "the last stage returns logits or a token")
         try:
-            output = await asyncio.get_running_loop().run_in_executor(
-                self._compute, self._compute_step, request, inputs)
+            output, step = await asyncio.get_running_loop().run_in_executor(
+                self._compute, self._compute_step, executor, request, inputs)
             if request.route:
-                out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next())
+                out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next(step))
                 await self._send_to(request.route[0], out_header, out_payload)
                 return
         except Exception as exc:
@@ -196,18 +234,19 @@ class RunnerServer:
                 await self._send_error_to(request.reply_to, exc, header)
             raise
         out_header, out_payload = tensor_to_frame("result", output, request_id=request.request_id,
-                                                  session_id=request.session_id, position=request.position)
+                                                  session_id=request.session_id, position=request.position,
+                                                  trace=trace_json(request.trace, step))
         await self._deliver(channel, request.reply_to, out_header, out_payload)
 
-    def _compute_step(self, request: ForwardRequest, inputs: torch.Tensor) -> torch.Tensor:
-        executor = self.executor
+    def _compute_step(self, executor: StageExecutor, request: ForwardRequest,
+                      inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
+        """The stage's output and what it cost: (compute ms, joules by `self.energy.method`)."""
+        started = self.energy.start()
         last_only = executor.last and not request.all_positions
         output = executor.forward(request.session_id, request.position, inputs, last_only=last_only)
-        if not executor.last:
-            return output
-        if request.want == "token":
-            return output[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
-        return output.float().cpu()
+        if executor.last:
+            output = pick_token(output, request.sampling) if request.want == "token" else output.float().cpu()
+        return output, self.energy.stop(started)
 
     # ---- sending --------------------------------------------------------------------------
 
@@ -219,18 +258,49 @@ class RunnerServer:
             await self._send_to(reply_to, header, payload)
 
     async def _send_to(self, address: str, header: dict[str, Any], payload: bytes = b"") -> None:
-        """Send on the cached link to `address`, reconnecting once if it broke since last use."""
+        """Send on the cached link to `address`, reconnecting once if it broke since last use;
+        NextHopLost when it cannot be reached. Delayed first by the emulated WAN, if any."""
+        if self.wan is not None:
+            await asyncio.sleep(self.wan.delay_s(self._locations.get(address), len(payload) + 256))
         for attempt in (1, 2):
-            link = await self._link(address)
             try:
+                link = await self._link(address)
                 await link.send(header, payload)
                 return
-            except ConnectionClosed:
+            except ConnectionClosed as exc:
                 self._links.pop(address, None)
-                if attempt == 2:
-                    raise
+                if attempt == 2 or address in self._pinned:
+                    raise NextHopLost(address, exc.reason) from None
+
+    async def measure_rtt_ms(self, address: str) -> float | None:
+        """Round trip of a ping to an assigned `address` (emulated WAN both ways included); None
+        when it does not answer in PING_TIMEOUT_S."""
+        request_id = secrets.randbits(52)
+        pong: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[request_id] = pong
+        started_s = time.perf_counter()
+        try:
+            await self._send_to(address, {"type": "ping", "request_id": request_id})
+            await asyncio.wait_for(pong, PING_TIMEOUT_S)
+            if self.wan is not None:        # the answer travels the emulated way back too
+                await asyncio.sleep(self.wan.delay_s(self._locations.get(address), 256))
+            return (time.perf_counter() - started_s) * 1000.0
+        except (TimeoutError, PrismnError):
+            return None
+        finally:
+            self._pongs.pop(request_id, None)
+
+    def on_pong(self, header: dict[str, Any]) -> None:
+        pong = self._pongs.get(header.get("request_id"))
+        if pong is not None and not pong.done():
+            pong.set_result(None)
 
     async def _link(self, address: str) -> Channel:
+        pinned = self._pinned.get(address)
+        if pinned is not None:
+            if pinned.closed:
+                raise ConnectionClosed(f"the link to {address[:40]} is closed")
+            return pinned
         async with self._link_lock:
             link = self._links.get(address)
             if link is None or link.closed:
@@ -245,6 +315,8 @@ class RunnerServer:
             async for header, _ in link.frames():
                 if header.get("type") == "error":
                     log.warning("next hop %s refused a frame: %s", address, header.get("reason"))
+                elif header.get("type") == "pong":
+                    self.on_pong(header)
         finally:
             if self._links.get(address) is link:
                 self._links.pop(address, None)
@@ -276,10 +348,19 @@ class RunnerServer:
         task.add_done_callback(self._tasks.discard)
 
 
+def pick_token(logits: torch.Tensor, sampling: dict[str, Any] | None) -> torch.Tensor:
+    """The last stage's ONE token choice: logits [1, T, vocab] -> token id [1, 1] int64.
+    Greedy for now; `sampling` (carried unchanged along the tour) is for engine.decoding's picker."""
+    return logits[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
+
+
 def error_header(exc: Exception, header: dict[str, Any] | None) -> dict[str, Any]:
-    """An `error` frame naming the field when the error knows it; echoes the request's ids."""
+    """An `error` frame naming the field when the error knows it; echoes the request's ids; names the
+    address that could not be reached when a next hop is lost."""
     out: dict[str, Any] = {"type": "error", "reason": str(exc)[:2000],
                            "field": getattr(exc, "field", None), "error": type(exc).__name__}
+    if isinstance(exc, NextHopLost):
+        out["unreachable"] = exc.address
     if header:
         for key in ("request_id", "session_id", "type"):
             if key in header:

@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from engine.generate import PipelineClient, greedy_generate, start_runners, stop_runners
+from engine.generate import greedy_generate, open_pipeline, start_runners, stop_runners
 from engine.transport.base import HELLO
 from engine.transport.frames import PREFIX, decode_frame, encode_frame, tensor_to_frame
 from engine.transport.tcp_channel import parse_host_port
@@ -44,7 +44,7 @@ def expected(model):
 
 
 async def logits_and_tokens(transport, runners, session="t"):
-    client = await PipelineClient.open(transport, [r.address for r in runners])
+    client = await open_pipeline(runners, transport)
     try:
         logits = await client.forward(f"{session}-logits", 0, torch.tensor([PROMPT_IDS]), want="logits",
                                       all_positions=True)
@@ -72,7 +72,7 @@ def test_interleaved_sessions_over_processes_match_separate_runs(iroh_runners):
     other = [9, 8, 7, 6, 5]
 
     async def scenario():
-        client = await PipelineClient.open("iroh", [r.address for r in iroh_runners])
+        client = await open_pipeline(iroh_runners, "iroh")
         try:
             alone_a = await greedy_generate(client, PROMPT_IDS, 8, {EOS}, session_id="alone-a")
             alone_b = await greedy_generate(client, other, 8, {EOS}, session_id="alone-b")
@@ -200,7 +200,7 @@ def test_a_refused_step_reaches_the_ingress_as_an_error(iroh_runners):
     from engine.errors import InvalidInput
 
     async def scenario():
-        client = await PipelineClient.open("iroh", [r.address for r in iroh_runners])
+        client = await open_pipeline(iroh_runners, "iroh")
         try:
             with pytest.raises(InvalidInput) as error:
                 await client.forward("never-started", 5, torch.tensor([[1]]), timeout_s=30)

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 @pytest.fixture(scope="module")
 def restricted_runners(tiny_llama):
-    runners = start_runners(str(tiny_llama), [(0, 3), (3, 6)], "tcp", ready_timeout_s=120, restrict_routes=True)
+    runners = start_runners(str(tiny_llama), [(0, 3), (3, 6)], "tcp", ready_timeout_s=120)
     yield runners
     stop_runners(runners)
 
@@ -58,12 +58,14 @@ def test_only_assigned_routes_are_served_and_strangers_get_nothing(restricted_ru
     assert all("not an address assigned" in r[2] for r in refusals)
 
 
-def test_routes_need_a_runner_started_to_take_them(tiny_llama):
+def test_a_runner_whose_stdin_is_closed_takes_no_routes(tiny_llama):
     runners = start_runners(str(tiny_llama), [(0, 6)], "tcp", ready_timeout_s=120)
     try:
+        runners[0].process.stdin.close()
+        runners[0].process.stdin = None
         with pytest.raises(InvalidInput) as caught:
             assign_routes(runners, ["127.0.0.1:1"])
-        assert caught.value.field == "restrict_routes"
+        assert caught.value.field == "runners"
     finally:
         stop_runners(runners)
 
