@@ -29,6 +29,8 @@ class Stage:
     lat: float
     lon: float
     gpu: str | None = None
+    est_compute_ms: float | None = None      # this stage's share of est_ms_per_token
+    compute_source: str | None = None        # "measured" (the runner timed itself) or "gpu table"
 
     @property
     def num_layers(self) -> int:
@@ -119,6 +121,9 @@ def _parse_stage(raw: Any, where: str) -> Stage:
         lat=_require(raw, "lat", float, where),
         lon=_require(raw, "lon", float, where),
         gpu=gpu,
+        est_compute_ms=(finite_number(raw["est_compute_ms"], f"{where}est_compute_ms", minimum=0.0)
+                        if raw.get("est_compute_ms") is not None else None),
+        compute_source=raw.get("compute_source") if isinstance(raw.get("compute_source"), str) else None,
     )
     if not 0 <= stage.layer_start < stage.layer_end:
         raise InvalidInput(f"{where}layer_end", stage.layer_end,

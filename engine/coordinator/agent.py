@@ -1,10 +1,16 @@
 """The runner's join mode: `python -m engine.runner --ticket T --lat .. --lon ..` (or this module).
 
 The agent dials the coordinator named in the ticket, joins with the secret, beats once per
-`heartbeat_s` with fresh NVML metrics, loads the stage it is told to (reporting progress), serves
-forward requests for it, and reconnects by itself whenever the coordinator goes away (three missing
-pings or a dropped connection). A stage it holds survives reconnects: it tells the coordinator in
-its next join, so a restarted coordinator need not reload anything.
+`heartbeat_s` with fresh NVML metrics, loads the stage it is told to (reporting progress and then
+its own measured step times), and reconnects by itself whenever the coordinator goes away (three
+missing pings or a dropped connection). A stage it holds survives reconnects: it tells the
+coordinator in its next join, so a restarted coordinator need not reload anything.
+
+Steps travel the plan's tour: the agent listens on its own node (address in its join) with the same
+`RunnerServer` as `python -m engine generate`'s runners. A step enters stage 1 from the ingress (over
+this coordinator connection), goes runner to runner, and the last stage sends the token back to the
+ingress. The deploy message assigns the only addresses it may send to: the later stages and the
+ingress, which it reaches over its coordinator connection.
 """
 
 from __future__ import annotations
@@ -33,15 +39,19 @@ from engine.coordinator.messages import (
     FRAME_LIMITS,
     PEER_ID_PATTERN,
     PROTOCOL_VERSION,
+    STAGE_FIELDS,
     validate,
 )
 from engine.coordinator.registry import MISSED_BEATS
 from engine.coordinator.ticket import Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
+from engine.runner.energy import CPU_WATTS_PER_CORE, EnergyMeter
 from engine.runner.metrics import read_metrics
+from engine.runner.server import RunnerServer, error_header
 from engine.transport.base import Channel, ConnectionClosed, Node
-from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
-from engine.transport.tcp_channel import parse_host_port, tcp_connect
+from engine.transport.frames import FrameError
+from engine.transport.tcp_channel import TcpNode, parse_host_port, tcp_connect
+from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, WanEmulation
 
 log = logging.getLogger("prismn.agent")
 
@@ -69,6 +79,9 @@ class AgentConfig:
     dtype: str = "fp32"
     device: str | None = None
     exit_with_pid: int | None = None      # a local runner ends with the app that spawned it
+    emulate_wan: bool = False             # delay sent frames as the WAN from (lat, lon) would
+    wan_bandwidth_mbps: float = DEFAULT_BANDWIDTH_MBPS
+    bind: str | None = None               # where to listen for the previous stage (TCP); None: auto
 
 
 class Agent:
@@ -78,14 +91,22 @@ class Agent:
         self.loaded: dict[str, Any] | None = None     # the deploy message of the stage held
         self.loaded_bytes = 0
         self.channel: Channel | None = None
+        self.server: RunnerServer | None = None       # serves the stage to the previous hop
+        self._ingress: str | None = None              # the address the coordinator named as reply_to
+        self._timing: dict[str, Any] = {}             # the loaded stage's own step times
         self._load_generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._wan = WanEmulation((config.lat, config.lon), config.wan_bandwidth_mbps) if config.emulate_wan else None
+        self._energy = EnergyMeter(config.device or _default_device())
 
     # ---- connection lifecycle -------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve until cancelled; raises Refused when the coordinator refuses this runner."""
         node = await _dialer(self.config.ticket.address)
+        listener = node or await TcpNode.start(*_tcp_bind(self.config), limits=FRAME_LIMITS)
+        self.server = RunnerServer(None, listener, wan=self._wan, energy=self._energy)
+        self._spawn(self.server.serve_forever())
         self._spawn(asyncio.to_thread(_preload))        # so the first deploy starts loading at once
         if self.config.exit_with_pid is not None:
             self._spawn(_watch_parent(self.config.exit_with_pid, asyncio.current_task()))
@@ -115,8 +136,7 @@ class Agent:
         finally:
             for task in self._tasks:
                 task.cancel()
-            if node is not None:
-                await node.close()
+            await self.server.close()
 
     async def _session(self, channel: Channel) -> None:
         await channel.send(await asyncio.to_thread(self._join_message))
@@ -127,6 +147,8 @@ class Agent:
         heartbeat_s = msg["heartbeat_s"]
         log.info("joined as %s (heartbeat %.2f s)", msg["peer_id"], heartbeat_s)
         self.channel = channel
+        if self._ingress is not None:
+            self.server.pin(self._ingress, channel)      # a stage kept across a reconnect replies here
         beats = asyncio.create_task(self._heartbeats(channel, heartbeat_s))
         try:
             silence_s = MISSED_BEATS * heartbeat_s + 1.0    # the coordinator pings every heartbeat_s
@@ -153,12 +175,29 @@ class Agent:
         if kind == "forward":
             self._spawn(self._forward(channel, msg, payload))
         elif kind == "deploy":
+            self._take_routes(channel, msg)
             self._spawn(self._load(msg))
+        elif kind == "routes":
+            self._take_routes(channel, msg)
         elif kind == "end_session":
             if self.executor is not None:
                 self.executor.end_session(msg["session_id"])
+        elif kind == "ping" and "request_id" in msg:
+            self._spawn(self._send({"type": "pong", "request_id": msg["request_id"]}))
+        elif kind == "pong":
+            self.server.on_pong(msg)
         elif kind == "error":
             log.warning("the coordinator reports: %s", msg["reason"])
+
+    def _take_routes(self, channel: Channel, msg: dict[str, Any]) -> None:
+        """The only places this stage sends to: the later stages and the ingress (reached over this
+        coordinator connection, the one that assigned them)."""
+        if "reply_to" not in msg:
+            return
+        hops = [*msg.get("routes", []), msg["reply_to"]]
+        self._ingress = msg["reply_to"]["address"]
+        self.server.pin(self._ingress, channel)
+        self.server.allow_routes([h["address"] for h in hops], {h["address"]: (h["lat"], h["lon"]) for h in hops})
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -170,18 +209,24 @@ class Agent:
     def _metrics(self) -> dict[str, Any]:
         metrics = read_metrics(vram_gb_override=self.config.vram_gb)
         free_vram_gb = metrics.free_vram_gb
+        power_w = metrics.power_w
+        if metrics.gpu is None and power_w is None:
+            # the CPU stage's power by the same per-core model its energy is measured with
+            power_w = len(os.sched_getaffinity(0)) * CPU_WATTS_PER_CORE
         if self.config.vram_gb is None:
             # The stage held now is given back before the next one loads: it counts as free.
             free_vram_gb += self.loaded_bytes / GB
         return {"gpu": metrics.gpu or "CPU", "total_vram_gb": max(metrics.total_vram_gb, free_vram_gb),
                 "free_vram_gb": free_vram_gb, "utilization_pct": metrics.utilization_pct,
-                "power_w": metrics.power_w}
+                "power_w": power_w}
 
     def _join_message(self) -> dict[str, Any]:
         cfg = self.config
         return {"type": "join", "protocol": PROTOCOL_VERSION, "secret": cfg.ticket.secret, "peer_id": cfg.peer_id,
                 "name": cfg.name, "lat": cfg.lat, "lon": cfg.lon, "carbon_g_per_kwh": cfg.carbon_g_per_kwh,
-                "tflops": cfg.tflops, "loaded": self.loaded, **self._metrics()}
+                "tflops": cfg.tflops, "loaded": self.loaded, "address": self.server.node.address,
+                "emulated_wan": cfg.emulate_wan, "wan_bandwidth_mbps": cfg.wan_bandwidth_mbps if cfg.emulate_wan
+                else None, "energy_method": self._energy.method, **self._metrics()}
 
     async def _heartbeats(self, channel: Channel, heartbeat_s: float) -> None:
         """One beat every `heartbeat_s` on a fixed cadence (no drift): the coordinator declares a
@@ -209,13 +254,15 @@ class Agent:
     async def _load(self, msg: dict[str, Any]) -> None:
         self._load_generation += 1
         generation = self._load_generation
-        stage = {k: v for k, v in msg.items() if k != "type"}
+        stage = {k: msg[k] for k in STAGE_FIELDS}
         deployment_id = msg["deployment_id"]
         if self.loaded is not None and {**self.loaded, "deployment_id": deployment_id} == stage:
             self.loaded = stage                       # same weights, new deployment: nothing to load
-            await self._send({"type": "ready", "deployment_id": deployment_id})
+            await self._send({"type": "ready", "deployment_id": deployment_id, **self._timing})
+            self._spawn(self._measure_rtt(deployment_id, msg))
             return
         self.executor, self.loaded, self.loaded_bytes = None, None, 0     # give the memory back first
+        self.server.set_executor(None)
         loop = asyncio.get_running_loop()
         last_report = [0.0]
 
@@ -231,6 +278,7 @@ class Agent:
         try:
             # All of it in a thread, imports included: the loop must keep beating meanwhile.
             executor = await asyncio.to_thread(_load_executor, msg, self.config, progress)
+            timing = await asyncio.to_thread(_time_stage, executor)
         except Exception as exc:
             log.exception("loading layers %s:%s failed", msg["layer_start"], msg["layer_end"])
             if generation == self._load_generation:
@@ -240,29 +288,37 @@ class Agent:
         if generation != self._load_generation:
             return                                     # a newer deploy arrived meanwhile
         self.executor = executor
+        self.server.set_executor(executor)
         self.loaded = stage
+        self._timing = timing
         self.loaded_bytes = sum(p.numel() * p.element_size() for p in executor.stage.parameters())
-        log.info("stage ready: layers %s:%s of %s", msg["layer_start"], msg["layer_end"], msg["model"])
-        await self._send({"type": "ready", "deployment_id": deployment_id})
+        log.info("stage ready: layers %s:%s of %s (%.2f ms per decode step)", msg["layer_start"],
+                 msg["layer_end"], msg["model"], timing["decode_ms"])
+        await self._send({"type": "ready", "deployment_id": deployment_id, **timing})
+        self._spawn(self._measure_rtt(deployment_id, msg))
+
+    async def _measure_rtt(self, deployment_id: str, msg: dict[str, Any]) -> None:
+        """Round trips to the next stage and to the ingress, over the very links steps take."""
+        routes, reply_to = msg.get("routes") or [], msg.get("reply_to")
+        if reply_to is None:
+            return
+        next_hop = routes[0]["address"] if routes else None
+        next_ms = await self.server.measure_rtt_ms(next_hop) if next_hop else None
+        ingress_ms = await self.server.measure_rtt_ms(reply_to["address"])
+        await self._send({"type": "measured_rtt", "deployment_id": deployment_id, "next_hop_rtt_ms": next_ms,
+                          "ingress_rtt_ms": ingress_ms})
 
     async def _forward(self, channel: Channel, msg: dict[str, Any], payload: bytes) -> None:
-        request_id = msg["request_id"]
-        executor = self.executor
+        """Stage 1 of the tour: the step came from the ingress; the server sends it on (or answers)."""
         try:
-            if executor is None:
-                raise InvalidInput("forward", request_id, "no stage loaded")
-            tensor = frame_to_tensor(msg, payload)
-            out = await asyncio.to_thread(executor.forward, msg["session_id"], msg["position"], tensor, True)
-            if executor.last:
-                out = out[:, -1, :].argmax(dim=-1, keepdim=True)       # greedy: [1, 1] int64
-            header, body = tensor_to_frame("result", out, request_id=request_id)
-        except Exception as exc:
-            header, body = {"type": "failed", "request_id": request_id,
-                            "error": f"{type(exc).__name__}: {exc}"[:1900]}, b""
-        try:
-            await channel.send(header, body)
-        except (ConnectionClosed, OSError):
-            pass
+            await self.server.handlers["forward"](channel, msg, payload)
+        except Exception as exc:               # as RunnerServer.serve_channel answers its own channels
+            if not isinstance(exc, PrismnError):
+                log.exception("forward failed")
+            try:
+                await channel.send(error_header(exc, msg))
+            except (ConnectionClosed, FrameError, OSError):
+                pass
 
 
 async def _watch_parent(pid: int, main: asyncio.Task[Any] | None) -> None:
@@ -286,6 +342,36 @@ async def _watch_parent(pid: int, main: asyncio.Task[Any] | None) -> None:
             if main is not None:
                 main.cancel()
             return
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _time_stage(executor: Any) -> dict[str, Any]:
+    from engine.runner.calibrate import time_stage
+
+    return time_stage(executor)
+
+
+def _tcp_bind(config: AgentConfig) -> tuple[str, str | None]:
+    """(bind, advertised address): loopback for a loopback coordinator, else every interface,
+    advertised under the local address that routes to the coordinator's host."""
+    if config.bind:
+        return config.bind, None
+    host, port = parse_host_port(config.ticket.address)
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return "127.0.0.1:0", None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, port))                     # UDP: picks a route, sends nothing
+        local_ip = probe.getsockname()[0]
+    free = socket.socket()
+    free.bind(("0.0.0.0", 0))
+    chosen = free.getsockname()[1]
+    free.close()
+    return f"0.0.0.0:{chosen}", f"{local_ip}:{chosen}"
 
 
 def _preload() -> None:
@@ -341,12 +427,18 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     parser.add_argument("--exit-with-pid", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--emulate-wan", action="store_true",
+                        help="delay each sent frame as the WAN from --lat/--lon to the receiver would (local demos)")
+    parser.add_argument("--wan-bandwidth-mbps", type=float, default=DEFAULT_BANDWIDTH_MBPS,
+                        help="emulated WAN bandwidth in Mbit/s")
+    parser.add_argument("--bind", default=None, help="TCP host:port the previous stage dials (default: auto)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for field, value, low, high in (("--lat", args.lat, -90, 90), ("--lon", args.lon, -180, 180),
                                     ("--vram-gb", args.vram_gb, 0, 1e6), ("--carbon", args.carbon, 0, 5000),
-                                    ("--tflops", args.tflops, 0, 1e5)):
+                                    ("--tflops", args.tflops, 0, 1e5),
+                                    ("--wan-bandwidth-mbps", args.wan_bandwidth_mbps, 1e-3, 1e7)):
         if value is not None and not (math.isfinite(value) and low <= value <= high):
             raise InvalidInput(field, value, f"expected a finite number in {low}..{high}")
     peer_id = args.peer_id or default_peer_id(args.name)
@@ -356,7 +448,8 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
         raise InvalidInput("--name", args.name, "expected at most 64 characters")
     return AgentConfig(ticket=decode_ticket(args.ticket), peer_id=peer_id, name=args.name or peer_id,
                        lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
-                       tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid)
+                       tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid,
+                       emulate_wan=args.emulate_wan, wan_bandwidth_mbps=args.wan_bandwidth_mbps, bind=args.bind)
 
 
 def main(argv: list[str] | None = None) -> int:

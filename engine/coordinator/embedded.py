@@ -131,9 +131,10 @@ class EmbeddedCoordinator:
         """Like live_peers, with the dead ones too (status "dead")."""
         return list(self._require().coordinator.peer_rows)
 
-    def swarm(self, ingress: Ingress) -> Swarm:
-        """The live peers (carbon resolved by location) as the swarm the planner takes."""
-        peers = self._call(_live_peer_values, self._require()).result(STOP_TIMEOUT_S)
+    def swarm(self, ingress: Ingress, model: str | None = None) -> Swarm:
+        """The live peers (carbon resolved by location) as the swarm the planner takes, with what
+        they measured running `model` (its footprint name) and their round trips to `ingress`."""
+        peers = self._call(_live_peer_values, self._require(), model, ingress).result(STOP_TIMEOUT_S)
         return Swarm(ingress=ingress, peers=peers)
 
     def deployment_status(self) -> dict[str, Any] | None:
@@ -201,5 +202,5 @@ async def _cancel_the_rest() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _live_peer_values(running: server.Running) -> tuple:
-    return tuple(record.as_peer() for record in running.coordinator.live_peers())
+async def _live_peer_values(running: server.Running, model: str | None, ingress: Ingress) -> tuple:
+    return tuple(running.coordinator.peers_for(model, ingress))

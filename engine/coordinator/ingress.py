@@ -1,7 +1,9 @@
 """The ingress: deploys plans and runs generations through the pipeline, recovering from lost runners.
 
 Greedy decoding with a KV cache per session on every stage: the prompt is one prefill step, then
-one token per step. The last stage returns the argmax token. When a runner is lost (missed beats,
+one token per step, each step travelling the plan's tour (Coordinator.step). The last stage returns
+the token. Every generation also reports what it measured (`measured`): time to first token, decode
+ms per token, per-stage compute and network time, and energy / gCO2 by each runner's method. When a runner is lost (missed beats,
 dropped connection), the ingress re-plans over the live peers with the same model, policy and
 weights, redeploys, and re-runs the request from its prompt; `TextStream` makes sure the caller's
 `on_token` never sees text it was already given.
@@ -20,9 +22,12 @@ import torch
 from engine.coordinator.deployment import READY, Deployment, ProgressCallback, footprint_for, replan
 from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.service import Coordinator, new_session_id
+from engine.coordinator.tour import StepTrace
 from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
+from engine.planning.metrics import JOULES_PER_KWH
+from engine.planning.types import Ingress as IngressPoint
 
 log = logging.getLogger("prismn.coordinator")
 
@@ -93,9 +98,19 @@ class Ingress:
         live = {record.id for record in self.coordinator.live_peers()}
         if any(stage.peer_id not in live for stage in plan.stages):
             plan = await self._replan(plan, model)
+        # The tokenizer, chat template and end-of-sequence ids load meanwhile: the first prompt
+        # after Deploy is then as fast as the rest.
+        text = asyncio.ensure_future(self._text_of(model))
+        self._background.add(text)
+        text.add_done_callback(self._background.discard)
         for attempt in range(MAX_RECOVERIES + 1):
             try:
-                return await self.coordinator.deploy_once(plan, model, on_progress, timeout_s)
+                dep = await self.coordinator.deploy_once(plan, model, on_progress, timeout_s)
+                try:
+                    await text
+                except Exception:            # a model without a tokenizer: prompts are token ids
+                    log.info("no tokenizer for %s", model)
+                return dep
             except PeerLost as lost:
                 if attempt == MAX_RECOVERIES:
                     raise
@@ -109,7 +124,8 @@ class Ingress:
         if key not in self._footprints:
             self._footprints[key] = await asyncio.to_thread(footprint_for, plan, model)
         footprint = self._footprints[key]
-        peers = [record.as_peer() for record in self.coordinator.live_peers()]
+        ingress = IngressPoint(lat=plan.ingress["lat"], lon=plan.ingress["lon"])
+        peers = self.coordinator.peers_for(plan.model.name, ingress)
         return await asyncio.to_thread(replan, plan, footprint, peers)
 
     async def _recover(self, failed: Deployment, lost: PeerLost) -> Deployment:
@@ -168,8 +184,9 @@ class Ingress:
         recoveries = 0
         while True:
             attempt_s = time.monotonic()
+            steps: list[tuple[float, StepTrace]] = []
             try:
-                token_ids = await self._run(dep, prompt_ids, max_new_tokens, eos_ids, stream)
+                token_ids = await self._run(dep, prompt_ids, max_new_tokens, eos_ids, stream, steps)
                 break
             except PeerLost as lost:
                 if recoveries == MAX_RECOVERIES:
@@ -190,20 +207,48 @@ class Ingress:
             "recoveries": recoveries,
             "deployment_id": dep.id,
             "plan": dep.plan,
+            "measured": self._measured(dep, steps),
+        }
+
+    def _measured(self, dep: Deployment, steps: list[tuple[float, StepTrace]]) -> dict[str, Any]:
+        """What this generation measured: the first step is the prefill (time to first token), the
+        rest are decode steps; each stage's compute time and energy come from the step traces."""
+        stages = dep.plan.stages
+        decode = steps[1:]
+        decode_ms = [ms for ms, _ in decode]
+        compute_ms = [_mean([trace[i][0] for _, trace in decode if len(trace) == len(stages)])
+                      for i in range(len(stages))]
+        joules = [sum(trace[i][1] for _, trace in steps if len(trace) == len(stages)) for i in range(len(stages))]
+        grams = sum(j / JOULES_PER_KWH * s.carbon_g_per_kwh for j, s in zip(joules, stages, strict=True))
+        methods = sorted({(self.coordinator.registry.get(s.peer_id) or _NoPeer).energy_method or "unknown"
+                          for s in stages})
+        mean_decode_ms = _mean(decode_ms)
+        return {
+            "ttft_s": steps[0][0] / 1000.0 if steps else None,
+            "decode_ms_per_token": mean_decode_ms,
+            "tokens_per_s": 1000.0 / mean_decode_ms if mean_decode_ms else None,
+            "stage_compute_ms": compute_ms,
+            "network_ms_per_token": (mean_decode_ms - sum(compute_ms)) if mean_decode_ms is not None else None,
+            "stage_joules": joules,
+            "g_co2": grams,
+            "energy_method": ", ".join(methods),
+            "estimated": any("estimated" in m for m in methods),
+            "coordinator_frames": self.coordinator.frames.snapshot(),
         }
 
     async def _run(self, dep: Deployment, prompt_ids: list[int], max_new_tokens: int, eos_ids: set[int],
-                   stream: TextStream) -> list[int]:
-        links = [self.coordinator.link(stage.peer_id) for stage in dep.plan.stages]
+                   stream: TextStream, steps: list[tuple[float, StepTrace]]) -> list[int]:
+        peers = [stage.peer_id for stage in dep.plan.stages]
+        links = [self.coordinator.link(peer_id) for peer_id in peers]
         session_id = new_session_id()
         generated: list[int] = []
         inputs = torch.tensor([prompt_ids], dtype=torch.int64)
         position = 0
         try:
             for _ in range(max_new_tokens):
-                tensor = inputs
-                for link in links:
-                    tensor = await link.forward(session_id, position, tensor)
+                started_s = time.perf_counter()
+                tensor, trace = await self.coordinator.step(dep, session_id, position, inputs)
+                steps.append(((time.perf_counter() - started_s) * 1000.0, trace))
                 token = _token_of(tensor)
                 position += inputs.shape[1]
                 generated.append(token)
@@ -223,6 +268,14 @@ class Ingress:
             # resolve_model may convert a GGUF (tens of seconds): never on the event loop
             self._texts[model] = await asyncio.to_thread(_load_text, model)
         return self._texts[model]
+
+
+class _NoPeer:
+    energy_method = None
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _token_of(tensor: torch.Tensor) -> int:

@@ -36,15 +36,18 @@ class RunnerFailed(PrismnError):
 
 
 class PeerLink:
-    def __init__(self, peer_id: str, channel: Channel) -> None:
+    def __init__(self, peer_id: str, channel: Channel, counts: Any = None) -> None:
         self.peer_id = peer_id
         self.channel = channel
+        self.counts = counts                 # engine.coordinator.tour.FrameCounts, or None
         self._pending: dict[int, asyncio.Future[torch.Tensor]] = {}
         self.lost: PeerLost | None = None
 
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
         if self.lost is not None:
             raise self.lost
+        if self.counts is not None:
+            self.counts.count("sent", header)
         try:
             await self.channel.send(header, payload)
         except (ConnectionClosed, FrameError, OSError) as exc:

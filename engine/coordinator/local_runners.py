@@ -63,8 +63,12 @@ def runner_vram_gb(model: str) -> float:
 
 
 def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
-          log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
-    """Start `n` runner processes joining with `ticket`; their output goes to log files."""
+          log_dir: Path | None = None, emulate_wan: bool = True,
+          wan_bandwidth_mbps: float | None = None) -> list[subprocess.Popen[bytes]]:
+    """Start `n` runner processes joining with `ticket`; their output goes to log files.
+
+    `emulate_wan` (on by default: they sit at cities but on one machine): each delays its frames
+    as the WAN between its city and the receiver's would (engine.transport.wan)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LOCAL_RUNNERS:
         raise InvalidInput("n", n, f"expected an integer in 1..{MAX_LOCAL_RUNNERS}")
     chosen = demo_cities(cities)
@@ -80,6 +84,10 @@ def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
         command = [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket,
                    "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb:.6f}",
                    "--name", city.name, "--id", city.peer_id, "--exit-with-pid", str(os.getpid())]
+        if emulate_wan:
+            command.append("--emulate-wan")
+            if wan_bandwidth_mbps is not None:
+                command += ["--wan-bandwidth-mbps", str(wan_bandwidth_mbps)]
         processes.append(subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, stdout=log_file,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         log_file.close()            # the child holds its own descriptor

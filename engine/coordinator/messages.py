@@ -31,9 +31,14 @@ PEER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 STAGE_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
 
 
+MAX_ADDRESS_CHARS = 2048               # an iroh endpoint ticket with a few direct addresses
+MAX_HOPS = 64
+
+
 @dataclass(frozen=True)
 class Field:
-    kind: str                           # "str" | "float" | "int" | "bool" | "shape"
+    kind: str                           # "str" | "float" | "int" | "bool" | "shape" | "stage" | "hop"
+                                        # | "hops" | "addresses" | "trace" | "object"
     required: bool = True
     nullable: bool = False
     low: float | None = None            # inclusive bounds for numbers, length bounds for strings
@@ -59,6 +64,10 @@ GB_VALUE = Field("float", low=0.0, high=1e6)
 TEXT = Field("str", low=0, high=MAX_TEXT_CHARS)
 DTYPE = Field("str", low=1, high=16, check=_dtype_rule)
 SHAPE = Field("shape")
+ADDRESS = Field("str", low=1, high=MAX_ADDRESS_CHARS)
+MS = Field("float", nullable=True, required=False, low=0.0, high=1e7)
+# where a stage sends: {address, lat, lon} (the place feeds the emulated WAN)
+HOP = Field("hop")
 _METRICS = {
     "gpu": Field("str", nullable=True, low=0, high=128),
     "total_vram_gb": GB_VALUE,
@@ -74,6 +83,7 @@ _STAGE = {
     "embeddings": Field("bool"),
     "lm_head": Field("bool"),
 }
+STAGE_FIELDS = tuple(_STAGE)             # what identifies a stage's weights (a runner's `loaded`)
 
 # type -> (fields, payload limit in bytes). Both directions share one table: each side accepts
 # only the types the other sends (see RUNNER_TO_COORDINATOR / COORDINATOR_TO_RUNNER).
@@ -90,29 +100,55 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
         "tflops": Field("float", nullable=True, low=0.0, high=1e5),
         # a stage the runner still holds from before a coordinator restart
         "loaded": Field("stage", nullable=True, required=False),
+        # where the other stages reach this runner (its own listening node)
+        "address": Field("str", nullable=True, required=False, low=1, high=MAX_ADDRESS_CHARS),
+        "emulated_wan": Field("bool", required=False),
+        "wan_bandwidth_mbps": Field("float", nullable=True, required=False, low=0.0, high=1e7),
+        "energy_method": Field("str", required=False, low=1, high=64),
         **_METRICS,
     }, 0),
     "heartbeat": (dict(_METRICS), 0),
     "load_progress": ({"deployment_id": DEPLOYMENT_ID, "loaded_bytes": Field("int", low=0, high=2**50),
                        "total_bytes": Field("int", low=0, high=2**50)}, 0),
-    "ready": ({"deployment_id": DEPLOYMENT_ID}, 0),
+    # the stage's own timing after loading (engine.runner.calibrate)
+    "ready": ({"deployment_id": DEPLOYMENT_ID, "decode_ms": MS, "head_ms": MS, "prefill_ms": MS,
+               "prefill_tokens": Field("int", required=False, low=0, high=2**31)}, 0),
+    # round trips measured to the next stage and to the ingress (null: no answer)
+    "measured_rtt": ({"deployment_id": DEPLOYMENT_ID, "next_hop_rtt_ms": MS, "ingress_rtt_ms": MS}, 0),
     "load_failed": ({"deployment_id": DEPLOYMENT_ID, "error": TEXT}, 0),
-    "result": ({"request_id": REQUEST_ID, "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
+    "result": ({"request_id": REQUEST_ID, "dtype": DTYPE, "shape": SHAPE,
+                "session_id": Field("str", required=False, low=1, high=128),
+                "position": Field("int", required=False, low=0, high=2**31),
+                "trace": Field("trace", required=False)}, MAX_TENSOR_BYTES),
     "failed": ({"request_id": REQUEST_ID, "error": TEXT}, 0),
+    "pong": ({"request_id": Field("int", required=False, low=0, high=2**53)}, 0),
     # coordinator -> runner
     "welcome": ({"peer_id": PEER_ID, "heartbeat_s": Field("float", low=0.05, high=60.0)}, 0),
     "refused": ({"reason": TEXT}, 0),
-    "deploy": (dict(_STAGE), 0),
-    # `position`: the session position of the tensor's first token (0 = prefill)
+    # `routes`: the later stages in tour order, `reply_to`: the ingress; the only places it sends to
+    "deploy": ({**_STAGE, "routes": Field("hops", required=False), "reply_to": Field("hop", required=False)}, 0),
+    "routes": ({"deployment_id": DEPLOYMENT_ID, "routes": Field("hops"), "reply_to": HOP}, 0),
+    # `position`: the session position of the tensor's first token (0 = prefill); `route`/`reply_to`:
+    # the tour's later stages and the ingress (engine.runner.protocol)
     "forward": ({"request_id": REQUEST_ID, "session_id": SESSION_ID, "position": Field("int", low=0, high=2**31),
-                 "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
+                 "dtype": DTYPE, "shape": SHAPE, "route": Field("addresses", required=False),
+                 "reply_to": Field("str", nullable=True, required=False, low=1, high=MAX_ADDRESS_CHARS),
+                 "want": Field("str", required=False, low=1, high=16),
+                 "sampling": Field("object", nullable=True, required=False)}, MAX_TENSOR_BYTES),
     "end_session": ({"session_id": SESSION_ID}, 0),
-    "ping": ({}, 0),                    # the coordinator's own heartbeat: runners notice it is gone
-    "error": ({"reason": TEXT}, 0),
+    # the coordinator's own heartbeat (runners notice it is gone), or a runner timing its ingress leg
+    "ping": ({"request_id": Field("int", required=False, low=0, high=2**53)}, 0),
+    "error": ({"reason": TEXT, "field": Field("str", nullable=True, required=False, low=0, high=256),
+               "error": Field("str", required=False, low=0, high=128),
+               "request_id": Field("int", required=False, low=0, high=2**53),
+               "session_id": Field("str", required=False, low=0, high=128),
+               "for_type": Field("str", required=False, low=0, high=64),
+               "unreachable": Field("str", required=False, low=1, high=MAX_ADDRESS_CHARS)}, 0),
 }
-RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "load_failed",
-                                   "result", "failed"})
-COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "forward", "end_session", "ping", "error"})
+RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "measured_rtt", "load_failed",
+                                   "result", "failed", "error", "ping", "pong"})
+COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "routes", "forward", "end_session", "ping",
+                                   "pong", "error"})
 
 
 def validate(header: Any, payload: bytes, allowed: frozenset[str]) -> dict[str, Any]:
@@ -172,6 +208,24 @@ def _check_value(value: Any, spec: Field, where: str) -> Any:
         if extra:
             raise InvalidInput(f"{where}.{extra[0]}", "...", "unexpected field")
         value = {name: _check_value(value.get(name), field, f"{where}.{name}") for name, field in _STAGE.items()}
+    elif spec.kind == "hop":
+        if not isinstance(value, dict) or set(value) != {"address", "lat", "lon"}:
+            raise InvalidInput(where, _short(value), "expected {address, lat, lon}")
+        value = {"address": _check_value(value["address"], ADDRESS, f"{where}.address"),
+                 "lat": _check_value(value["lat"], LAT, f"{where}.lat"),
+                 "lon": _check_value(value["lon"], LON, f"{where}.lon")}
+    elif spec.kind in ("hops", "addresses"):
+        if not isinstance(value, list) or len(value) > MAX_HOPS:
+            raise InvalidInput(where, _short(value), f"expected a list of at most {MAX_HOPS}")
+        item = HOP if spec.kind == "hops" else ADDRESS
+        value = [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    elif spec.kind == "trace":
+        from engine.runner.protocol import parse_trace
+
+        value = [list(pair) for pair in parse_trace(value)]
+    elif spec.kind == "object":
+        if not isinstance(value, dict) or len(value) > 32:
+            raise InvalidInput(where, _short(value), "expected an object of at most 32 keys")
     if spec.check is not None:
         reason = spec.check(value)
         if reason:

@@ -38,11 +38,18 @@ class PeerState:
     tflops: float | None
     status: str
     last_beat_s: float
+    address: str | None = None           # where the previous stage of a tour reaches it
+    emulated_wan: bool = False
+    wan_bandwidth_mbps: float | None = None
+    energy_method: str | None = None
 
-    def as_peer(self) -> Peer:
+    def as_peer(self, ms_per_layer: float | None = None, head_ms: float | None = None,
+                rtt_ms: float | None = None, rtt_ms_to: tuple[tuple[str, float], ...] = ()) -> Peer:
+        """The planning core's Peer; the measured figures are those for the model being planned."""
         return Peer(id=self.id, lat=self.lat, lon=self.lon, free_vram_gb=self.free_vram_gb,
                     carbon_g_per_kwh=self.carbon_g_per_kwh, carbon_source=self.carbon_source,
-                    gpu=self.gpu, tflops=self.tflops, power_w=self.power_w)
+                    gpu=self.gpu, tflops=self.tflops, power_w=self.power_w, rtt_ms=rtt_ms,
+                    ms_per_layer=ms_per_layer, head_ms=head_ms, rtt_ms_to=rtt_ms_to)
 
     def summary(self) -> dict[str, Any]:
         """The GUI's row: id, lat, lon, gpu, free_vram_gb, utilization, carbon_g_per_kwh, status."""
@@ -50,7 +57,7 @@ class PeerState:
                 "free_vram_gb": self.free_vram_gb, "total_vram_gb": self.total_vram_gb,
                 "utilization": self.utilization_pct, "power_w": self.power_w,
                 "carbon_g_per_kwh": self.carbon_g_per_kwh, "carbon_source": self.carbon_source.value,
-                "status": self.status}
+                "status": self.status, "emulated_wan": self.emulated_wan, "energy_method": self.energy_method}
 
 
 class Registry:
@@ -67,7 +74,8 @@ class Registry:
             gpu=msg["gpu"], total_vram_gb=msg["total_vram_gb"], free_vram_gb=msg["free_vram_gb"],
             utilization_pct=msg["utilization_pct"], power_w=msg["power_w"],
             carbon_g_per_kwh=carbon[0], carbon_source=carbon[1], tflops=msg["tflops"],
-            status=LIVE, last_beat_s=now_s)
+            status=LIVE, last_beat_s=now_s, address=msg.get("address"), emulated_wan=msg.get("emulated_wan", False),
+            wan_bandwidth_mbps=msg.get("wan_bandwidth_mbps"), energy_method=msg.get("energy_method"))
         self._peers[record.id] = record
         return record
 

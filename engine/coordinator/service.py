@@ -1,11 +1,13 @@
 """The coordinator: admits runners that know the join secret, watches their heartbeats, deploys plans
 and recovers when a runner dies. One asyncio loop owns all of its state.
 
-Routing: hidden states flow through the coordinator (a star): the ingress sends each step to stage
-1, takes its output to stage 2, and so on; the last stage answers with the greedy token. Every hop
-is one round trip coordinator <-> runner, which costs latency over a direct runner -> runner chain,
-but a lost runner is always noticed at one place and a request can be retried from its prompt
-without asking runners to find each other.
+Routing follows the plan's tour (engine.coordinator.tour): the ingress sends each step to stage 1
+with the addresses of the later stages; each runner sends its output straight to the next one, and
+the last stage sends the token back here. Per token the coordinator sends one frame and receives
+one; hidden states never pass through it. Each deploy message assigns a runner the only addresses it
+may send to (the later stages and this ingress). A lost runner is still noticed here (its
+connection, its beats, or the previous stage reporting it unreachable), and the request is retried
+from its prompt after a re-plan.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ from typing import Any
 from engine.carbon.resolver import CarbonResolver
 from engine.coordinator import registry as reg
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
-from engine.coordinator.links import PeerLink, PeerLost
+from engine.coordinator.links import FORWARD_TIMEOUT_S, PeerLink, PeerLost
+from engine.coordinator.measured import Measurements, ingress_key_of
 from engine.coordinator.messages import MAX_HEADER_BYTES, PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
 from engine.coordinator.registry import PeerState, Registry
+from engine.coordinator.tour import FrameCounts, StepTrace, TourSteps
 from engine.errors import InvalidInput
 from engine.plan import Plan
-from engine.planning.types import CarbonSource
+from engine.planning.types import CarbonSource, Ingress, Peer
 from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
 from engine.store.base import PeerRecord as StoredPeer
 from engine.transport.base import Channel, ConnectionClosed, Node
-from engine.transport.frames import FrameError, FrameLimits
+from engine.transport.frames import FrameError, FrameLimits, tensor_to_frame
+from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, WanEmulation
 
 log = logging.getLogger("prismn.coordinator")
 
@@ -63,10 +68,15 @@ class Coordinator:
         self._resolver = resolver or CarbonResolver()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        self.tours = TourSteps()
+        self.frames = FrameCounts()
+        self.measured = Measurements()
+        self.ingress_address = ""          # what runners name as reply_to: set once at start
 
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.ingress_address = self.node.address
         self._restore()
         self._tasks = [asyncio.create_task(self._accept_loop()), asyncio.create_task(self._monitor_loop())]
 
@@ -159,7 +169,7 @@ class Coordinator:
             await _quiet_close(old.channel)
         carbon = await asyncio.to_thread(self._resolver.resolve, msg["lat"], msg["lon"], msg["carbon_g_per_kwh"])
         record = self.registry.join(msg, carbon, asyncio.get_running_loop().time())
-        self.links[peer_id] = PeerLink(peer_id, channel)
+        self.links[peer_id] = PeerLink(peer_id, channel, self.frames)
         await channel.send({"type": "welcome", "peer_id": peer_id, "heartbeat_s": self.heartbeat_s})
         self._save_peer(record, msg)
         log.info("joined: %s at (%.2f, %.2f), %.2f GB free", peer_id, record.lat, record.lon, record.free_vram_gb)
@@ -193,13 +203,27 @@ class Coordinator:
     def _dispatch(self, peer_id: str, msg: dict[str, Any], payload: bytes) -> None:
         kind = msg["type"]
         dep = self.deployment
+        self.frames.count("received", msg)
+        if kind == "result":
+            self.tours.on_result(peer_id, msg, payload)
+            return
+        if kind == "error":
+            self._on_step_error(peer_id, msg)
+            return
+        if kind == "ping":
+            if "request_id" in msg:
+                asyncio.get_running_loop().create_task(_quiet_send(self.links[peer_id], {
+                    "type": "pong", "request_id": msg["request_id"]}))
+            return
+        if kind == "pong":
+            return
         if kind == "heartbeat":
             record = self.registry.beat(peer_id, msg, asyncio.get_running_loop().time())
             if record is not None:
                 self._save_peer(record, msg)
                 self._store("record_metrics", peer_id, time.time(), _metrics_of(msg))
                 self._publish()
-        elif kind in ("result", "failed"):
+        elif kind == "failed":
             self.links[peer_id].on_result(msg, payload)
         elif dep is None or msg["deployment_id"] != dep.id:
             return                          # progress of a deployment since replaced
@@ -208,7 +232,15 @@ class Coordinator:
             dep.set(peer_id, LOADING, msg["loaded_bytes"] / total if total else 0.0)
             self.registry.set_status(peer_id, reg.LOADING)
         elif kind == "ready":
+            stage = next(s for s in dep.plan.stages if s.peer_id == peer_id)
+            self.measured.record_stage(peer_id, dep.plan.model.name, stage.num_layers, stage.lm_head, msg)
             self._stage_status(dep, peer_id, READY)
+        elif kind == "measured_rtt":
+            order = [s.peer_id for s in dep.plan.stages]
+            if peer_id in order and order.index(peer_id) + 1 < len(order):
+                self.measured.record_rtt(peer_id, order[order.index(peer_id) + 1], msg["next_hop_rtt_ms"])
+            ingress = Ingress(dep.plan.ingress["lat"], dep.plan.ingress["lon"])
+            self.measured.record_rtt(peer_id, ingress_key_of(ingress), msg["ingress_rtt_ms"])
         elif kind == "load_failed":
             dep.errors[peer_id] = msg["error"]
             self._stage_status(dep, peer_id, FAILED)
@@ -236,6 +268,7 @@ class Coordinator:
             link.fail(reason)
             asyncio.get_running_loop().create_task(_quiet_close(link.channel))
         self._store("mark_peer", peer_id, PEER_DEAD)
+        self.tours.peer_lost(PeerLost(peer_id, reason, link))
         dep = self.deployment
         if dep is not None and dep.status.get(peer_id) not in (None, LOST):
             self._stage_status(dep, peer_id, LOST)
@@ -246,11 +279,17 @@ class Coordinator:
         dep = self.deployment
         if dep is None or peer_id not in dep.status:
             return
+        loop = asyncio.get_running_loop()
         if dep.holds(peer_id, loaded):
             self._stage_status(dep, peer_id, READY)
         elif dep.status[peer_id] in (PENDING, LOST, READY):
             self._stage_status(dep, peer_id, LOADING)
-            asyncio.get_running_loop().create_task(self._send_stage(dep, peer_id))
+            loop.create_task(self._send_stage(dep, peer_id))
+        # Its address (or this ingress's) may be new: every stage gets its routes again.
+        for other in dep.status:
+            if other in self.links:
+                loop.create_task(_quiet_send(self.links[other], {
+                    "type": "routes", "deployment_id": dep.id, **self._routes(dep, other)}))
 
     # ---- deployments ----------------------------------------------------------------------
 
@@ -284,7 +323,7 @@ class Coordinator:
             return
         self.registry.set_status(peer_id, reg.LOADING)
         try:
-            await link.send(dep.stage_message(peer_id))
+            await link.send({**dep.stage_message(peer_id), **self._routes(dep, peer_id)})
         except PeerLost as lost:
             self._peer_lost(peer_id, lost.reason)
 
@@ -293,6 +332,67 @@ class Coordinator:
         self._store("update_stage_status", dep.id, peer_id, status)
         if status == READY:
             self.registry.set_status(peer_id, reg.READY)
+
+    def _routes(self, dep: Deployment, peer_id: str) -> dict[str, Any]:
+        """The places `peer_id` may send to: the later stages of the tour, then this ingress."""
+        order = [s.peer_id for s in dep.plan.stages]
+        later = []
+        for other in order[order.index(peer_id) + 1:]:
+            record = self.registry.get(other)
+            if record is not None and record.address:
+                later.append({"address": record.address, "lat": record.lat, "lon": record.lon})
+        return {"routes": later, "reply_to": {"address": self.ingress_address, "lat": dep.plan.ingress["lat"],
+                                              "lon": dep.plan.ingress["lon"]}}
+
+    async def step(self, dep: Deployment, session_id: str, position: int, tensor: Any,
+                   sampling: dict[str, Any] | None = None) -> tuple[Any, StepTrace]:
+        """One step along the tour: in at stage 1, out of the last stage; (token tensor, trace)."""
+        peers = tuple(s.peer_id for s in dep.plan.stages)
+        first = self.link(peers[0])
+        route = []
+        for peer_id in peers[1:]:
+            self.link(peer_id)                                   # PeerLost when not connected
+            record = self.registry.get(peer_id)
+            if record is None or not record.address:
+                raise PeerLost(peer_id, "it reported no address other stages can reach")
+            route.append(record.address)
+        request_id, result = self.tours.open(peers)
+        try:
+            header, payload = tensor_to_frame("forward", tensor, request_id=request_id, session_id=session_id,
+                                              position=position, route=route, reply_to=self.ingress_address,
+                                              want="token", sampling=sampling)
+            await asyncio.sleep(self._ingress_delay_s(dep, peers[0], len(payload)))
+            await first.send(header, payload)
+            return await asyncio.wait_for(result, FORWARD_TIMEOUT_S)
+        except TimeoutError:
+            raise PeerLost(peers[0], f"no token back from the tour in {FORWARD_TIMEOUT_S:g} s", first) from None
+        finally:
+            self.tours.close(request_id)
+
+    def _ingress_delay_s(self, dep: Deployment, peer_id: str, num_bytes: int) -> float:
+        """The emulated WAN leg ingress -> stage 1, when that runner emulates one (runners delay the rest)."""
+        record = self.registry.get(peer_id)
+        if record is None or not record.emulated_wan:
+            return 0.0
+        wan = WanEmulation((dep.plan.ingress["lat"], dep.plan.ingress["lon"]),
+                           record.wan_bandwidth_mbps or DEFAULT_BANDWIDTH_MBPS)
+        return wan.delay_s((record.lat, record.lon), num_bytes + 256)
+
+    def _on_step_error(self, peer_id: str, msg: dict[str, Any]) -> None:
+        unreachable = msg.get("unreachable")
+        lost = None
+        if unreachable:
+            lost = next((p.id for p in self.registry.all() if p.address == unreachable), None)
+            if unreachable == self.ingress_address:
+                lost = peer_id                 # it cannot reach us: as good as lost
+        if "request_id" not in msg:
+            log.warning("%s reports: %s", peer_id, msg["reason"])
+            return
+        self.tours.on_error(peer_id, msg, lost, self.links.get(lost) if lost else None)
+
+    def peers_for(self, model: str | None = None, ingress: Ingress | None = None) -> list[Peer]:
+        """Live peers as the planner takes them, with what they measured for `model` and `ingress`."""
+        return self.measured.peers_for(self.registry.alive(), model, ingress)
 
     def live_peers(self) -> list[PeerState]:
         return self.registry.alive()
@@ -351,6 +451,13 @@ def _metrics_of(msg: dict[str, Any]) -> dict[str, Any]:
 
 def new_session_id() -> str:
     return uuid.uuid4().hex[:24]
+
+
+async def _quiet_send(link: PeerLink, header: dict[str, Any]) -> None:
+    try:
+        await link.send(header)
+    except PeerLost:
+        pass
 
 
 async def _ping(link: PeerLink) -> None:

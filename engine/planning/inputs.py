@@ -28,12 +28,14 @@ class PeerColumns:
     free_vram_gb: np.ndarray
     carbon_g_per_kwh: np.ndarray
     rtt_ms: np.ndarray            # NaN where not measured
+    ms_per_layer: np.ndarray      # measured decode ms per layer; NaN where not measured
     ingress_km: np.ndarray        # great-circle km to the ingress
     ingress_ms: np.ndarray        # one-way latency to the ingress (measured RTT/2 wins)
 
 
-_NUMERIC = ("lat", "lon", "free_vram_gb", "carbon_g_per_kwh", "rtt_ms", "tflops", "power_w")
-_OPTIONAL = {"rtt_ms", "tflops", "power_w"}
+_NUMERIC = ("lat", "lon", "free_vram_gb", "carbon_g_per_kwh", "rtt_ms", "tflops", "power_w",
+            "ms_per_layer", "head_ms")
+_OPTIONAL = {"rtt_ms", "tflops", "power_w", "ms_per_layer", "head_ms"}
 
 
 def _columns(peers: tuple[Peer, ...]) -> dict[str, np.ndarray]:
@@ -93,10 +95,27 @@ def peer_columns(peers: tuple[Peer, ...], ingress: Ingress) -> PeerColumns:
                "tflops", "expected a finite TFLOPS > 0 or None")
         _check(power, ~(np.isnan(power) | ((power > 0) & np.isfinite(power))), peers,
                "power_w", "expected a finite power > 0 W or None")
+        for name in ("ms_per_layer", "head_ms"):
+            _check(cols[name], ~(np.isnan(cols[name]) | ((cols[name] > 0) & np.isfinite(cols[name]))),
+                   peers, name, "expected a finite time > 0 ms or None")
+    for i, peer in enumerate(peers):
+        if peer.rtt_ms_to:
+            _check_rtts(peer.rtt_ms_to, f"peers[{i}].rtt_ms_to")
     check_ingress(ingress)
     ingress_km = distances_from_km(ingress.lat, ingress.lon, lat, lon)
-    return PeerColumns(lat, lon, free, carbon, rtt, ingress_km,
+    return PeerColumns(lat, lon, free, carbon, rtt, cols["ms_per_layer"], ingress_km,
                        ingress_one_way_ms(ingress_km, rtt))
+
+
+def _check_rtts(rtts: object, where: str) -> None:
+    if not isinstance(rtts, tuple):
+        raise InvalidInput(where, rtts, "expected a tuple of (peer id, ms) pairs")
+    for j, pair in enumerate(rtts):
+        ok = (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)
+              and not isinstance(pair[1], bool) and isinstance(pair[1], (int, float))
+              and math.isfinite(pair[1]) and pair[1] >= 0)
+        if not ok:
+            raise InvalidInput(f"{where}[{j}]", pair, "expected (peer id, finite ms >= 0)")
 
 
 def check_ingress(ingress: Ingress) -> None:

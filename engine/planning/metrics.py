@@ -5,7 +5,9 @@ Time per token (one decode step through the pipeline, batch 1):
                        + Σ stages max(flops / (tflops · COMPUTE_EFFICIENCY),
                                       bytes_read / (bandwidth · BANDWIDTH_EFFICIENCY))
   roofline model (Williams et al. 2009): a stage is bound by compute or by reading its weights
-  and its KV cache (taken at the full context: a worst case) once per token.
+  and its KV cache (taken at the full context: a worst case) once per token. A peer that timed
+  itself on the live swarm (`StageTiming`) uses its measured ms per layer (+ head) instead, and a
+  leg with a measured round trip uses RTT/2.
 Carbon per 1,000 tokens:
     g_co2_per_1k_tokens = 1000 · Σ stages power_w · stage_s / 3.6e6 [kWh] · carbon_g_per_kwh
   i.e. the GPU's board power while it computes its stage; idle time and the network are left out.
@@ -27,6 +29,14 @@ from engine.planning.latency import one_way_ms
 COMPUTE_EFFICIENCY = 0.5      # fraction of datasheet TFLOPS a decode step reaches
 BANDWIDTH_EFFICIENCY = 0.8    # fraction of datasheet memory bandwidth actually streamed
 JOULES_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """What a runner measured for the model planned: one decoder layer's decode step, and the head."""
+
+    ms_per_layer: float
+    head_ms: float | None = None      # None: scaled from ms_per_layer by the bytes the head reads
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,33 @@ def layer_joules(footprint: ModelFootprint, gpus: Sequence[GpuSpec]) -> np.ndarr
     return np.array([g.power_w * stage_seconds(footprint, one_layer, g) for g in gpus], dtype=np.float64)
 
 
-def leg_ms(leg_km: np.ndarray, first_rtt_ms: float, last_rtt_ms: float) -> np.ndarray:
-    """One-way latency of every tour leg; a peer's measured RTT/2 replaces the ingress legs."""
+def measured_seconds(footprint: ModelFootprint, load: StageLoad, timing: StageTiming) -> float:
+    """Per-token time of one stage from its runner's own measurement."""
+    ms = load.num_layers * timing.ms_per_layer
+    if load.last:
+        layer_read = footprint.layer_bytes + footprint.kv_bytes_per_layer
+        ms += timing.head_ms if timing.head_ms is not None else \
+            timing.ms_per_layer * footprint.lm_head_bytes / max(layer_read, 1)
+    return ms / 1000.0
+
+
+def stage_times_s(footprint: ModelFootprint, stages: Sequence[Stage], gpus: Sequence[GpuSpec],
+                  timings: Sequence[StageTiming | None] | None = None) -> list[float]:
+    """Each stage's per-token compute time: measured where its runner timed itself, else roofline."""
+    timings = timings or [None] * len(stages)
+    return [measured_seconds(footprint, StageLoad(s.num_layers, s.lm_head), t) if t is not None
+            else stage_seconds(footprint, StageLoad(s.num_layers, s.lm_head), g)
+            for s, g, t in zip(stages, gpus, timings, strict=True)]
+
+
+def leg_ms(leg_km: np.ndarray, first_rtt_ms: float, last_rtt_ms: float,
+           leg_rtt_ms: np.ndarray | None = None) -> np.ndarray:
+    """One-way latency of every tour leg: measured RTT/2 where known (`leg_rtt_ms`, NaN elsewhere;
+    the ingress legs also from `first_rtt_ms` / `last_rtt_ms`), else the distance model."""
     ms = one_way_ms(leg_km)
+    if leg_rtt_ms is not None:
+        rtt = np.asarray(leg_rtt_ms, dtype=np.float64)
+        ms = np.where(np.isnan(rtt), ms, rtt / 2.0)
     if not np.isnan(first_rtt_ms):
         ms[0] = first_rtt_ms / 2.0
     if not np.isnan(last_rtt_ms):
@@ -66,11 +100,12 @@ def leg_ms(leg_km: np.ndarray, first_rtt_ms: float, last_rtt_ms: float) -> np.nd
 
 
 def plan_metrics(footprint: ModelFootprint, stages: Sequence[Stage], gpus: Sequence[GpuSpec],
-                 leg_km: np.ndarray, rtt_ms: tuple[float, float]) -> PlanMetrics:
+                 leg_km: np.ndarray, rtt_ms: tuple[float, float],
+                 timings: Sequence[StageTiming | None] | None = None,
+                 leg_rtt_ms: np.ndarray | None = None) -> PlanMetrics:
     """Metrics of a plan whose stages (tour order) run on `gpus`; `leg_km` has k + 1 legs."""
-    seconds = [stage_seconds(footprint, StageLoad(s.num_layers, s.lm_head), g)
-               for s, g in zip(stages, gpus, strict=True)]
-    network_ms = float(leg_ms(np.asarray(leg_km, dtype=np.float64), *rtt_ms).sum())
+    seconds = stage_times_s(footprint, stages, gpus, timings)
+    network_ms = float(leg_ms(np.asarray(leg_km, dtype=np.float64), *rtt_ms, leg_rtt_ms).sum())
     grams = sum(g.power_w * sec / JOULES_PER_KWH * s.carbon_g_per_kwh
                 for s, g, sec in zip(stages, gpus, seconds, strict=True))
     layers = sum(s.num_layers for s in stages)

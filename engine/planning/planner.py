@@ -7,7 +7,7 @@ shortest closed tour ingress -> stages -> ingress (ordering) -> contiguous layer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from engine.planning.assignment import fits, layer_ranges
 from engine.planning.geo import pairwise_km, unit_vectors
 from engine.planning.gpus import GpuSpec, peer_gpu_spec
 from engine.planning.inputs import PeerColumns, check_footprint, check_weights, peer_columns
-from engine.planning.metrics import JOULES_PER_KWH, layer_joules, plan_metrics
+from engine.planning.metrics import JOULES_PER_KWH, StageTiming, layer_joules, plan_metrics, stage_times_s
 from engine.planning.ordering import best_cycle, cycle_with_fixed_ends
 from engine.planning.scoring import policy_order
 from engine.planning.selection import Capacities, Selection, layer_capacities, select_peers
@@ -47,11 +47,16 @@ def prepare(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress
     kind_of = np.fromiter((kinds.setdefault((p.gpu, p.tflops, p.power_w), len(kinds)) for p in peers),
                           dtype=np.int64, count=len(peers))
     kind_specs = [peer_gpu_spec(*key) for key in kinds]
-    joules = layer_joules(footprint, kind_specs)
+    joules = layer_joules(footprint, kind_specs)[kind_of]
+    if len(peers):
+        # a peer that timed itself: its measured layer time at its power
+        power_w = np.array([kind_specs[k].power_w for k in kind_of], dtype=np.float64)
+        measured = ~np.isnan(columns.ms_per_layer)
+        joules = np.where(measured, power_w * np.nan_to_num(columns.ms_per_layer) / 1000.0, joules)
     return PlanningInputs(footprint, tuple(peers), ingress, columns,
                           layer_capacities(footprint, columns.free_vram_gb),
                           tuple(kind_specs[k] for k in kind_of),
-                          joules[kind_of] / JOULES_PER_KWH * columns.carbon_g_per_kwh)
+                          joules / JOULES_PER_KWH * columns.carbon_g_per_kwh)
 
 
 def _policy(policy: Policy | str) -> Policy:
@@ -99,9 +104,28 @@ def plan_prepared(inputs: PlanningInputs, policy: Policy, weights: Weights) -> P
                    for i, (p, (start, end)) in enumerate(zip(stage_peers, ranges, strict=True)))
     gpus = [inputs.gpus[p] for p in stage_peers]
     rtt = inputs.columns.rtt_ms
+    timings = [_timing(inputs.peers[p]) for p in stage_peers]
+    leg_rtt = _leg_rtts(inputs, stage_peers)
     metrics = plan_metrics(fp, stages, gpus, leg_km,
-                           (float(rtt[stage_peers[0]]), float(rtt[stage_peers[-1]])))
+                           (float(rtt[stage_peers[0]]), float(rtt[stage_peers[-1]])), timings, leg_rtt)
+    stages = tuple(replace(s, est_compute_ms=1000.0 * sec, compute_source="gpu table" if t is None else "measured")
+                   for s, sec, t in zip(stages, stage_times_s(fp, stages, gpus, timings), timings, strict=True))
     return Plan(**base, feasible=True, stages=stages, metrics=metrics)
+
+
+def _timing(peer: Peer) -> StageTiming | None:
+    return StageTiming(peer.ms_per_layer, peer.head_ms) if peer.ms_per_layer is not None else None
+
+
+def _leg_rtts(inputs: PlanningInputs, stage_peers: list[int]) -> np.ndarray | None:
+    """Measured round trips of the legs between stages (NaN where unknown); None when none is."""
+    peers = [inputs.peers[p] for p in stage_peers]
+    if not any(p.rtt_ms_to for p in peers):
+        return None
+    legs = np.full(len(peers) + 1, np.nan)
+    for i, (a, b) in enumerate(zip(peers, peers[1:], strict=False), start=1):
+        legs[i] = dict(a.rtt_ms_to).get(b.id, np.nan)
+    return legs
 
 
 def _tour(inputs: PlanningInputs, chosen: Selection) -> tuple[list[int], np.ndarray]:

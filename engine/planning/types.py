@@ -31,6 +31,10 @@ class Peer:
     tflops: float | None = None      # dense fp16/bf16 TFLOPS; None -> GPU table / default
     power_w: float | None = None     # board power under load; None -> GPU table / default
     rtt_ms: float | None = None      # measured round trip to the ingress, overrides distance
+    # Measured on the live swarm for the model being planned (engine.runner.calibrate); None -> GPU table
+    ms_per_layer: float | None = None    # one decoder layer's decode step
+    head_ms: float | None = None         # final norm + lm_head, when measured on a last stage
+    rtt_ms_to: tuple[tuple[str, float], ...] = ()   # measured round trips to other peers, by id
 
 
 @dataclass(frozen=True)
