@@ -137,6 +137,13 @@ class EmbeddedCoordinator:
         peers = self._call(_live_peer_values, self._require(), model, ingress).result(STOP_TIMEOUT_S)
         return Swarm(ingress=ingress, peers=peers)
 
+    def frame_counts(self) -> dict[str, Any]:
+        """Frames the coordinator sent / received by type, and how many carried hidden states."""
+        async def snapshot(running: server.Running) -> dict[str, Any]:
+            return running.coordinator.frames.snapshot()
+
+        return self._call(snapshot, self._require()).result(STOP_TIMEOUT_S)
+
     def deployment_status(self) -> dict[str, Any] | None:
         """The current deployment: id, plan, per-stage status and load fraction; None when none."""
         dep = self._require().coordinator.deployment
