@@ -59,6 +59,7 @@ WELCOME_TIMEOUT_S = 10.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
 PROGRESS_EVERY_S = 0.2
+RTT_PINGS = 5
 CONNECT_TIMEOUT_S = 5.0          # a coordinator that is down: try again soon rather than wait long
 
 
@@ -93,7 +94,6 @@ class Agent:
         self.channel: Channel | None = None
         self.server: RunnerServer | None = None       # serves the stage to the previous hop
         self._ingress: str | None = None              # the address the coordinator named as reply_to
-        self._timing: dict[str, Any] = {}             # the loaded stage's own step times
         self._load_generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wan = WanEmulation((config.lat, config.lon), config.wan_bandwidth_mbps) if config.emulate_wan else None
@@ -212,7 +212,9 @@ class Agent:
         power_w = metrics.power_w
         if metrics.gpu is None and power_w is None:
             # the CPU stage's power by the same per-core model its energy is measured with
-            power_w = len(os.sched_getaffinity(0)) * CPU_WATTS_PER_CORE
+            import torch
+
+            power_w = torch.get_num_threads() * CPU_WATTS_PER_CORE
         if self.config.vram_gb is None:
             # The stage held now is given back before the next one loads: it counts as free.
             free_vram_gb += self.loaded_bytes / GB
@@ -258,7 +260,8 @@ class Agent:
         deployment_id = msg["deployment_id"]
         if self.loaded is not None and {**self.loaded, "deployment_id": deployment_id} == stage:
             self.loaded = stage                       # same weights, new deployment: nothing to load
-            await self._send({"type": "ready", "deployment_id": deployment_id, **self._timing})
+            # no timing: the coordinator's figure for this stage (refined by generations) stands
+            await self._send({"type": "ready", "deployment_id": deployment_id})
             self._spawn(self._measure_rtt(deployment_id, msg))
             return
         self.executor, self.loaded, self.loaded_bytes = None, None, 0     # give the memory back first
@@ -290,7 +293,6 @@ class Agent:
         self.executor = executor
         self.server.set_executor(executor)
         self.loaded = stage
-        self._timing = timing
         self.loaded_bytes = sum(p.numel() * p.element_size() for p in executor.stage.parameters())
         log.info("stage ready: layers %s:%s of %s (%.2f ms per decode step)", msg["layer_start"],
                  msg["layer_end"], msg["model"], timing["decode_ms"])
@@ -303,10 +305,15 @@ class Agent:
         if reply_to is None:
             return
         next_hop = routes[0]["address"] if routes else None
-        next_ms = await self.server.measure_rtt_ms(next_hop) if next_hop else None
-        ingress_ms = await self.server.measure_rtt_ms(reply_to["address"])
+        next_ms = await self._min_rtt_ms(next_hop) if next_hop else None
+        ingress_ms = await self._min_rtt_ms(reply_to["address"])
         await self._send({"type": "measured_rtt", "deployment_id": deployment_id, "next_hop_rtt_ms": next_ms,
                           "ingress_rtt_ms": ingress_ms})
+
+    async def _min_rtt_ms(self, address: str) -> float | None:
+        """The least of RTT_PINGS round trips: the path's own latency, without a busy moment's queueing."""
+        times = [ms for ms in [await self.server.measure_rtt_ms(address) for _ in range(RTT_PINGS)] if ms is not None]
+        return min(times) if times else None
 
     async def _forward(self, channel: Channel, msg: dict[str, Any], payload: bytes) -> None:
         """Stage 1 of the tour: the step came from the ingress; the server sends it on (or answers)."""

@@ -197,6 +197,10 @@ class Ingress:
         stream.update(token_ids, final=True)
         decode_s = max(time.monotonic() - attempt_s, 1e-9)
         metrics = dep.plan.metrics
+        measured = self._measured(dep, steps)
+        for stage, compute_ms in zip(dep.plan.stages, measured["stage_compute_ms"], strict=True):
+            self.coordinator.measured.record_live(stage.peer_id, dep.plan.model.name, stage.num_layers,
+                                                  stage.lm_head, compute_ms)
         return {
             "text": tokenizer.decode(token_ids, skip_special_tokens=True) if tokenizer is not None else "",
             "token_ids": token_ids,
@@ -207,7 +211,7 @@ class Ingress:
             "recoveries": recoveries,
             "deployment_id": dep.id,
             "plan": dep.plan,
-            "measured": self._measured(dep, steps),
+            "measured": measured,
         }
 
     def _measured(self, dep: Deployment, steps: list[tuple[float, StepTrace]]) -> dict[str, Any]:

@@ -63,8 +63,8 @@ def runner_vram_gb(model: str) -> float:
 
 
 def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
-          log_dir: Path | None = None, emulate_wan: bool = True,
-          wan_bandwidth_mbps: float | None = None) -> list[subprocess.Popen[bytes]]:
+          log_dir: Path | None = None, emulate_wan: bool = True, wan_bandwidth_mbps: float | None = None,
+          vram_gb: list[float] | None = None) -> list[subprocess.Popen[bytes]]:
     """Start `n` runner processes joining with `ticket`; their output goes to log files.
 
     `emulate_wan` (on by default: they sit at cities but on one machine): each delays its frames
@@ -74,15 +74,17 @@ def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
     chosen = demo_cities(cities)
     if len(chosen) < n:
         raise InvalidInput("cities", cities, f"only {len(chosen)} cities for {n} runners")
-    vram_gb = runner_vram_gb(model)
+    if vram_gb is not None and len(vram_gb) < n:
+        raise InvalidInput("vram_gb", vram_gb, f"expected one figure per runner ({n})")
+    vram_each = list(vram_gb) if vram_gb is not None else [runner_vram_gb(model)] * n
     log_dir = log_dir or user_data_dir() / "runner-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     processes = []
-    for city in chosen[:n]:
+    for city, vram_gb_here in zip(chosen[:n], vram_each, strict=False):
         log_file: IO[bytes] = open(log_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', city.peer_id)}.log", "ab")
         command = [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket,
-                   "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb:.6f}",
+                   "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb_here:.6f}",
                    "--name", city.name, "--id", city.peer_id, "--exit-with-pid", str(os.getpid())]
         if emulate_wan:
             command.append("--emulate-wan")

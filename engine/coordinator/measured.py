@@ -1,7 +1,9 @@
 """What live runners measured about themselves: stage step times per model, and round trips.
 
-Kept per peer and model (a runner times the stage it loaded); the planner gets them as fields of its
-Peer values (`peers_for`), so plans over live peers use measurements instead of the GPU table.
+Kept per peer and model: a runner times the stage it loaded (`record_stage`, right after loading),
+and every generation's step traces refine it with the decode compute each stage really took
+(`record_live`). The planner gets them as fields of its Peer values (`peers_for`), so plans over
+live peers use measurements instead of the GPU table.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ class Measurements:
         layers_ms = max(decode_ms - (head_ms or 0.0), 1e-3)
         self.stages[(peer_id, model)] = StageMeasurement(layers_ms / num_layers, head_ms, msg.get("prefill_ms"),
                                                          msg.get("prefill_tokens"))
+
+    def record_live(self, peer_id: str, model: str, num_layers: int, last: bool, decode_ms: float | None) -> None:
+        """A generation's mean decode compute on this stage; the head keeps the share it had when the
+        runner timed itself (the trace reports the stage as a whole)."""
+        if decode_ms is None or decode_ms <= 0 or num_layers < 1:
+            return
+        old = self.stages.get((peer_id, model))
+        head_layers = old.head_ms / old.ms_per_layer if old is not None and old.head_ms and last else 0.0
+        ms_per_layer = decode_ms / (num_layers + head_layers)
+        self.stages[(peer_id, model)] = StageMeasurement(
+            ms_per_layer, head_layers * ms_per_layer if head_layers else (old.head_ms if old else None),
+            old.prefill_ms if old else None, old.prefill_tokens if old else None)
 
     def record_rtt(self, peer_id: str, other: str, rtt_ms: float | None) -> None:
         if rtt_ms is not None:
