@@ -29,15 +29,17 @@ from prismn_gui import export  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
+from prismn_gui.map_hover import MapHover, add_navigation  # noqa: E402
 from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, region_around  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
 from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
+from prismn_gui.window_size import initial_size, minimum_size  # noqa: E402
 from prismn_gui.worker import PlanWorker  # noqa: E402
 
 TITLE = "Prismn"
 POLL_MS = 15
 LIVE_POLL_MS = 300       # how often the live peer set and statuses are read from the coordinator
-DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_MODEL = "llama-3.1-70b"     # needs several peers of the demo swarm: the first screen shows a tour
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,8 +64,9 @@ class PrismnApp:
 
         self.root = ctk.CTk()
         self.root.title(TITLE)
-        self.root.geometry("1280x800")
-        self.root.minsize(1100, 700)
+        width, height = initial_size(self.root.winfo_screenwidth(), self.root.winfo_screenheight())
+        self.root.geometry(f"{width}x{height}")
+        self.root.minsize(*minimum_size(self.root.winfo_screenwidth(), self.root.winfo_screenheight()))
         self.root.grid_columnconfigure(1, weight=1)
         self.root.grid_rowconfigure(0, weight=1)
 
@@ -87,7 +90,9 @@ class PrismnApp:
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
         self.map = MapFigure(self.map_figure, projection=args.projection, theme=theme)
+        self.map_toolbar = add_navigation(self.map_canvas, map_tab)          # zoom / pan
         self.map_canvas.get_tk_widget().pack(fill="both", expand=True)
+        self.map_hover = MapHover(self.map_canvas, self.map, lambda: self.outcome.peers if self.outcome else ())
         self.map_draws = 0
         self.map_blit = BlitManager(self.map_canvas, self.map, on_drawn=self._map_drawn)
 
@@ -119,6 +124,7 @@ class PrismnApp:
         self.comparison = ComparisonPanel(self.root, on_export_plan=self.export_plan,
                                           on_export_map=self.export_map)
         self.comparison.grid(row=0, column=2, sticky="nse", padx=(3, 6), pady=6)
+        self.context.on_panel("generated", self.comparison.show_measured)
 
         self.status = ctk.CTkLabel(self.root, text="", anchor="w", font=ctk.CTkFont(size=11))
         self.status.grid(row=1, column=0, columnspan=3, sticky="ew", padx=10)
@@ -368,6 +374,8 @@ class PrismnApp:
             "pid": os.getpid(),
             "deploy": self._deploy_state(),
             "live_available": self.controls.live_radio.cget("state") == "normal",
+            "measured": dict(self.comparison.measured.shown),
+            "window": [self.root.winfo_width(), self.root.winfo_height()],
         })
         export.write_state_json(state, self.state_file)
 

@@ -7,11 +7,12 @@ from tkinter import ttk
 
 import customtkinter as ctk
 
+from prismn_gui.measured_view import MeasuredTable
 from prismn_gui.viewmodel import PlanOutcome
 
 PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
-STAGE_COLUMNS = (("#", 20), ("Peer", 104), ("GPU", 68), ("Layers", 78), ("VRAM GB used/free", 76),
-                 ("g/kWh", 42), ("Source", 56))
+STAGE_COLUMNS = (("#", 20), ("Peer", 104), ("GPU", 60), ("Layers", 70), ("VRAM GB used/free", 64),
+                 ("g/kWh", 40), ("Source", 50), ("Compute ms est/meas", 76))
 ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
         "VRAM utilisation")
 
@@ -45,24 +46,27 @@ class ComparisonPanel(ctk.CTkFrame):
                 cell.grid(row=r, column=col, sticky="ew", padx=2)
             self._cells[label] = cells  # type: ignore[assignment]
 
+        self.measured = MeasuredTable(self)
+        self.measured.grid(row=3, column=0, sticky="ew", padx=10, pady=(0, 4))
+        self._measured_runs: dict[str, tuple] = {}        # policy -> (plan, result) of the last generation
         ctk.CTkLabel(self, text="Stages", font=ctk.CTkFont(size=14, weight="bold"), anchor="w").grid(
-            row=3, column=0, sticky="ew", padx=10, pady=(8, 0))
+            row=4, column=0, sticky="ew", padx=10, pady=(8, 0))
         self.plan_choice = ctk.CTkSegmentedButton(self, values=list(PLAN_TABS), command=lambda _v: self._fill_stages(),
                                                   font=small)
         self.plan_choice.set("Carbon + distance")
-        self.plan_choice.grid(row=4, column=0, sticky="ew", padx=10, pady=(2, 4))
+        self.plan_choice.grid(row=5, column=0, sticky="ew", padx=10, pady=(2, 4))
 
         _style_treeview()
         self.tree = ttk.Treeview(self, columns=[c for c, _ in STAGE_COLUMNS], show="headings", height=9,
                                  style="Prismn.Treeview")
         for name, width in STAGE_COLUMNS:
-            self.tree.heading(name, text=name.replace(" used/free", ""))
+            self.tree.heading(name, text=name.replace(" used/free", "").replace("Compute ms est/meas", "ms e/m"))
             self.tree.column(name, width=width, minwidth=20, stretch=name == "Peer", anchor="w")
-        self.tree.grid(row=5, column=0, sticky="nsew", padx=10)
-        self.grid_rowconfigure(5, weight=1)
+        self.tree.grid(row=6, column=0, sticky="nsew", padx=10)
+        self.grid_rowconfigure(6, weight=1)
 
         buttons = ctk.CTkFrame(self, fg_color="transparent")
-        buttons.grid(row=6, column=0, sticky="ew", padx=10, pady=8)
+        buttons.grid(row=7, column=0, sticky="ew", padx=10, pady=8)
         self.export_plan_button = ctk.CTkButton(buttons, text="Export plan JSON…", command=on_export_plan,
                                                 font=small, width=140)
         self.export_plan_button.pack(side="left", padx=(0, 6))
@@ -93,6 +97,12 @@ class ComparisonPanel(ctk.CTkFrame):
                 diff_cell.configure(text=row.diff)
         self._fill_stages()
 
+    def show_measured(self, policy: str, plan, result: dict) -> None:
+        """A generation on the live swarm ended: its row in the measured table, its stages' times."""
+        self.measured.show(policy, plan, result)
+        self._measured_runs["vram" if policy == "vram" else "carbon"] = (plan, result)
+        self._fill_stages()
+
     def selected_plan_key(self) -> str:
         return PLAN_TABS[self.plan_choice.get()]
 
@@ -100,8 +110,17 @@ class ComparisonPanel(ctk.CTkFrame):
         self.tree.delete(*self.tree.get_children())
         if self._outcome is None or self._outcome.error:
             return
+        run = self._measured_runs.get(self.selected_plan_key())
+        measured_ms: dict[str, float] = {}
+        if run is not None:
+            plan, result = run
+            times = (result.get("measured") or {}).get("stage_compute_ms") or []
+            measured_ms = {s.peer_id: ms for s, ms in zip(plan.stages, times, strict=False) if ms is not None}
         for row in self._outcome.stage_rows.get(self.selected_plan_key(), ()):
-            self.tree.insert("", "end", values=row.values())
+            values = list(row.values())
+            if row.peer_id in measured_ms:
+                values[-1] = f"{values[-1]} / {measured_ms[row.peer_id]:.3g}"
+            self.tree.insert("", "end", values=values)
 
 
 def _style_treeview() -> None:

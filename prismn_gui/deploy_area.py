@@ -51,8 +51,9 @@ class AppContext:
 
 
 # coordinator(EmbeddedCoordinator | None): started or stopped; local_runners(model): runners of
-# `model` were spawned; deploy_started(plan); stage(peer_id, fraction, status): a stage's progress.
-PANEL_EVENTS = ("coordinator", "local_runners", "deploy_started", "stage")
+# `model` were spawned; deploy_started(plan); stage(peer_id, fraction, status): a stage's progress;
+# generated(policy, plan, result): a generation on the live swarm ended, with its measurements.
+PANEL_EVENTS = ("coordinator", "local_runners", "deploy_started", "stage", "generated")
 
 
 class DeployPlaceholder(ctk.CTkFrame):

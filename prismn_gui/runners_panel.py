@@ -21,6 +21,7 @@ import customtkinter as ctk
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.plan import Plan
 from engine.runner.model_source import SMOLLM2_NAMES
+from prismn_gui.live_chart import LiveChart
 from prismn_gui.status_colours import STATUS_COLOURS, status_colour
 
 __all__ = ["STATUS_COLOURS", "RunnersPanel"]
@@ -55,6 +56,7 @@ class RunnersPanel(ctk.CTkFrame):
         self._stage_status: dict[str, str] = {}
         self._peer_rows_shown: list[tuple] = []
         self.last_result: dict[str, Any] | None = None
+        self._both: list[str] = []            # what "Deploy both" still has to do
         self._build()
         self._sync_buttons()
         self.after(POLL_MS, self._drain)
@@ -89,6 +91,8 @@ class RunnersPanel(ctk.CTkFrame):
         self.local_button.pack(side="left")
         self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
         self.deploy_button.pack(side="right")
+        self.both_button = ctk.CTkButton(row, text="Deploy both & measure", width=150, command=self._deploy_both)
+        self.both_button.pack(side="right", padx=(0, 6))
 
         self.hint = ctk.CTkLabel(self, text=HINT_IDLE, anchor="w", text_color="gray55", font=small,
                                  wraplength=560, justify="left")
@@ -118,12 +122,15 @@ class RunnersPanel(ctk.CTkFrame):
         self.output = ctk.CTkTextbox(self, height=48, font=small, wrap="word")
         self.output.pack(fill="x", padx=10, pady=2)
         self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
-        self.stats.pack(fill="x", padx=10, pady=(0, 6))
+        self.stats.pack(fill="x", padx=10, pady=(0, 2))
+        self.chart = LiveChart(self, dark=ctk.get_appearance_mode() == "Dark")
+        self.chart.pack(fill="x", padx=10, pady=(0, 6))
 
     def _sync_buttons(self) -> None:
         running = self.coordinator is not None
         self.start_button.configure(state="disabled" if running or not self._owns_coordinator else "normal")
-        for button in (self.local_button, self.deploy_button, self.generate_button, self.copy_button):
+        for button in (self.local_button, self.deploy_button, self.generate_button, self.copy_button,
+                       self.both_button):
             button.configure(state="normal" if running else "disabled")
         if running:
             self.ticket_entry.configure(state="normal")
@@ -166,15 +173,36 @@ class RunnersPanel(ctk.CTkFrame):
         except Exception as exc:
             self.hint.configure(text=f"local runners: {exc}")
             return
-        self.hint.configure(text=f"Started {len(ids)} local runner(s) for {model}; they join in a few seconds.")
+        self.hint.configure(text=f"Started {len(ids)} local runner(s) for {model} with emulated WAN (frames "
+                                 "delayed by the latency model between their cities); they join in a few seconds.")
         self._emit("local_runners", model)
 
     def _emit(self, event: str, *args: Any) -> None:
         if self._context is not None:
             self._context.panel_event(event, *args)
 
-    def _deploy(self) -> None:
-        plan = self._get_plan()
+    def _deploy_both(self) -> None:
+        """The VRAM baseline, then the carbon+distance plan, each measured on the same prompt."""
+        if not self.prompt_entry.get().strip():
+            self.hint.configure(text="Type a prompt first: both plans are measured on it.")
+            return
+        self._both = ["generate", "deploy-carbon", "generate"]
+        self._deploy(self._baseline_plan())
+
+    def _baseline_plan(self) -> Plan | None:
+        return self._context.baseline_plan() if self._context is not None else None
+
+    def _continue_both(self) -> None:
+        if not self._both:
+            return
+        step = self._both.pop(0)
+        if step == "generate":
+            self._generate()
+        else:
+            self._deploy(self._get_plan())
+
+    def _deploy(self, plan: Plan | None = None) -> None:
+        plan = plan or self._get_plan()
         if self.coordinator is None or plan is None:
             self.hint.configure(text="No plan to deploy yet." if self.coordinator else HINT_IDLE)
             return
@@ -199,6 +227,8 @@ class RunnersPanel(ctk.CTkFrame):
         self.output.delete("1.0", "end")
         self.stats.configure(text="generating…")
         self.generate_button.configure(state="disabled")
+        status = self.coordinator.deployment_status()
+        self.chart.begin(status["plan"] if status else None)
         try:        # the ingress applies the chat template of instruct models itself
             future = self.coordinator.generate(prompt, DEFAULT_MAX_NEW_TOKENS,
                                                lambda text: self._events.put(("token", text)))
@@ -233,19 +263,32 @@ class RunnersPanel(ctk.CTkFrame):
         elif kind == "deployed":
             self.deploy_button.configure(state="normal")
             self.hint.configure(text=_outcome_text(args[0], lambda dep_id: f"Deployed ({dep_id[:8]}): ready."))
+            if args[0].exception() is None:
+                self._continue_both()
+            else:
+                self._both.clear()
         elif kind == "token":
             self.output.insert("end", args[0])
             self.output.see("end")
+            self.chart.token()
         elif kind == "generated":
             self.generate_button.configure(state="normal")
             future: Future = args[0]
             if future.exception() is not None:
                 self.stats.configure(text=f"failed: {future.exception()}")
+                self._both.clear()
                 return
             result = self.last_result = future.result()
             recovered = f" · recovered from {result['recoveries']} lost runner(s)" if result["recoveries"] else ""
-            self.stats.configure(text=f"{len(result['token_ids'])} tokens · {result['tokens_per_s']:.1f} tokens/s · "
-                                      f"{result['g_co2']:.3g} gCO2{recovered}")
+            measured = result.get("measured") or {}
+            ttft = f"TTFT {measured['ttft_s']:.2f} s · " if measured.get("ttft_s") is not None else ""
+            grams = measured.get("g_co2", result["g_co2"])
+            how = " (estimated: CPU time × power model)" if measured.get("estimated") else ""
+            self.stats.configure(text=f"{len(result['token_ids'])} tokens · {ttft}{result['tokens_per_s']:.1f} "
+                                      f"tokens/s · {grams:.3g} gCO2 measured{how}{recovered}")
+            self.chart.finish(result)
+            self._emit("generated", result["plan"].policy, result["plan"], result)
+            self._continue_both()
 
     def _show_progress(self, peer_id: str, fraction: float, status: str) -> None:
         if peer_id not in self._stage_rows:
@@ -267,8 +310,8 @@ class RunnersPanel(ctk.CTkFrame):
         if not self.winfo_exists():
             return
         if self.coordinator is not None:
-            rows = [(p["id"], p["gpu"], p["free_vram_gb"], p["utilization"], p["carbon_g_per_kwh"], p["status"])
-                    for p in self.coordinator.live_peers()]
+            rows = [(p["id"], p["gpu"], p["free_vram_gb"], p["utilization"], p["carbon_g_per_kwh"], p["status"],
+                     p.get("emulated_wan", False)) for p in self.coordinator.live_peers()]
             if rows != self._peer_rows_shown:
                 self._show_peers(rows)
         self.after(REFRESH_MS, self._refresh)
@@ -277,11 +320,12 @@ class RunnersPanel(ctk.CTkFrame):
         self._peer_rows_shown = rows
         self.peer_list.configure(state="normal")
         self.peer_list.delete("1.0", "end")
-        for peer_id, gpu, free_gb, utilization, carbon, status in rows:
+        for peer_id, gpu, free_gb, utilization, carbon, status, emulated in rows:
             busy = f"{utilization:.0f}%" if utilization is not None else "–"
             self.peer_list.insert("end", "● ", status)
+            wan = " · emulated WAN" if emulated else ""
             self.peer_list.insert("end", f"{peer_id} · {gpu or '?'} · {free_gb:.2f} GB free · {busy} · "
-                                         f"{carbon:.0f} g/kWh · {status}\n")
+                                         f"{carbon:.0f} g/kWh · {status}{wan}\n")
         if not rows:
             self.peer_list.insert("end", "No runners yet.")
         self.peer_list.configure(state="disabled")
@@ -291,7 +335,7 @@ class RunnersPanel(ctk.CTkFrame):
     def widgets(self) -> dict[str, Any]:
         return {"start_coordinator": self.start_button, "runner_count": self.runner_count,
                 "start_local_runners": self.local_button, "deploy": self.deploy_button,
-                "prompt": self.prompt_entry, "generate": self.generate_button}
+                "prompt": self.prompt_entry, "generate": self.generate_button, "deploy_both": self.both_button}
 
     def snapshot(self) -> dict[str, Any]:
         result = self.last_result
@@ -303,6 +347,7 @@ class RunnersPanel(ctk.CTkFrame):
             "deploy_enabled": self.deploy_button.cget("state") == "normal",
             "output": self.output.get("1.0", "end-1c"),
             "stats": self.stats.cget("text"),
+            "chart_points": self.chart.points,
             "generation": None if result is None else {
                 "text": result["text"], "tokens": len(result["token_ids"]),
                 "tokens_per_s": result["tokens_per_s"], "g_co2": result["g_co2"]},

@@ -69,9 +69,11 @@ class StageRow:
     vram: str
     carbon: str
     source: str
+    compute: str = "—"          # estimated compute ms per token, "m" measured by the runner / "t" GPU table
 
     def values(self) -> tuple[str, ...]:
-        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon, self.source)
+        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon, self.source,
+                self.compute)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,8 @@ def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
             vram=f"{s.vram_required_gb:.1f}/{s.vram_free_gb:.1f}",
             carbon=f"{s.carbon_g_per_kwh:.0f}",
             source=s.carbon_source,
+            compute="—" if s.est_compute_ms is None else
+            f"{s.est_compute_ms:.3g} {'m' if s.compute_source == 'measured' else 't'}",
         )
         for i, s in enumerate(plan.stages)
     )

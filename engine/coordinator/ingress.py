@@ -227,7 +227,13 @@ class Ingress:
         methods = sorted({(self.coordinator.registry.get(s.peer_id) or _NoPeer).energy_method or "unknown"
                           for s in stages})
         mean_decode_ms = _mean(decode_ms)
+        cumulative, total = [], 0.0
+        for _, trace in steps:
+            total += sum(j / JOULES_PER_KWH * s.carbon_g_per_kwh for (_, j), s in zip(trace, stages, strict=False))
+            cumulative.append(total)
         return {
+            "step_ms": [ms for ms, _ in steps],           # the first is the prefill
+            "cumulative_g_co2": cumulative,
             "ttft_s": steps[0][0] / 1000.0 if steps else None,
             "decode_ms_per_token": mean_decode_ms,
             "tokens_per_s": 1000.0 / mean_decode_ms if mean_decode_ms else None,

@@ -190,7 +190,8 @@ class RunnerServer:
     # ---- handlers -------------------------------------------------------------------------
 
     async def _on_ping(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
-        await channel.send({"type": "pong", "info": self.info, "sessions": len(self.executor.sessions()),
+        sessions = len(self.executor.sessions()) if self.executor is not None else 0
+        await channel.send({"type": "pong", "info": self.info, "sessions": sessions,
                             "frames_refused": self.frames_refused, "request_id": header.get("request_id")})
 
     async def _on_end_session(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
@@ -337,8 +338,10 @@ class RunnerServer:
 
     async def _expire_loop(self) -> None:
         while True:
-            await asyncio.sleep(min(EXPIRE_EVERY_S, max(0.05, self.executor.idle_timeout_s / 2)))
-            expired = self.executor.expire_idle()
+            executor = self.executor
+            await asyncio.sleep(min(EXPIRE_EVERY_S, max(0.05, executor.idle_timeout_s / 2))
+                                if executor is not None else EXPIRE_EVERY_S)
+            expired = self.executor.expire_idle() if self.executor is not None else []
             if expired:
                 log.info("freed %d idle session(s)", len(expired))
 

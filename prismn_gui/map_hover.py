@@ -1,0 +1,76 @@
+"""Map navigation (matplotlib's zoom / pan toolbar) and a tooltip for the peer under the mouse.
+
+The tooltip is a Tk label placed over the canvas, not a matplotlib artist: showing it never redraws
+the map. It names the peer's id, GPU, free VRAM, grid carbon intensity and where that figure comes from.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_tkagg import NavigationToolbar2Tk
+
+HOVER_PX = 9.0
+
+
+def add_navigation(canvas: Any, parent: Any) -> NavigationToolbar2Tk:
+    """Zoom and pan for the map; the canvas must be packed after this so the bar keeps its row."""
+    toolbar = NavigationToolbar2Tk(canvas, parent, pack_toolbar=False)
+    toolbar.update()
+    toolbar.pack(side="bottom", fill="x")
+    return toolbar
+
+
+def peer_tooltip(peer: Any) -> str:
+    source = getattr(peer.carbon_source, "value", peer.carbon_source)
+    return (f"{peer.id}\nGPU: {peer.gpu or 'unknown'}\nfree VRAM: {peer.free_vram_gb:.1f} GB\n"
+            f"carbon: {peer.carbon_g_per_kwh:.0f} gCO2/kWh ({source})")
+
+
+def nearest(points_px: np.ndarray, x: float, y: float, radius_px: float = HOVER_PX) -> int | None:
+    """Index of the point closest to (x, y) within `radius_px` display pixels, else None."""
+    if len(points_px) == 0:
+        return None
+    distances = np.hypot(points_px[:, 0] - x, points_px[:, 1] - y)
+    index = int(np.argmin(distances))
+    return index if distances[index] <= radius_px else None
+
+
+class MapHover:
+    def __init__(self, canvas: Any, map_figure: Any, peers: Callable[[], Sequence[Any]]) -> None:
+        self.canvas = canvas
+        self.map = map_figure
+        self.peers = peers
+        widget = canvas.get_tk_widget()
+        self.label = tk.Label(widget, justify="left", bg="#fffbe6", fg="#1a1a1a", relief="solid", borderwidth=1,
+                              font=("TkDefaultFont", 9))
+        self.shown: str | None = None
+        canvas.mpl_connect("motion_notify_event", self._moved)
+
+    def _moved(self, event: Any) -> None:
+        peers = list(self.peers())
+        if event.inaxes is not self.map.ax or not peers:
+            self._hide()
+            return
+        lons = np.array([p.lon for p in peers], dtype=float)
+        lats = np.array([p.lat for p in peers], dtype=float)
+        projected = self.map.ax.projection.transform_points(self.map.ccrs.PlateCarree(), lons, lats)[:, :2]
+        index = nearest(self.map.ax.transData.transform(projected), event.x, event.y)
+        if index is None:
+            self._hide()
+            return
+        text = peer_tooltip(peers[index])
+        gui = event.guiEvent
+        x, y = (gui.x, gui.y) if gui is not None and hasattr(gui, "x") else (event.x, event.y)
+        self.label.configure(text=text)
+        self.label.place(x=x + 14, y=max(0, y - 10))
+        self.label.lift()
+        self.shown = text
+
+    def _hide(self) -> None:
+        if self.shown is not None:
+            self.label.place_forget()
+            self.shown = None
