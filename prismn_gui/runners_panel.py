@@ -57,6 +57,7 @@ class RunnersPanel(ctk.CTkFrame):
         self._peer_rows_shown: list[tuple] = []
         self.last_result: dict[str, Any] | None = None
         self._both: list[str] = []            # what "Deploy both" still has to do
+        self.generations = 0
         self._build()
         self._sync_buttons()
         self.after(POLL_MS, self._drain)
@@ -287,6 +288,7 @@ class RunnersPanel(ctk.CTkFrame):
             self.stats.configure(text=f"{len(result['token_ids'])} tokens · {ttft}{result['tokens_per_s']:.1f} "
                                       f"tokens/s · {grams:.3g} gCO2 measured{how}{recovered}")
             self.chart.finish(result)
+            self.generations += 1
             self._emit("generated", result["plan"].policy, result["plan"], result)
             self._continue_both()
 
@@ -348,6 +350,7 @@ class RunnersPanel(ctk.CTkFrame):
             "output": self.output.get("1.0", "end-1c"),
             "stats": self.stats.cget("text"),
             "chart_points": self.chart.points,
+            "generations": self.generations,
             "generation": None if result is None else {
                 "text": result["text"], "tokens": len(result["token_ids"]),
                 "tokens_per_s": result["tokens_per_s"], "g_co2": result["g_co2"]},

@@ -110,6 +110,8 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
     wait_for_state(state_file, lambda s: s["deploy"]["coordinator_running"] and s["live_available"], proc=proc)
 
     click(app, "panel_start_local_runners")     # three by default; they serve SmolLM2
+    assert "emulated WAN" in wait_for_state(state_file, lambda s: "emulated WAN" in s["deploy"]["hint"],
+                                            proc=proc)["deploy"]["hint"]
     joined = wait_for_state(
         state_file, lambda s: len([r for r in s["deploy"]["runners"] if r["status"] == "live"]) == 3,
         timeout_s=60, proc=proc)
@@ -145,7 +147,20 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
     assert generation["tokens"] > 0 and generation["tokens_per_s"] > 0
     assert "tokens/s" in answered["deploy"]["stats"] and "gCO2" in answered["deploy"]["stats"]
     assert answered["deploy"]["output"] == generation["text"]
+    measured = wait_for_state(state_file, lambda s: "carbon" in s["measured"], timeout_s=10, proc=proc)
+    ttft, ms_per_token, tokens_per_s, grams = measured["measured"]["carbon"]
+    assert float(ttft) > 0 and "→" in ms_per_token and float(tokens_per_s) > 0
+    assert grams.endswith("*")              # CPU runners: energy from the CPU-time model, marked estimated
+    assert measured["deploy"]["chart_points"] == generation["tokens"]
     screenshot(app, "live_deploy_answer.png")
+
+    # Both plans, one after the other, measured on the same prompt: both rows filled.
+    click(app, "panel_deploy_both")
+    done = measured["deploy"]["generations"]
+    both = wait_for_state(state_file, lambda s: s["deploy"]["generations"] == done + 2
+                          and {"vram", "carbon"} <= set(s["measured"]), timeout_s=150, proc=proc)
+    assert all(float(row[2]) > 0 for row in both["measured"].values())
+    screenshot(app, "live_both_measured.png")
 
     # The runner that holds no stage dies: the window re-plans over the two left and rings it red.
     spare = next(r["id"] for r in answered["deploy"]["runners"] if r["id"] not in stages)

@@ -9,7 +9,10 @@ over them are deployed in turn.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +114,34 @@ def test_a_runner_refuses_a_step_naming_an_address_its_deploy_did_not_assign(swa
     reply = asyncio.run(detour())
     assert reply["type"] == "error" and reply["field"] == "route[0]"
     assert "not an address assigned" in reply["reason"]
+
+
+def test_a_middle_stage_killed_mid_generation_is_replaced_and_the_output_is_identical(swarm, tiny_model):
+    """Stage 1 finds its next hop gone and tells the ingress at once; the request is re-planned over
+    the runners left and rerun from its prompt."""
+    peers = sorted(swarm.live_peers(), key=lambda p: p["id"])[:3]
+    swarm.deploy(plan_over(tiny_model, peers, SPLITS[3]), model=str(tiny_model)).result(120)
+    victim = peers[1]["id"]
+    pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+               and victim.encode() in _cmdline(p) and b"engine.coordinator.agent" in _cmdline(p))
+    streamed, killed = [], []
+
+    def on_token(text: str) -> None:
+        streamed.append(text)
+        if len(streamed) == 3:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(True)
+
+    tokens = 32
+    result = swarm.generate(PROMPT_IDS, tokens, on_token).result(120)
+    assert killed, "the generation ended before the runner could be killed"
+    assert result["recoveries"] == 1
+    assert result["token_ids"] == greedy_monolithic(tiny_model, PROMPT_IDS, tokens)
+    assert victim not in {s.peer_id for s in swarm.deployment_status()["plan"].stages}
+
+
+def _cmdline(entry) -> bytes:
+    try:
+        return (entry / "cmdline").read_bytes()
+    except OSError:
+        return b""
