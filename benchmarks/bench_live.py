@@ -114,10 +114,11 @@ def main() -> int:
     parser.add_argument("--vram-gb", type=float, default=None,
                         help="base free VRAM per runner (default: two runners hold SmolLM2, one cannot)")
     parser.add_argument("--wan-bandwidth-mbps", type=float, default=None)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per runner (4 runners share this machine's cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per runner (default: torch's own choice, the physical cores)")
     args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)              # inherited by the runners
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)          # inherited by the runners
 
     fp = footprint(load_spec(MODEL))
     base_gb = args.vram_gb or local_runners.runner_vram_gb(MODEL)

@@ -125,6 +125,7 @@ class PrismnApp:
                                           on_export_map=self.export_map)
         self.comparison.grid(row=0, column=2, sticky="nse", padx=(3, 6), pady=6)
         self.context.on_panel("generated", self.comparison.show_measured)
+        self.context.on_panel("generated", lambda *_: self.request_plan())    # estimates from fresh measurements
 
         self.status = ctk.CTkLabel(self.root, text="", anchor="w", font=ctk.CTkFont(size=11))
         self.status.grid(row=1, column=0, columnspan=3, sticky="ew", padx=10)

@@ -216,7 +216,7 @@ def _fmt(fmt: str, value: float | int | None) -> str:
 class PlanningSession:
     """Turns requests into outcomes, caching spec, footprint and swarm between requests.
 
-    Not thread-safe: one worker thread owns it. `live_swarm(ingress) -> Swarm` (the embedded
+    Not thread-safe: one worker thread owns it. `live_swarm(ingress, model) -> Swarm` (the embedded
     coordinator's `swarm`, safe from any thread) answers requests with `live=True`; the ingress
     of the file swarm (the demo's by default) stays the ingress there, as local runners sit at
     demo-swarm cities.
@@ -270,7 +270,7 @@ class PlanningSession:
             live_swarm = self.live_swarm
             if live_swarm is None:
                 raise InvalidInput("swarm", "live", "the coordinator is not running")
-            swarm = live_swarm(ingress)
+            swarm = live_swarm(ingress, fp.name)      # with what the runners measured for this model
         return fp, swarm, ingress
 
     def compute(self, request: PlanRequest) -> PlanOutcome:

@@ -176,7 +176,7 @@ def test_live_requests_plan_over_the_coordinators_peers_at_the_file_swarms_ingre
 
     asked = []
 
-    def live_swarm(ingress):          # what EmbeddedCoordinator.swarm answers: the live peers
+    def live_swarm(ingress, model):          # what EmbeddedCoordinator.swarm answers: the live peers
         asked.append(ingress)
         peers = tuple(Peer(id=f"local-{i}", lat=48.0 + i, lon=2.0 + 3 * i, free_vram_gb=0.35,
                            carbon_g_per_kwh=50.0 + 100 * i, carbon_source=CarbonSource.COUNTRY, gpu="CPU")
