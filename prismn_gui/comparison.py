@@ -11,15 +11,16 @@ from prismn_gui.measured_view import MeasuredTable
 from prismn_gui.viewmodel import PlanOutcome
 
 PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
-STAGE_COLUMNS = (("#", 20), ("Peer", 104), ("GPU", 60), ("Layers", 70), ("VRAM GB used/free", 64),
-                 ("g/kWh", 40), ("Source", 50), ("Compute ms est/meas", 76))
+STAGE_COLUMNS = (("#", 16), ("Peer", 126), ("GPU", 40), ("Layers", 64), ("VRAM GB used/free", 56),
+                 ("g/kWh", 40), ("Source", 54), ("Compute ms est/meas", 72))
+HEADINGS = {"VRAM GB used/free": "VRAM GB", "Compute ms est/meas": "ms est/meas"}
 ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
         "VRAM utilisation")
 
 
 class ComparisonPanel(ctk.CTkFrame):
     def __init__(self, parent, on_export_plan: Callable[[], None], on_export_map: Callable[[], None]) -> None:
-        super().__init__(parent, width=460)
+        super().__init__(parent, width=480)
         self._outcome: PlanOutcome | None = None
         small = ctk.CTkFont(size=12)
         bold = ctk.CTkFont(size=12, weight="bold")
@@ -60,7 +61,7 @@ class ComparisonPanel(ctk.CTkFrame):
         self.tree = ttk.Treeview(self, columns=[c for c, _ in STAGE_COLUMNS], show="headings", height=9,
                                  style="Prismn.Treeview")
         for name, width in STAGE_COLUMNS:
-            self.tree.heading(name, text=name.replace(" used/free", "").replace("Compute ms est/meas", "ms e/m"))
+            self.tree.heading(name, text=HEADINGS.get(name, name))
             self.tree.column(name, width=width, minwidth=20, stretch=name == "Peer", anchor="w")
         self.tree.grid(row=6, column=0, sticky="nsew", padx=10)
         self.grid_rowconfigure(6, weight=1)
@@ -73,6 +74,8 @@ class ComparisonPanel(ctk.CTkFrame):
         self.export_map_button = ctk.CTkButton(buttons, text="Export map PNG…", command=on_export_map,
                                                font=small, width=140)
         self.export_map_button.pack(side="left")
+        ctk.CTkLabel(buttons, text="ms: m = timed by the runner,\nt = GPU table; then measured", font=ctk.CTkFont(size=10),
+                     text_color="gray55", justify="left").pack(side="left", padx=(8, 0))
 
     def show(self, outcome: PlanOutcome) -> None:
         self._outcome = outcome
@@ -119,7 +122,7 @@ class ComparisonPanel(ctk.CTkFrame):
         for row in self._outcome.stage_rows.get(self.selected_plan_key(), ()):
             values = list(row.values())
             if row.peer_id in measured_ms:
-                values[-1] = f"{values[-1]} / {measured_ms[row.peer_id]:.3g}"
+                values[-1] = f"{values[-1]}/{measured_ms[row.peer_id]:.3g}"
             self.tree.insert("", "end", values=values)
 
 

@@ -39,8 +39,8 @@ class LiveChart(ctk.CTkFrame):
         super().__init__(parent, fg_color="transparent")
         face = "#2b2b2b" if dark else "#ffffff"
         self.ink = "#e6e6e6" if dark else "#1a1a1a"
-        self.figure = Figure(figsize=(5.6, 1.35), dpi=100, facecolor=face)
-        self.rate_axes = self.figure.add_axes((0.09, 0.24, 0.80, 0.66), facecolor=face)
+        self.figure = Figure(figsize=(3.4, 1.04), dpi=100, facecolor=face)
+        self.rate_axes = self.figure.add_axes((0.13, 0.27, 0.72, 0.58), facecolor=face)
         self.co2_axes = self.rate_axes.twinx()
         self.canvas = FigureCanvasTkAgg(self.figure, master=self)
         self.canvas.get_tk_widget().pack(fill="both", expand=True)
@@ -48,11 +48,11 @@ class LiveChart(ctk.CTkFrame):
         self._started_s = 0.0
         self._arrivals: list[float] = []
         self.points = 0
-        self._draw([], [], [], "Generate to see tokens/s and gCO2 over the request")
+        self._plot([], [], [], "Generate to see tokens/s and gCO2 over the request")
 
     def begin(self, plan: Plan | None) -> None:
         self._plan, self._started_s, self._arrivals = plan, time.monotonic(), []
-        self._draw([], [], [], "generating…")
+        self._plot([], [], [], "generating…")
 
     def token(self) -> None:
         """A streamed delta arrived: redraw at most a few times per second."""
@@ -61,18 +61,18 @@ class LiveChart(ctk.CTkFrame):
             tokens = list(range(1, len(self._arrivals) + 1))
             rates = [n / t if t > 0 else 0.0 for n, t in zip(tokens, self._arrivals, strict=True)]
             est = self._est_g_per_token()
-            self._draw(tokens, rates, [n * est for n in tokens] if est is not None else [], "generating…")
+            self._plot(tokens, rates, [n * est for n in tokens] if est is not None else [], "generating…")
 
     def finish(self, result: dict[str, Any]) -> None:
         tokens, rates, grams = measured_series(result)
         method = (result.get("measured") or {}).get("energy_method") or ""
-        self._draw(tokens, rates, grams, f"measured ({method})")
+        self._plot(tokens, rates, grams, f"measured ({method})")
 
     def _est_g_per_token(self) -> float | None:
         metrics = self._plan.metrics if self._plan is not None else None
         return metrics.g_co2_per_1k_tokens / 1000.0 if metrics else None
 
-    def _draw(self, tokens: list[int], rates: list[float], grams: list[float], title: str) -> None:
+    def _plot(self, tokens: list[int], rates: list[float], grams: list[float], title: str) -> None:
         self.points = len(tokens)
         rate_axes, co2_axes = self.rate_axes, self.co2_axes
         rate_axes.clear()
@@ -90,7 +90,7 @@ class LiveChart(ctk.CTkFrame):
             axes.set_ylabel(label, color=colour, fontsize=7)
             axes.tick_params(labelsize=6, colors=self.ink)
         rate_axes.set_xlabel("token", fontsize=7, color=self.ink, labelpad=1)
-        rate_axes.set_title(f"{title}   (dashed: plan estimate)", fontsize=7, color=self.ink, pad=2)
+        rate_axes.set_title(f"{title} · dashed: estimate", fontsize=6, color=self.ink, pad=2)
         rate_axes.set_ylim(bottom=0)
         co2_axes.set_ylim(bottom=0)
         self.canvas.draw_idle()

@@ -92,7 +92,7 @@ class RunnersPanel(ctk.CTkFrame):
         self.local_button.pack(side="left")
         self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
         self.deploy_button.pack(side="right")
-        self.both_button = ctk.CTkButton(row, text="Deploy both & measure", width=150, command=self._deploy_both)
+        self.both_button = ctk.CTkButton(row, text="Measure both", width=110, command=self._deploy_both)
         self.both_button.pack(side="right", padx=(0, 6))
 
         self.hint = ctk.CTkLabel(self, text=HINT_IDLE, anchor="w", text_color="gray55", font=small,
@@ -120,12 +120,17 @@ class RunnersPanel(ctk.CTkFrame):
         self.prompt_entry.bind("<Return>", lambda _e: self._generate())
         self.generate_button = ctk.CTkButton(prompt_row, text="Generate", width=90, command=self._generate)
         self.generate_button.pack(side="left", padx=(6, 0))
-        self.output = ctk.CTkTextbox(self, height=48, font=small, wrap="word")
-        self.output.pack(fill="x", padx=10, pady=2)
+        # The answer and its live chart side by side: the map above keeps its height.
+        answer = ctk.CTkFrame(self, fg_color="transparent")
+        answer.pack(fill="x", padx=10, pady=2)
+        answer.grid_columnconfigure(0, weight=2, uniform="answer")
+        answer.grid_columnconfigure(1, weight=3, uniform="answer")
+        self.output = ctk.CTkTextbox(answer, height=104, font=small, wrap="word")
+        self.output.grid(row=0, column=0, sticky="nsew", padx=(0, 4))
+        self.chart = LiveChart(answer, dark=ctk.get_appearance_mode() == "Dark")
+        self.chart.grid(row=0, column=1, sticky="nsew")
         self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
-        self.stats.pack(fill="x", padx=10, pady=(0, 2))
-        self.chart = LiveChart(self, dark=ctk.get_appearance_mode() == "Dark")
-        self.chart.pack(fill="x", padx=10, pady=(0, 6))
+        self.stats.pack(fill="x", padx=10, pady=(0, 4))
 
     def _sync_buttons(self) -> None:
         running = self.coordinator is not None

@@ -197,7 +197,7 @@ def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
             carbon=f"{s.carbon_g_per_kwh:.0f}",
             source=s.carbon_source,
             compute="—" if s.est_compute_ms is None else
-            f"{s.est_compute_ms:.3g} {'m' if s.compute_source == 'measured' else 't'}",
+            f"{s.est_compute_ms:.3g}{'m' if s.compute_source == 'measured' else 't'}",
         )
         for i, s in enumerate(plan.stages)
     )
