@@ -121,8 +121,8 @@ class RunnersPanel(ctk.CTkFrame):
         self.generate_button = ctk.CTkButton(prompt_row, text="Generate", width=90, command=self._generate)
         self.generate_button.pack(side="left", padx=(6, 0))
         # The answer and its live chart side by side: the map above keeps its height.
-        answer = ctk.CTkFrame(self, fg_color="transparent")
-        answer.pack(fill="x", padx=10, pady=2)
+        # Shown from the first generation on: until then the map keeps that height too.
+        self._answer = answer = ctk.CTkFrame(self, fg_color="transparent")
         answer.grid_columnconfigure(0, weight=2, uniform="answer")
         answer.grid_columnconfigure(1, weight=3, uniform="answer")
         self.output = ctk.CTkTextbox(answer, height=104, font=small, wrap="word")
@@ -131,6 +131,7 @@ class RunnersPanel(ctk.CTkFrame):
         self.chart.grid(row=0, column=1, sticky="nsew")
         self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
         self.stats.pack(fill="x", padx=10, pady=(0, 4))
+        self._answer_shown = False
 
     def _sync_buttons(self) -> None:
         running = self.coordinator is not None
@@ -230,6 +231,9 @@ class RunnersPanel(ctk.CTkFrame):
         prompt = self.prompt_entry.get().strip()
         if self.coordinator is None or not prompt:
             return
+        if not self._answer_shown:
+            self._answer.pack(fill="x", padx=10, pady=2, before=self.stats)
+            self._answer_shown = True
         self.output.delete("1.0", "end")
         self.stats.configure(text="generating…")
         self.generate_button.configure(state="disabled")
