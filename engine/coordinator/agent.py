@@ -97,7 +97,7 @@ class Agent:
         self._load_generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wan = WanEmulation((config.lat, config.lon), config.wan_bandwidth_mbps) if config.emulate_wan else None
-        self._energy = EnergyMeter(config.device or _default_device())
+        self._energy = EnergyMeter(config.device)       # no torch import here: the parent watch starts first
 
     # ---- connection lifecycle -------------------------------------------------------------
 
@@ -349,12 +349,6 @@ async def _watch_parent(pid: int, main: asyncio.Task[Any] | None) -> None:
             if main is not None:
                 main.cancel()
             return
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _time_stage(executor: Any) -> dict[str, Any]:

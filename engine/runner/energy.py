@@ -23,8 +23,9 @@ CPU_MODEL = "cpu-time model (estimated)"
 class EnergyMeter:
     """`start()` before a step, `stop(token)` after: joules the step took (by `method`)."""
 
-    def __init__(self, device: str = "cpu", device_index: int = 0) -> None:
-        self._nvml = _nvml_handle(device_index) if str(device).startswith("cuda") else None
+    def __init__(self, device: str | None = "cpu", device_index: int = 0) -> None:
+        """`device` None: the GPU when NVML sees one (as the runner's own default), else the CPU."""
+        self._nvml = _nvml_handle(device_index) if device is None or str(device).startswith("cuda") else None
         self._rapl = _rapl_readable()
         if self._nvml is not None:
             self.method = "nvml"

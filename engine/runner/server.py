@@ -20,17 +20,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.energy import EnergyMeter
 from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward, trace_json
-from engine.runner.stage import StageExecutor
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
 from engine.transport.wan import Location, WanEmulation
+
+if TYPE_CHECKING:        # transformers loads in seconds: a coordinator's runner imports it in a thread
+    from engine.runner.stage import StageExecutor
 
 log = logging.getLogger(__name__)
 
