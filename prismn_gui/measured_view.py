@@ -35,9 +35,12 @@ def measured_cells(plan: Plan, result: dict[str, Any]) -> tuple[str, str, str, s
 
 
 def energy_note(result: dict[str, Any]) -> str:
+    """How the energy was measured, and the network's share of a decode step (wall − stage compute)."""
     measured = result.get("measured") or {}
     method = measured.get("energy_method") or "unknown"
-    return f"energy: {method}" + ("  (* estimated, not a hardware counter)" if measured.get("estimated") else "")
+    network = measured.get("network_ms_per_token")
+    return (f"energy: {method}" + (" (* not a hardware counter)" if measured.get("estimated") else "")
+            + (f" · network {network:.1f} ms/token" if network is not None else ""))
 
 
 def _num(value: float | None, pattern: str) -> str:
