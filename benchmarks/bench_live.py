@@ -122,8 +122,13 @@ def main() -> int:
 
     fp = footprint(load_spec(MODEL))
     base_gb = args.vram_gb or local_runners.runner_vram_gb(MODEL)
+    from engine.paths import user_data_dir
+
+    shared_models = user_data_dir() / "models"          # the converted SmolLM2, made once per machine
+    shared_models.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="prismn-bench-live-"))
-    os.environ["PRISMN_HOME"] = str(home)
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    os.environ["PRISMN_HOME"] = str(home)               # its own store and ticket
     coordinator = EmbeddedCoordinator(f"sqlite:{home}/prismn.sqlite3", transport=args.transport,
                                       bind_host="127.0.0.1", model_source=MODEL)
     coordinator.start()
