@@ -252,7 +252,13 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         next_ping_s = loop.time()
         while True:
-            await asyncio.sleep(min(MONITOR_S, self.heartbeat_s / 4))
+            interval_s = min(MONITOR_S, self.heartbeat_s / 4)
+            before_s = loop.time()
+            await asyncio.sleep(interval_s)
+            if loop.time() - before_s - interval_s > self.heartbeat_s:
+                # This loop itself was stalled (a busy machine, a GIL-heavy thread): beats may be
+                # waiting unread. Read them before blaming the runners.
+                continue
             for peer_id in self.registry.expire(loop.time()):
                 log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
                 self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")

@@ -35,6 +35,10 @@ GPU_TABLE: dict[str, GpuSpec] = {
     "H200": GpuSpec(989.0, 700.0, 4800.0),          # SXM
     "L40": GpuSpec(181.0, 300.0, 864.0),
     "A10": GpuSpec(125.0, 150.0, 600.0),
+    # A runner without a GPU (reported as "CPU"): a few desktop cores in PyTorch, ~1 TFLOPS fp32, two
+    # busy cores at engine.runner.energy's 10 W each, ~20 GB/s of DRAM bandwidth actually streamed.
+    # Far better than DEFAULT_GPU for such a runner until it has timed itself (engine.runner.calibrate).
+    "CPU": GpuSpec(1.0, 20.0, 20.0),
 }
 
 DEFAULT_GPU = GpuSpec(50.0, 300.0, 500.0)
@@ -50,7 +54,7 @@ def _tokens(name: str) -> list[str]:
 
 def _model_token(key: str) -> str:
     """The token naming the chip ('h100', '4090', 'a6000'): the first one with a digit."""
-    return next(t for t in _tokens(key) if any(c.isdigit() for c in t))
+    return next((t for t in _tokens(key) if any(c.isdigit() for c in t)), key.lower())
 
 
 def gpu_spec(name: str | None) -> GpuSpec:
