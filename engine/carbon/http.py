@@ -81,9 +81,12 @@ class PoliteJson:
         cache: bool = True,
         where: str = "",
         plan_gated: bool = False,
+        http_errors_local: bool = False,
     ) -> Reply:
         """GET base_url + path. `plan_gated`: a 401/402/403 means this endpoint is not in the account's
-        plan (a forecast on a free token), so it must not rest the whole API, only this request."""
+        plan (a forecast on a free token), so it must not rest the whole API, only this request.
+        `http_errors_local`: an HTTP error answer concerns this endpoint only (the caller has another
+        endpoint to fall back on); timeouts and unreachable hosts still rest the whole API."""
         key = (path, tuple(sorted((params or {}).items())))
         now = self._clock()
         with self._lock:
@@ -99,7 +102,8 @@ class PoliteJson:
                 self._failures = 0
                 if cache:
                     self._cache[key] = (now + self.cache_ttl_s, reply)
-            elif api_wide and not (plan_gated and reply.status in (401, 402, 403)):
+            elif api_wide and not (plan_gated and reply.status in (401, 402, 403)) and not (
+                    http_errors_local and reply.status is not None):
                 self._failures += 1
                 pause = min(self.max_pause_s, self.failure_pause_s * 2 ** (self._failures - 1))
                 if retry_after_s is not None:

@@ -93,7 +93,7 @@ class NationalGridClient:
             return None
         region = nearest_region(lat, lon)
         now = self._now()
-        reply = self._http.get(f"/regional/regionid/{region}", where=f"region {region}")
+        reply = self._http.get(f"/regional/regionid/{region}", where=f"region {region}", http_errors_local=True)
         if reply.ok:
             points = _periods(_regional_rows(reply.payload), now, _region_label(region))
             if points:
@@ -119,7 +119,8 @@ class NationalGridClient:
         now = self._now()
         start = _period_start(now, span)
         region = nearest_region(lat, lon)
-        reply = self._http.get(f"/regional/intensity/{start}/{span}/regionid/{region}", where=f"region {region}")
+        reply = self._http.get(f"/regional/intensity/{start}/{span}/regionid/{region}", where=f"region {region}",
+                               http_errors_local=True)
         if reply.ok:
             points = _periods(_regional_rows(reply.payload), now, _region_label(region))
             if points:

@@ -197,6 +197,7 @@ class CarbonResolver:
         return self._series(lat, lon, kind, "history")
 
     def _series(self, lat: float, lon: float, kind: SignalKind, which: str) -> CarbonSeries:
+        kind = signal_kind(kind)
         _check_coordinate("lat", lat, 90.0)
         _check_coordinate("lon", lon, 180.0)
         notes = []
