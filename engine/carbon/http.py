@@ -65,6 +65,7 @@ class PoliteJson:
         self._cache: dict[tuple, tuple[float, Reply]] = {}   # key -> (expires, reply)
         self._paused_until = -math.inf
         self._failures = 0                                   # consecutive API-wide failures
+        self._last_problem = ""
         self._lock = threading.Lock()
 
     def paused_for_s(self) -> float:
@@ -94,7 +95,8 @@ class PoliteJson:
             if cache and cached is not None and cached[0] > now:
                 return cached[1]
             if now < self._paused_until:
-                return Reply(None, None, f"{self.name} resting for {self._paused_until - now:.0f} s after failures")
+                return Reply(None, None, f"{self.name} resting for {self._paused_until - now:.0f} s "
+                                         f"after: {self._last_problem}")
         reply, api_wide, retry_after_s = self._fetch(path, params, headers, auth, where)
         now = self._clock()
         with self._lock:
@@ -105,6 +107,7 @@ class PoliteJson:
             elif api_wide and not (plan_gated and reply.status in (401, 402, 403)) and not (
                     http_errors_local and reply.status is not None):
                 self._failures += 1
+                self._last_problem = reply.problem
                 pause = min(self.max_pause_s, self.failure_pause_s * 2 ** (self._failures - 1))
                 if retry_after_s is not None:
                     pause = retry_after_s
