@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import numpy as np
 
@@ -58,6 +59,7 @@ class CarbonResolver:
         nationalgrid_url: str | None = None,
         watttime_login: tuple[str, str] | None = None,
         watttime_url: str | None = None,
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         env = os.environ if use_env else {}
         if token is None:
@@ -75,6 +77,8 @@ class CarbonResolver:
         if _bad_number(timeout_s) or timeout_s <= 0:
             raise InvalidInput("timeout_s", timeout_s, "expected a positive number of seconds")
         common = dict(timeout_s=float(timeout_s), failure_pause_s=failure_pause_s, clock=clock)
+        if wall_clock is not None:   # replays and tests move "now" by hand
+            common["wall_clock"] = wall_clock
         self._live = (ElectricityMapsClient(token, api_url=api_url, cache_ttl_s=cache_ttl_s, **common)
                       if token else None)
         self._nationalgrid = NationalGridClient(nationalgrid_url, **common) if nationalgrid_url else None
