@@ -95,7 +95,7 @@ class CarbonResolver:
 
     def live_sources(self, kind: SignalKind = SignalKind.AVERAGE) -> list[CarbonSource]:
         """The live sources consulted for `kind`, in order."""
-        if kind is SignalKind.MARGINAL:
+        if signal_kind(kind) is SignalKind.MARGINAL:
             return [CarbonSource.WATTTIME] if self._watttime else []
         return ([CarbonSource.ELECTRICITYMAPS] if self._live else []) + (
             [CarbonSource.NATIONALGRID] if self._nationalgrid else [])
