@@ -85,7 +85,8 @@ class PrismnApp:
         self.tabs.grid(row=0, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
         self.carbon_time = CarbonTimeTab(self.tabs.add("Carbon 24 h"), self.root, theme,
-                                         on_updated=lambda: self._write_state())
+                                         on_updated=lambda: self._write_state(),
+                                         coordinator=lambda: getattr(self, "coordinator", None))
 
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)

@@ -53,8 +53,10 @@ class CarbonTimeTab:
                  on_migrate: Callable[[Plan, MigrationDecision], str] | None = None,
                  measured_rate: Callable[[], ServingRate | None] | None = None,
                  running_plan: Callable[[], Plan | None] | None = None,
-                 on_updated: Callable[[], None] | None = None) -> None:
+                 on_updated: Callable[[], None] | None = None,
+                 coordinator: Callable[[], object | None] | None = None) -> None:
         self.root = root
+        self._coordinator = coordinator or (lambda: None)
         self._on_updated = on_updated or (lambda: None)
         self._points: tuple = ()
         self._on_migrate = on_migrate
@@ -201,7 +203,34 @@ class CarbonTimeTab:
                                    outcome.request.weights, self._series, datetime.now(UTC), tokens, hours)
         self._run("window", work)
 
+    def _live(self):
+        """The embedded coordinator when it runs a ready deployment (its re-placement then decides)."""
+        coordinator = self._coordinator()
+        try:
+            status = coordinator.deployment_status() if coordinator is not None else None
+        except Exception:
+            return None
+        return coordinator if status is not None and status["ready"] else None
+
+    def _check_live(self, coordinator) -> None:
+        """Ask the coordinator's re-placement (fresh intensities, measured request rate); it migrates
+        only when this tab accepts (or in auto mode), so the GUI's toggle stays the one switch."""
+        self.proposal_text.configure(text="Checking fresh intensities (coordinator)…")
+
+        def work():
+            if coordinator.replacement_snapshot() is None:
+                coordinator.enable_replacement(mode="ask")
+            decision = coordinator.check_replacement().result(120)
+            if decision is None:
+                raise RuntimeError("nothing to check: no ready deployment")
+            plan = coordinator.deployment_status()["plan"]
+            return plan, decision, "live"
+        self._run("proposal", work)
+
     def check_now(self) -> None:
+        live = self._live()
+        if live is not None:
+            return self._check_live(live)
         outcome = self._outcome
         running = self._running_plan() or self._adopted
         if outcome is None or running is None:
@@ -244,6 +273,14 @@ class CarbonTimeTab:
                 self.window_text.configure(text=window_text(result, datetime.now(UTC)))
             elif kind == "proposal":
                 self._show_proposal(*result)
+            elif kind == "migrated":
+                record, auto = result
+                self.proposal_text.configure(text=f"Migration {record.outcome if record else 'not needed'}.")
+                if record is not None:
+                    self._record(f"{'auto' if auto else 'accepted'}: {'+'.join(record.to_peers)}, saves "
+                                 f"{record.decision.saving_fraction:.0%}, cost {record.decision.migration_g:.2f} g, "
+                                 f"payback {duration(record.decision.payback_s)} — {record.outcome} "
+                                 f"in {record.took_s:.1f} s")
             self._on_updated()
         self.root.after(100, self._poll)
 
@@ -272,6 +309,15 @@ class CarbonTimeTab:
         if self.proposal is None:
             return
         candidate, decision = self.proposal
+        live = self._live()
+        if live is not None:
+            self._clear_proposal()
+            self.proposal_text.configure(text="Migrating: new stages load while the old ones serve…")
+
+            def work():
+                record = live.accept_migration().result(1800)
+                return record, auto
+            return self._run("migrated", work)
         outcome = self._on_migrate(candidate, decision) if self._on_migrate else ""
         if not outcome:   # no live deployment: the candidate becomes the plan the tab tracks
             self._adopted = candidate
