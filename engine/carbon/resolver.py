@@ -162,9 +162,12 @@ class CarbonResolver:
         where = (lambda i, field: f"{paths[i]}.{field}") if paths is not None else (lambda i, field: field)
         explicit = list(explicit) if explicit is not None else [None] * count
         regions = list(regions) if regions is not None else [None] * count
-        for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
-            _check_coordinate(where(i, "lat"), lat, 90.0)
-            _check_coordinate(where(i, "lon"), lon, 180.0)
+        if len(lats) != len(lons):
+            raise InvalidInput("lons", len(lons), f"expected one per latitude ({len(lats)})")
+        if not _all_coordinates_fine(lats, lons):     # find and name the first bad one
+            for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
+                _check_coordinate(where(i, "lat"), lat, 90.0)
+                _check_coordinate(where(i, "lon"), lon, 180.0)
         # Check regions first, so a typo fails the same with or without a token or explicit value.
         region_values = [self._region_value(r, where(i, "region")) if r is not None else None
                          for i, r in enumerate(regions)]
@@ -174,9 +177,10 @@ class CarbonResolver:
                 if _bad_number(value) or value < 0:
                     raise InvalidInput(where(i, "carbon_g_per_kwh"), value, "expected a finite number >= 0 (gCO2eq/kWh)")
                 out[i] = CarbonSignal(float(value), CarbonSource.EXPLICIT, kind, detail="stated by the peer")
-        for i in range(count):
-            if out[i] is None:
-                out[i] = self._live_signal(float(lats[i]), float(lons[i]), kind)
+        if self._clients(kind):
+            for i in range(count):
+                if out[i] is None:
+                    out[i] = self._live_signal(float(lats[i]), float(lons[i]), kind)
         for i, value in enumerate(region_values):
             if out[i] is None and value is not None:
                 out[i] = CarbonSignal(value, CarbonSource.REGION, SignalKind.AVERAGE,
@@ -270,6 +274,18 @@ def _bad_number(value: object) -> bool:
         return not math.isfinite(value)
     except OverflowError:  # an int too large for a float
         return True
+
+
+def _all_coordinates_fine(lats: Sequence[object], lons: Sequence[object]) -> bool:
+    """One vectorised pass for the common case: every value a real number within range (no bools)."""
+    try:
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in (*lats, *lons)):
+            return False
+        la = np.asarray(lats, dtype=np.float64)
+        lo = np.asarray(lons, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return bool(np.all(np.abs(la) <= 90.0) and np.all(np.abs(lo) <= 180.0))   # NaN fails both
 
 
 def _check_coordinate(field: str, value: object, limit: float) -> None:
