@@ -149,6 +149,9 @@ class CarbonTimeTab:
 
     def show(self, outcome) -> None:
         """A new plan outcome: refetch series for its swarm and redraw the timeline."""
+        live = self._live()
+        if live is not None:
+            threading.Thread(target=self._ensure_live, args=(live,), daemon=True).start()
         if outcome is None or outcome.error or outcome.carbon_plan is None or not outcome.carbon_plan.feasible:
             return
         self._outcome = outcome
@@ -218,14 +221,28 @@ class CarbonTimeTab:
         self.proposal_text.configure(text="Checking fresh intensities (coordinator)…")
 
         def work():
-            if coordinator.replacement_snapshot() is None:
-                coordinator.enable_replacement(mode="ask")
+            self._ensure_live(coordinator)
             decision = coordinator.check_replacement().result(120)
             if decision is None:
                 raise RuntimeError("nothing to check: no ready deployment")
             plan = coordinator.deployment_status()["plan"]
             return plan, decision, "live"
         self._run("proposal", work)
+
+    def _ensure_live(self, coordinator) -> None:
+        """Turn on the coordinator's schedule (every 15 min and on joins / deaths) in "ask" mode: this
+        tab shows its proposals and applies them itself in auto mode. Safe from any thread."""
+        if coordinator.replacement_snapshot() is None:
+            signal = self._outcome.request.signal if self._outcome is not None else "average"
+            coordinator.enable_replacement(mode="ask", signal=signal,
+                                           on_change=lambda: self._results.put(("live_changed", coordinator)))
+
+    def _live_changed(self, coordinator) -> None:
+        """The coordinator's schedule checked: show a proposal it left waiting."""
+        snapshot = coordinator.replacement_snapshot()
+        if snapshot and snapshot["proposal"] and self.proposal is None:
+            status = coordinator.deployment_status()
+            self._show_proposal(status["plan"] if status else None, decision_from_dict(snapshot["proposal"]), "live")
 
     def check_now(self) -> None:
         live = self._live()
@@ -273,6 +290,8 @@ class CarbonTimeTab:
                 self.window_text.configure(text=window_text(result, datetime.now(UTC)))
             elif kind == "proposal":
                 self._show_proposal(*result)
+            elif kind == "live_changed":
+                self._live_changed(result)
             elif kind == "migrated":
                 record, auto = result
                 self.proposal_text.configure(text=f"Migration {record.outcome if record else 'not needed'}.")
@@ -391,6 +410,15 @@ class CarbonTimeTab:
 
 def _peers(plan: Plan) -> str:
     return "+".join(s.peer_id for s in plan.stages)
+
+
+def decision_from_dict(data: dict) -> MigrationDecision:
+    """The inverse of MigrationDecision.to_dict (the coordinator's snapshot crosses threads as a dict)."""
+    import math
+    fields = {k: data[k] for k in MigrationDecision.__dataclass_fields__}
+    fields["stages_to_load"] = tuple(fields["stages_to_load"])
+    fields["payback_s"] = math.inf if fields["payback_s"] is None else fields["payback_s"]
+    return MigrationDecision(**fields)
 
 
 def proposal_text(decision: MigrationDecision, rate_text: str) -> str:
