@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from engine.carbon_values import CarbonSignal, SignalKind
+from engine.carbon_values import CarbonSignal, CarbonSource, SignalKind
 
 
 def add_signal_flag(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +51,8 @@ def cmd_carbon(args: argparse.Namespace) -> int:
         "now": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "value": signal.to_dict(),
     }
+    if kind is SignalKind.MARGINAL and CarbonSource.WATTTIME.value in out["live_sources"]:
+        out["watttime_signal_index_percent"] = resolver.signal_index(args.lat, args.lon)
     if args.forecast:
         out["forecast"] = resolver.forecast(args.lat, args.lon, kind).to_dict()
     if args.history:
@@ -69,6 +71,9 @@ def _describe(signal: CarbonSignal, out: dict, resolver) -> str:
     if signal.at is not None:
         lines.append(f"  for {signal.at.isoformat(timespec='minutes')} (horizon {signal.horizon_h:+g} h)")
     lines.append("  live sources consulted: " + (", ".join(out["live_sources"]) or "none"))
+    if out.get("watttime_signal_index_percent") is not None:
+        lines.append(f"  WattTime signal index: {out['watttime_signal_index_percent']:g} % "
+                     "(0 = cleanest of the recent past)")
     for name in ("history", "forecast"):
         if name in out:
             series = out[name]

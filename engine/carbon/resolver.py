@@ -196,6 +196,10 @@ class CarbonResolver:
                 out[i] = known[country]
         return out  # type: ignore[return-value]
 
+    def signal_index(self, lat: float, lon: float) -> float | None:
+        """WattTime's MOER percentile (0 = cleanest of the recent past) for the place, when configured."""
+        return self._watttime.signal_index(lat, lon) if self._watttime is not None else None
+
     def forecast(self, lat: float, lon: float, kind: SignalKind = SignalKind.AVERAGE) -> CarbonSeries:
         """The first live forecast for the place, else an empty series whose note says why."""
         return self._series(lat, lon, kind, "forecast")

@@ -66,6 +66,11 @@ def test_plan_with_the_marginal_signal_uses_watttime(grids, capsys, monkeypatch,
     assert marginal["stages"][0]["carbon_g_per_kwh"] == pytest.approx(450.0, abs=0.1)
     code, out, _ = run(capsys, "compare", "--model", "llama-3.2-1b", "--peers", str(peers), "--signal", "marginal")
     assert code == EXIT_OK and "carbon signal: marginal — peers' values from watttime ×2" in out
+    code, out, _ = run(capsys, "carbon", "--lat", "48.85", "--lon", "2.35", "--signal", "marginal", "--forecast",
+                       "--json")
+    report = json.loads(out)
+    assert report["value"]["source"] == "watttime" and report["value"]["kind"] == "marginal"
+    assert report["watttime_signal_index_percent"] == 42.0 and len(report["forecast"]["points"]) == 288
 
 
 def test_a_bad_signal_or_coordinate_names_the_field(capsys) -> None:
