@@ -17,35 +17,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import customtkinter as ctk
-import matplotlib.dates as mdates
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
 from matplotlib.figure import Figure
 
 from engine.plan import Plan
 from engine.planning.replacement import MigrationDecision, ServingRate
+from prismn_gui.carbon_texts import decision_from_dict, duration, plan_peers, proposal_text, window_text
+from prismn_gui.carbon_timeline import draw_message, draw_timeline, fetch_series
 
 WINDOW_H = 12                 # the timeline shows 12 h back and 12 h ahead: 24 h with now in the middle
 STEP = timedelta(minutes=30)
 CHECK_EVERY_MS = 15 * 60 * 1000
 ASSUMED_RATE = ServingRate(requests_per_s=0.5, tokens_per_request=250.0)   # when nothing is measured
-MAX_SERIES_PEERS = 200        # beyond this, series are fetched for the plan's peers only
-
-
-def fetch_series(resolver, peers, signal: str, stage_ids: set[str]) -> tuple[dict, str]:
-    """{peer id: ((moment, g), ...)} from history + forecast, and a note when none came."""
-    if not resolver.live_sources(signal):
-        return {}, resolver.forecast(peers[0].lat, peers[0].lon, signal).note if peers else ""
-    chosen = peers if len(peers) <= MAX_SERIES_PEERS else [p for p in peers if p.id in stage_ids]
-    out, notes = {}, []
-    for peer in chosen:
-        points = []
-        for series in (resolver.history(peer.lat, peer.lon, signal), resolver.forecast(peer.lat, peer.lon, signal)):
-            points.extend((p.at, p.g_per_kwh) for p in series.points)
-            if not series.points and series.note:
-                notes.append(series.note)
-        if points:
-            out[peer.id] = tuple(sorted(points))
-    return out, "" if out else (notes[0] if notes else "no series")
 
 
 class CarbonTimeTab:
@@ -342,7 +325,7 @@ class CarbonTimeTab:
             self._adopted = candidate
             outcome = "adopted (no live deployment)"
         self._clear_proposal()
-        self._record(f"{'auto' if auto else 'accepted'}: {_peers(candidate)}, saves "
+        self._record(f"{'auto' if auto else 'accepted'}: {plan_peers(candidate)}, saves "
                      f"{decision.saving_fraction:.0%}, cost {decision.migration_g:.2f} g, "
                      f"payback {duration(decision.payback_s)} — {outcome}")
 
@@ -350,7 +333,7 @@ class CarbonTimeTab:
         proposal, self.proposal = self.proposal, None
         self._clear_proposal()
         if proposal is not None:
-            self._record(f"dismissed: {_peers(proposal[0])}, saves {proposal[1].saving_fraction:.0%}")
+            self._record(f"dismissed: {plan_peers(proposal[0])}, saves {proposal[1].saving_fraction:.0%}")
 
     def _clear_proposal(self) -> None:
         self.proposal = None
@@ -368,76 +351,9 @@ class CarbonTimeTab:
     # ---- drawing -------------------------------------------------------------------------------
 
     def _draw_error(self, text: str) -> None:
-        self.figure.clear()
-        self.figure.text(0.02, 0.5, text, fontsize=9)
+        draw_message(self.figure, text)
         self.canvas.draw_idle()
 
     def _draw(self, now: datetime, points) -> None:
-        fig = self.figure
-        fig.clear()
-        if not points:
-            return self._draw_error("No feasible carbon plan to follow.")
-        ax = fig.add_subplot(111)
-        fig.subplots_adjust(left=0.09, right=0.88, top=0.86, bottom=0.13)
-        times = [p.at for p in points]
-        plan = [p.plan_g_per_1k_tokens for p in points]
-        past = [i for i, t in enumerate(times) if t <= now]
-        future = [i for i, t in enumerate(times) if t >= now]
-        ax.plot([times[i] for i in past], [plan[i] for i in past], color="#7b2cbf", lw=2, label="carbon plan (history)")
-        ax.plot([times[i] for i in future], [plan[i] for i in future], color="#7b2cbf", lw=2, ls="--",
-                label="carbon plan (forecast)")
-        ax.set_ylabel("gCO2 / 1k tokens", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_ylim(bottom=0)
-        twin = ax.twinx()
-        twin.plot(times, [p.cleanest_g_per_kwh for p in points], color="#2a9d8f", lw=1, label="cleanest peer")
-        twin.plot(times, [p.dirtiest_g_per_kwh for p in points], color="#e76f51", lw=1, label="dirtiest peer")
-        twin.set_ylabel("gCO2 / kWh", fontsize=8)
-        twin.tick_params(labelsize=7)
-        twin.set_ylim(bottom=0)
-        ax.axvline(now, color="gray", lw=1)
-        ax.annotate(f"now {now:%H:%M} UTC", (now, 0), xytext=(3, 3), textcoords="offset points", fontsize=7,
-                    color="gray")
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))
-        lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        fig.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper center", ncol=4,
-                   frameon=False)
-        if not any(p.known for p in points):
-            ax.text(0.5, 0.5, f"No live history or forecast: values held flat.\n{self._note}"[:160],
-                    transform=ax.transAxes, ha="center", va="center", fontsize=7, wrap=True)
+        draw_timeline(self.figure, now, points, self._note)
         self.canvas.draw_idle()
-
-
-def _peers(plan: Plan) -> str:
-    return "+".join(s.peer_id for s in plan.stages)
-
-
-def decision_from_dict(data: dict) -> MigrationDecision:
-    """The inverse of MigrationDecision.to_dict (the coordinator's snapshot crosses threads as a dict)."""
-    import math
-    fields = {k: data[k] for k in MigrationDecision.__dataclass_fields__}
-    fields["stages_to_load"] = tuple(fields["stages_to_load"])
-    fields["payback_s"] = math.inf if fields["payback_s"] is None else fields["payback_s"]
-    return MigrationDecision(**fields)
-
-
-def proposal_text(decision: MigrationDecision, rate_text: str) -> str:
-    if not decision.migrate:
-        return f"Stay: {decision.reason}."
-    return (f"Proposal: move to {', '.join(decision.stages_to_load)} — saves {decision.saving_fraction:.0%} "
-            f"({decision.current_g_per_1k_tokens:.3f} → {decision.candidate_g_per_1k_tokens:.3f} gCO2/1k tokens, "
-            f"{decision.saving_g_per_h:.1f} g/h at the {rate_text} rate); cost {decision.migration_g:.2f} g "
-            f"({decision.load_gb:.1f} GB in {decision.migration_s:.0f} s); payback {duration(decision.payback_s)} "
-            f"within {decision.horizon_h:g} h. Estimates.")
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def window_text(choice, now: datetime) -> str:
-    wait_h = (choice.start - now).total_seconds() / 3600
-    when = "now" if wait_h < 0.05 else f"{choice.start:%H:%M} UTC (in {wait_h:.1f} h)"
-    basis = "" if choice.known else " — no forecast: values held flat"
-    return (f"Start {when} on {_peers(choice.plan)}: {choice.grams:.1f} g vs {choice.grams_now:.1f} g now "
-            f"(saves {choice.saving_fraction:.0%}); runs {choice.run_h:.1f} h. Estimate{basis}.")

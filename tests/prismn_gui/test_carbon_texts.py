@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from engine.carbon_values import CarbonSignal, CarbonSource, SignalKind
 from engine.planning.replacement import MigrationDecision
 from prismn_gui.carbon_signals import signal_hover, signal_label
-from prismn_gui.carbon_time_view import decision_from_dict, proposal_text
+from prismn_gui.carbon_texts import decision_from_dict, proposal_text
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
