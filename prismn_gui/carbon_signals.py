@@ -19,7 +19,7 @@ SHORT_KIND = {SignalKind.AVERAGE: "avg", SignalKind.MARGINAL: "marg"}
 def age_text(signal: CarbonSignal, now: datetime | None = None, short: bool = False) -> str:
     """How old the value is ('12 min', '3 h'; 'in 30 min' for a forecast), 'yearly' for the tables."""
     if signal.at is None:
-        return ("yr" if short else "yearly") if signal.source.offline else "stated"
+        return ("yr" if short else "yearly") if signal.source.offline else ""   # a stated value has no age
     seconds = signal.age_s(now or datetime.now(UTC)) or 0.0
     ahead = seconds < 0
     seconds = abs(seconds)
@@ -31,14 +31,15 @@ def age_text(signal: CarbonSignal, now: datetime | None = None, short: bool = Fa
 def signal_label(signal: CarbonSignal, now: datetime | None = None) -> str:
     """'EMaps avg 12m': short enough for the stage table."""
     return f"{SHORT_SOURCE.get(signal.source.value, signal.source.value)} {SHORT_KIND[signal.kind]} " \
-           f"{age_text(signal, now, short=True)}"
+           f"{age_text(signal, now, short=True)}".rstrip()
 
 
 def signal_hover(signal: CarbonSignal, now: datetime | None = None) -> str:
     """Longer text for a hover: value, kind, source, detail and age."""
     return (f"{signal.g_per_kwh:.0f} gCO2/kWh {signal.kind.value} from {signal.source.value}"
             f"{' (offline)' if signal.source.offline else ''}"
-            f"{', ' + signal.detail if signal.detail else ''}; {age_text(signal, now)}")
+            f"{', ' + signal.detail if signal.detail else ''}"
+            f"{'; ' + age_text(signal, now) if age_text(signal, now) else ''}")
 
 
 def add_signal_toggle(frame, rows, on_change):

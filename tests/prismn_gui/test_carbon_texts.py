@@ -21,6 +21,9 @@ def test_a_signal_reads_source_kind_and_age() -> None:
     yearly = CarbonSignal(31.0, CarbonSource.COUNTRY, SignalKind.AVERAGE, detail="FR yearly average (offline)")
     assert signal_label(yearly, NOW) == "country avg yr"
     assert signal_hover(yearly, NOW) == "31 gCO2/kWh average from country (offline), FR yearly average (offline); yearly"
+    stated = CarbonSignal(12.0, CarbonSource.EXPLICIT, SignalKind.AVERAGE, detail="stated by the peer")
+    assert signal_label(stated, NOW) == "stated avg"
+    assert signal_hover(stated, NOW) == "12 gCO2/kWh average from explicit, stated by the peer"
 
 
 def test_a_proposal_states_saving_cost_and_payback_and_survives_the_thread_crossing() -> None:
