@@ -11,8 +11,8 @@ from prismn_gui.measured_view import MeasuredTable
 from prismn_gui.viewmodel import PlanOutcome
 
 PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
-STAGE_COLUMNS = (("#", 16), ("Peer", 112), ("GPU", 40), ("Layers", 76), ("VRAM GB used/free", 56),
-                 ("g/kWh", 42), ("Source", 52), ("Compute ms est/meas", 64))
+STAGE_COLUMNS = (("#", 16), ("Peer", 104), ("GPU", 40), ("Layers", 70), ("VRAM GB used/free", 54),
+                 ("g/kWh", 38), ("Signal", 84), ("Compute ms est/meas", 64))
 HEADINGS = {"VRAM GB used/free": "VRAM", "Compute ms est/meas": "ms e/m"}
 ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
         "VRAM utilisation")

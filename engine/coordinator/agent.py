@@ -186,6 +186,12 @@ class Agent:
             self._spawn(self._send({"type": "pong", "request_id": msg["request_id"]}))
         elif kind == "pong":
             self.server.on_pong(msg)
+        elif kind == "release":
+            # A re-placement moved this stage elsewhere: give the memory back (a newer load wins).
+            if self.loaded is not None and self.loaded.get("deployment_id") == msg["deployment_id"]:
+                self._load_generation += 1
+                self.executor, self.loaded, self.loaded_bytes = None, None, 0
+                self.server.set_executor(None)
         elif kind == "error":
             log.warning("the coordinator reports: %s", msg["reason"])
 

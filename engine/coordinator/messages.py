@@ -136,6 +136,7 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
                  "want": Field("str", required=False, low=1, high=16),
                  "sampling": Field("object", nullable=True, required=False)}, MAX_TENSOR_BYTES),
     "end_session": ({"session_id": SESSION_ID}, 0),
+    "release": ({"deployment_id": DEPLOYMENT_ID}, 0),    # drop the stage of that deployment (re-placement)
     # the coordinator's own heartbeat (runners notice it is gone), or a runner timing its ingress leg
     "ping": ({"request_id": Field("int", required=False, low=0, high=2**53)}, 0),
     "error": ({"reason": TEXT, "field": Field("str", nullable=True, required=False, low=0, high=256),
@@ -147,8 +148,8 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
 }
 RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "measured_rtt", "load_failed",
                                    "result", "failed", "error", "ping", "pong"})
-COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "routes", "forward", "end_session", "ping",
-                                   "pong", "error"})
+COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "routes", "forward", "end_session", "release",
+                                   "ping", "pong", "error"})
 
 
 def validate(header: Any, payload: bytes, allowed: frozenset[str]) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class Coordinator:
         self.registry = Registry(heartbeat_s)
         self.links: dict[str, PeerLink] = {}
         self.deployment: Deployment | None = None
+        self.pending_deployment: Deployment | None = None   # a migration's next plan, loading beside
         # deployment id -> model source: the store keeps plans, this file what runners load them from
         self._models_path = state_dir / MODELS_FILE if state_dir is not None else None
         self.models: dict[str, str] = _read_models(self._models_path)
@@ -226,14 +227,19 @@ class Coordinator:
         elif kind == "failed":
             self.links[peer_id].on_result(msg, payload)
         elif dep is None or msg["deployment_id"] != dep.id:
+            pending = self.pending_deployment
+            if pending is not None and msg["deployment_id"] == pending.id:
+                from engine.coordinator.replacement import pending_progress
+                if kind == "ready":
+                    self._record_timing(pending, peer_id, msg)
+                pending_progress(pending, peer_id, msg)
             return                          # progress of a deployment since replaced
         elif kind == "load_progress":
             total = msg["total_bytes"]
             dep.set(peer_id, LOADING, msg["loaded_bytes"] / total if total else 0.0)
             self.registry.set_status(peer_id, reg.LOADING)
         elif kind == "ready":
-            stage = next(s for s in dep.plan.stages if s.peer_id == peer_id)
-            self.measured.record_stage(peer_id, dep.plan.model.name, stage.num_layers, stage.lm_head, msg)
+            self._record_timing(dep, peer_id, msg)
             self._stage_status(dep, peer_id, READY)
         elif kind == "measured_rtt":
             order = [s.peer_id for s in dep.plan.stages]
@@ -245,6 +251,12 @@ class Coordinator:
             dep.errors[peer_id] = msg["error"]
             self._stage_status(dep, peer_id, FAILED)
         self._publish()
+
+    def _record_timing(self, dep: Deployment, peer_id: str, msg: dict[str, Any]) -> None:
+        """A runner's own timing of the stage it just loaded (engine.runner.calibrate)."""
+        stage = next((s for s in dep.plan.stages if s.peer_id == peer_id), None)
+        if stage is not None:
+            self.measured.record_stage(peer_id, dep.plan.model.name, stage.num_layers, stage.lm_head, msg)
 
     # ---- liveness -------------------------------------------------------------------------
 
