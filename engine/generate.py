@@ -35,6 +35,7 @@ from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, Location, WanEmulation
 
 READY_TIMEOUT_S = 600.0
 STEP_TIMEOUT_S = 300.0
+ROUTES_ACK_TIMEOUT_S = 60.0      # a runner applies new routes in milliseconds; slow only when starved
 
 
 # ---- runner processes -------------------------------------------------------------------------
@@ -162,6 +163,12 @@ def assign_routes(runners: list[RunnerProcess], addresses: list[str],
     frame's `reply_to`), and where each one is (emulated WAN). Each call replaces the previous list."""
     line = json.dumps({"routes": list(addresses), "locations": {a: list(p) for a, p in (locations or {}).items()}})
     line += "\n"
+    _write_routes(runners, line)
+    for runner in runners:            # applied once each says so: a step sent now is never refused
+        _read_json_line(runner, "routes_assigned", ROUTES_ACK_TIMEOUT_S)
+
+
+def _write_routes(runners: list[RunnerProcess], line: str) -> None:
     for runner in runners:
         if runner.process.stdin is None:
             raise InvalidInput("runners", runner.layers, "this runner's stdin is closed: it takes no routes")
@@ -171,6 +178,31 @@ def assign_routes(runners: list[RunnerProcess], addresses: list[str],
         except BrokenPipeError:
             raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} has exited: "
                               f"{_stderr_tail(runner)}") from None
+
+
+def _read_json_line(runner: RunnerProcess, key: str, timeout_s: float) -> dict[str, Any]:
+    """The next JSON line on the runner's stdout that has `key`."""
+    import selectors
+
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(runner.process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                if runner.process.poll() is not None:
+                    break
+                continue
+            line = runner.process.stdout.readline()
+            if not line:
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and key in record:
+                return record
+    raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not confirm its {key}: "
+                      f"{_stderr_tail(runner)}")
 
 
 def stop_runners(runners: list[RunnerProcess]) -> None:

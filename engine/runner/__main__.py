@@ -147,7 +147,11 @@ def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> 
             except (ValueError, TypeError, IndexError, AttributeError, InvalidInput) as exc:
                 logging.getLogger(__name__).warning("ignoring a routes line: %s", exc)
                 continue
-            loop.call_soon_threadsafe(server.allow_routes, routes, locations)
+            def apply(routes: list = routes, locations: dict = locations) -> None:
+                server.allow_routes(routes, locations)
+                _emit(sys.stdout, {"routes_assigned": len(routes)})     # the parent waits for this
+
+            loop.call_soon_threadsafe(apply)
 
     threading.Thread(target=read, name="routes-from-stdin", daemon=True).start()
 
