@@ -265,6 +265,7 @@ def load_stage(folder: Path, layer_start: int, layer_end: int, dtype: str = "fp3
     _materialise_buffers(stage, device)
     stage.rotary_emb = make_rotary(stage, device)
     stage.quant = quant
+    stage.compute_dtype = torch_dtype
     stage.eval()
     return stage
 

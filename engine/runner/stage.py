@@ -42,7 +42,7 @@ class StageExecutor:
         self.idle_timeout_s = idle_timeout_s
         self.max_sessions = max_sessions
         self.device = next(stage.parameters()).device
-        self.dtype = next(p for n, p in stage.named_parameters() if n.startswith(("layers", "norm"))).dtype
+        self.dtype = stage.compute_dtype
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._names = _KwargNames.of(type(stage.layers[0]).forward)
@@ -162,7 +162,7 @@ class StageExecutor:
             return hidden
         if last_only:
             hidden = hidden[:, -1:, :]
-        return stage.lm_head(stage.norm(hidden))
+        return stage.logits(hidden)
 
     def _masks(self, hidden: torch.Tensor, cache: DynamicCache, position_ids: torch.Tensor,
                cache_position: torch.Tensor) -> dict:
