@@ -28,9 +28,9 @@ class ModelFootprint:
     safety_margin: float = 0.10      # fraction of each peer's free VRAM kept unused
     device_kind: str = "cuda"        # cuda | cpu: how int4 weights are held (engine.model.sizing)
 
-    def stage_bytes(self, num_layers: int, *, first: bool, last: bool) -> int:
-        """Bytes a stage holding `num_layers` decoder layers needs, ends included."""
-        total = num_layers * (self.layer_bytes + self.kv_bytes_per_layer) + self.activation_bytes
+    def stage_weight_bytes(self, num_layers: int, *, first: bool, last: bool) -> int:
+        """Bytes of the weights a stage holding `num_layers` decoder layers keeps, ends included."""
+        total = num_layers * self.layer_bytes
         if first:
             total += self.embedding_bytes
         if last:
@@ -40,3 +40,8 @@ class ModelFootprint:
             if not (self.tied_embeddings and first and self.quant in ("fp32", "bf16", "fp16")):
                 total += self.lm_head_bytes
         return total
+
+    def stage_bytes(self, num_layers: int, *, first: bool, last: bool) -> int:
+        """Bytes a stage holding `num_layers` decoder layers needs: weights, KV cache and workspace."""
+        return (self.stage_weight_bytes(num_layers, first=first, last=last)
+                + num_layers * self.kv_bytes_per_layer + self.activation_bytes)

@@ -86,6 +86,14 @@ def quantize_linears(module: nn.Module, quant: str, device_kind: str,
     for group, names in by_group.items():
         quantize_(module, _config(quant, device_kind, group or group_size),
                   filter_fn=lambda m, fqn, names=names: isinstance(m, nn.Linear) and fqn in names)
+    if quant == "int8":
+        # Mixture-of-experts weights are 3-d parameters [experts, out, in] (transformers 5), not Linears.
+        from torchao.quantization import FqnToConfig
+
+        experts = [name for name, param in module.named_parameters() if param.dim() == 3]
+        if experts:
+            quantize_(module, FqnToConfig({name: _config("int8", device_kind, group_size) for name in experts}),
+                      filter_fn=None)
     return module
 
 

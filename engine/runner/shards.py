@@ -206,18 +206,19 @@ def checkpoint_index(folder: Path) -> dict[str, Path]:
     return where
 
 
-def load_stage(folder: Path, layer_start: int, layer_end: int, dtype: str = "fp32",
+def load_stage(folder: Path, layer_start: int, layer_end: int, dtype: str | None = None,
                device: str | torch.device | None = None, progress: ProgressFn | None = None,
                quant: str | None = None) -> StageModule:
     """Build stage [layer_start, layer_end) reading only its tensors; `progress(bytes_done, bytes_total)`.
 
-    `quant` is how the weights are held (fp32 | bf16 | fp16 | int8 | int4; default: `dtype`), `dtype`
-    the compute dtype (activations, KV cache, norms). int8/int4 quantise each module's Linear weights
+    `quant` is how the weights are held (fp32 | bf16 | fp16 | int8 | int4; default: `dtype`, else fp32),
+    `dtype` the compute dtype (activations, KV cache, norms; default: what the planner assumes for
+    `quant`, engine.model.sizing.compute_dtype_for). int8/int4 quantise each module's Linear weights
     right after they are read, so at most one module is held unquantised at a time.
     """
     config = load_config(folder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    quant = check_quant(quant or dtype, dtype, device.type)
+    quant = check_quant(quant or dtype or "fp32", dtype, device.type)
     torch_dtype = parse_dtype(compute_dtype_name(quant, dtype))
     if not 0 <= layer_start < layer_end <= config.num_hidden_layers:
         raise InvalidInput("layers", f"{layer_start}:{layer_end}",
@@ -229,6 +230,9 @@ def load_stage(folder: Path, layer_start: int, layer_end: int, dtype: str = "fp3
     plan = layout.tensor_plan(set(where))
     with torch.device("meta"):
         stage = StageModule(config, layout)
+    if quant == "int8" and layout.num_experts:
+        # transformers' grouped_mm experts kernel has no int8 weights; its per-expert loop does.
+        config._experts_implementation = "eager"
     if layout.first and layout.last and layout.tied_embeddings and quant in ("fp32", "bf16", "fp16"):
         del plan["lm_head.weight"]          # one matrix serves both ends, as in the monolithic model
 

@@ -111,7 +111,7 @@ class StageExecutor:
         if limit and start_position + inputs.shape[1] > limit:
             raise InvalidInput("position", start_position + inputs.shape[1],
                                f"the model's context holds {limit} positions")
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.no_grad():  # not inference_mode: torchao cannot index int8 expert weights there
             entry = self._session(session, start_position)
             try:
                 out = self._run(entry, start_position, inputs, last_only)
