@@ -83,9 +83,10 @@ class RunnerProcess:
                 stream.close()
 
 
-def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str = "fp32",
+def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str | None = "fp32",
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = False) -> list[RunnerProcess]:
+                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = False,
+                  quant: str | None = None) -> list[RunnerProcess]:
     """Start one runner process per stage (all load at once) and wait for each one's ready line.
 
     `restrict_routes`: the runners send only to addresses later given by `assign_routes` (over their
@@ -96,7 +97,7 @@ def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "i
     try:
         for start, end in stages:
             command = [sys.executable, "-m", "engine.runner", "--model", model, "--layers", f"{start}:{end}",
-                       "--listen", transport, "--dtype", dtype, *(extra_args or [])]
+                       "--listen", transport, *_dtype_args(dtype, quant), *(extra_args or [])]
             if restrict_routes:
                 command.append("--routes-from-stdin")
             process = subprocess.Popen(command, stdin=subprocess.PIPE if restrict_routes else subprocess.DEVNULL,
@@ -109,6 +110,10 @@ def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "i
         stop_runners(runners)
         raise
     return runners
+
+
+def _dtype_args(dtype: str | None, quant: str | None) -> list[str]:
+    return [*(["--dtype", dtype] if dtype else []), *(["--quant", quant] if quant else [])]
 
 
 def _read_ready(runner: RunnerProcess, timeout_s: float) -> dict[str, Any]:
@@ -383,7 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--transport", default="iroh", choices=("iroh", "tcp"))
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--quant", default=None, choices=("fp32", "bf16", "fp16", "int8", "int4"),
+                        help="how the stages hold their weights (default: --dtype, else fp32)")
+    parser.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"),
+                        help="compute dtype (default: the quant's own; bf16 for int8/int4)")
     parser.add_argument("--chat", dest="chat", action="store_true", default=None,
                         help="apply the chat template (default: on when the tokenizer has one)")
     parser.add_argument("--no-chat", dest="chat", action="store_false")
@@ -418,17 +426,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chat = source.instruct if args.chat is None else args.chat
     ids = prompt_ids(tokenizer, args.prompt, chat)
     eos = eos_token_ids(source.folder, tokenizer)
-    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, restrict_routes=True)
+    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, restrict_routes=True,
+                            quant=args.quant)
     try:
         result = asyncio.run(_run_pipeline(args, runners, ids, eos))
     finally:
         stop_runners(runners)
     return {
-        "model": source.name, "transport": args.transport, "dtype": args.dtype, "chat": chat,
+        "model": source.name, "transport": args.transport, "dtype": runners[0].ready.get("dtype"),
+        "quant": runners[0].ready.get("quant"), "chat": chat,
         "prompt_ids": ids, "text": tokenizer.decode(result["token_ids"], skip_special_tokens=True),
         **result,
         "stages": [{"layers": list(r.layers), "address": r.address, "load_s": r.ready.get("load_s"),
-                    "device": r.ready.get("device"), "metrics": r.ready.get("metrics"), "pid": r.ready.get("pid")}
+                    "device": r.ready.get("device"), "metrics": r.ready.get("metrics"), "pid": r.ready.get("pid"),
+                    "weight_bytes": r.ready.get("memory", {}).get("weight_bytes"), "memory": r.ready.get("memory")}
                    for r in runners],
     }
 

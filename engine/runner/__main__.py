@@ -3,7 +3,8 @@
 Loads only layers [A, B) (+ embeddings on the first stage, final norm + lm_head on the last), starts a
 transport node, then prints ONE JSON line on stdout when ready::
 
-    {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...}}
+    {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...},
+     "quant": "int8", "memory": {"weight_bytes": ..., "kv_cache_bytes": ..., "workspace_bytes": ...}}
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
 prints {"ready": false, "error": ..., "field": ...} and exits with status 2. With `--routes-from-stdin`
@@ -32,6 +33,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from engine.errors import InvalidInput, PrismnError  # noqa: E402
 
+QUANT_CHOICES = ("fp32", "bf16", "fp16", "int8", "int4")     # engine.model.sizing.QUANTS, without torch
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine.runner", description=__doc__.splitlines()[0])
@@ -39,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", required=True, help="A:B, decoder layers A (inclusive) to B (exclusive)")
     parser.add_argument("--listen", default="iroh", choices=("iroh", "tcp"))
     parser.add_argument("--bind", default="127.0.0.1:0", help="host:port to bind (0.0.0.0:0 to accept other machines)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--quant", default=None, choices=QUANT_CHOICES,
+                        help="how this stage holds its weights (default: --dtype, else fp32); int8/int4 are "
+                             "weight-only, quantised at load")
+    parser.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"),
+                        help="compute dtype (default: the quant's own; bf16 for int8/int4)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
     parser.add_argument("--lat", type=float, default=None)
     parser.add_argument("--lon", type=float, default=None)
@@ -63,8 +70,10 @@ def _emit(stream, record: dict[str, Any]) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     import torch
 
+    from engine.runner.memory import measure_memory
     from engine.runner.metrics import read_metrics
     from engine.runner.model_source import resolve_model
+    from engine.runner.quantize import compute_dtype_name
     from engine.runner.server import RunnerServer, open_node, stage_info
     from engine.runner.shards import load_config, load_stage, parse_layers
     from engine.runner.stage import StageExecutor
@@ -95,13 +104,16 @@ async def _serve(args: argparse.Namespace) -> None:
             last_report[0] = now
             _emit(sys.stderr, {"loading": {"loaded_bytes": done_bytes, "total_bytes": total_bytes}})
 
-    stage = load_stage(source.folder, layer_start, layer_end, args.dtype, args.device, progress)
+    stage = load_stage(source.folder, layer_start, layer_end, args.dtype, args.device, progress, quant=args.quant)
     load_s = time.perf_counter() - started
     executor = StageExecutor(stage, idle_timeout_s=args.idle_timeout_s)
+    memory = measure_memory(executor)
     node = await open_node(args.listen, args.bind)
     extra = {"lat": args.lat, "lon": args.lon, "carbon_g_per_kwh": args.carbon, "load_s": load_s,
-             "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address}
-    server = RunnerServer(executor, node, stage_info(executor, source.name, args.dtype, extra),
+             "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address,
+             "quant": stage.quant, "memory": memory}
+    dtype = compute_dtype_name(stage.quant, args.dtype)
+    server = RunnerServer(executor, node, stage_info(executor, source.name, dtype, extra),
                           restrict_routes=args.routes_from_stdin)
     if args.routes_from_stdin:
         _read_routes_in_background(server, asyncio.get_running_loop())

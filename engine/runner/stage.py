@@ -65,6 +65,15 @@ class StageExecutor:
         with self._lock:
             return sorted(self._sessions)
 
+    def cache_bytes(self) -> int:
+        """Resident bytes of every session's KV cache on this stage."""
+        from engine.runner.quantize import tensor_bytes
+
+        with self._lock:
+            layers = [layer for entry in self._sessions.values() for layer in entry.cache.layers]
+        return tensor_bytes([t for layer in layers for t in (getattr(layer, "keys", None),
+                                                             getattr(layer, "values", None))])
+
     def end_session(self, session: str) -> bool:
         with self._lock:
             return self._sessions.pop(session, None) is not None
