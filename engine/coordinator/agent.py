@@ -241,7 +241,9 @@ class Agent:
             return                                     # a newer deploy arrived meanwhile
         self.executor = executor
         self.loaded = stage
-        self.loaded_bytes = sum(p.numel() * p.element_size() for p in executor.stage.parameters())
+        from engine.runner.quantize import module_weight_bytes  # quantised tensors: their real bytes
+
+        self.loaded_bytes = module_weight_bytes(executor.stage)
         log.info("stage ready: layers %s:%s of %s", msg["layer_start"], msg["layer_end"], msg["model"])
         await self._send({"type": "ready", "deployment_id": deployment_id})
 
@@ -304,7 +306,12 @@ def _load_executor(msg: dict[str, Any], config: AgentConfig, progress: Any) -> A
     if msg["embeddings"] != (msg["layer_start"] == 0) or msg["lm_head"] != (msg["layer_end"] == num_layers):
         raise InvalidInput("deploy.layers", f"{msg['layer_start']}:{msg['layer_end']}",
                            f"embeddings/lm_head flags do not match a {num_layers}-layer model")
-    module = load_stage(source.folder, msg["layer_start"], msg["layer_end"], config.dtype, config.device, progress)
+    # The plan's quantisation decides how weights are held (and so the compute dtype); --dtype only
+    # applies to a deploy message without one.
+    quant = msg.get("quant")
+    dtype = None if quant else config.dtype
+    module = load_stage(source.folder, msg["layer_start"], msg["layer_end"], dtype, config.device, progress,
+                        quant=quant)
     return StageExecutor(module)
 
 

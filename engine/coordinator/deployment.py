@@ -42,7 +42,7 @@ class Deployment:
         stage = next(s for s in self.plan.stages if s.peer_id == peer_id)
         return {"type": "deploy", "deployment_id": self.id, "model": self.model,
                 "layer_start": stage.layer_start, "layer_end": stage.layer_end,
-                "embeddings": stage.embeddings, "lm_head": stage.lm_head}
+                "embeddings": stage.embeddings, "lm_head": stage.lm_head, "quant": self.plan.model.quant}
 
     def holds(self, peer_id: str, loaded: dict[str, object] | None) -> bool:
         """Whether a rejoining runner's `loaded` stage is exactly its stage of this deployment."""

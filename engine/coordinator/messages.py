@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.model.sizing import QUANTS
 from engine.transport.frames import DTYPES, FrameLimits, check_tensor_fields
 from engine.validate import finite_number
 
@@ -39,6 +40,10 @@ class Field:
     low: float | None = None            # inclusive bounds for numbers, length bounds for strings
     high: float | None = None
     check: Callable[[Any], str | None] | None = None   # extra rule -> reason or None
+
+
+def _quant_rule(value: str) -> str | None:
+    return None if value in QUANTS else f"expected one of {list(QUANTS)}"
 
 
 def _peer_id_rule(value: str) -> str | None:
@@ -73,6 +78,8 @@ _STAGE = {
     "layer_end": Field("int", low=1, high=10_000),
     "embeddings": Field("bool"),
     "lm_head": Field("bool"),
+    # how the runner holds the stage's weights: the plan's quantisation (null: the runner's --dtype)
+    "quant": Field("str", required=False, nullable=True, low=1, high=8, check=_quant_rule),
 }
 
 # type -> (fields, payload limit in bytes). Both directions share one table: each side accepts

@@ -23,7 +23,6 @@ torchao 0.18; measured, see its docstring):
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 from engine.errors import InvalidInput

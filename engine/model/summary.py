@@ -7,8 +7,8 @@ from typing import Any
 from engine.model.params import param_counts
 from engine.model.sizing import (
     compute_dtype_for,
-    kv_bytes_per_token_per_layer,
     embedding_bytes,
+    kv_bytes_per_token_per_layer,
     layer_bytes,
     vocab_matrix_bytes,
 )

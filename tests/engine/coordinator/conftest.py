@@ -42,9 +42,9 @@ def tiny_model(tmp_path_factory) -> Path:
     return folder
 
 
-def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int, quant: str = "fp32") -> list[int]:
     """The reference: the whole model in one piece, greedy, recomputing the full sequence each step."""
-    model = load_monolithic(folder)
+    model = load_monolithic(folder, quant)
     ids = list(prompt_ids)
     with torch.inference_mode():
         for _ in range(max_new_tokens):

@@ -37,7 +37,7 @@ class Swarm:
         self.store_spec = f"sqlite:{tmp_path}/store/prismn.sqlite3"
         self.log_dir = tmp_path
         self.coordinator = self.start_coordinator()
-        self.footprint = footprint(load_spec(str(folder)))
+        self.footprint = footprint(load_spec(str(folder)), "fp32")      # what the reference computes
         self.processes = {peer_id: spawn_runner(self.coordinator.ticket, peer_id, lat, lon,
                                                 runner_vram_gb(str(folder)), tmp_path)
                           for peer_id, (lat, lon) in CITIES.items()}

@@ -86,3 +86,13 @@ def test_a_deploy_and_a_forward_are_what_a_runner_accepts():
     assert validate(header, payload, COORDINATOR_TO_RUNNER)["position"] == 0
     with pytest.raises(InvalidInput, match="deploy.embeddings"):
         validate({**deploy, "embeddings": "yes"}, b"", COORDINATOR_TO_RUNNER)
+
+
+def test_a_deploy_carries_the_plans_quantisation_and_refuses_one_runners_cannot_hold():
+    deploy = {"type": "deploy", "deployment_id": "d1", "model": "smollm2", "layer_start": 0, "layer_end": 10,
+              "embeddings": True, "lm_head": False, "quant": "int4"}
+    assert validate(deploy, b"", COORDINATOR_TO_RUNNER)["quant"] == "int4"
+    assert "quant" not in validate({k: v for k, v in deploy.items() if k != "quant"}, b"", COORDINATOR_TO_RUNNER)
+    with pytest.raises(InvalidInput) as info:
+        validate({**deploy, "quant": "int3"}, b"", COORDINATOR_TO_RUNNER)
+    assert (info.value.field, info.value.value) == ("deploy.quant", "int3")

@@ -49,7 +49,7 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
         while len(coordinator.live_peers()) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert {p["id"] for p in coordinator.live_peers()} == set(ids)
-        plan = make_plan(footprint(load_spec("smollm2")), coordinator.swarm(ingress).peers, ingress,
+        plan = make_plan(footprint(load_spec("smollm2"), "fp32"), coordinator.swarm(ingress).peers, ingress,
                          Policy.CARBON, Weights())
         assert plan.feasible and len(plan.stages) == 2       # start_local_runners sized them so
         coordinator.deploy(plan).result(240)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from engine.errors import InvalidInput
 from engine.model import QUANTS, footprint, load_spec
-from engine.model.sizing import activation_bytes, compute_dtype_for, int4_group_size, layer_bytes, matrix_bytes
+from engine.model.sizing import (
+    activation_bytes,
+    compute_dtype_for,
+    int4_group_size,
+    layer_bytes,
+    matrix_bytes,
+)
 from engine.model.spec import spec_from_config
 
 # A small Llama: hidden 64, 4 heads of 16 (2 KV heads), MLP 160, vocab 100, 2 layers.

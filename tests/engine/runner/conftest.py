@@ -41,12 +41,19 @@ def save_tiny(folder: Path, model_type: str = "llama", tied: bool = False, seed:
     return folder
 
 
-def load_monolithic(folder: Path):
+def load_monolithic(folder: Path, quant: str = "fp32"):
+    """The whole model, its weights held as a runner holds them at `quant` (engine.runner.quantize)."""
     from transformers import AutoModelForCausalLM
 
+    from engine.runner.quantize import compute_dtype_name, quantize_linears
+    from engine.runner.shards import DTYPES
+
     # transformers picks the attention kernel (sdpa; eager for Gemma-2's soft-capping), as stages do.
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-    return model.eval()
+    dtype = DTYPES[compute_dtype_name(quant, None)]
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    if quant == "int8":
+        model.config._experts_implementation = "eager"      # as load_stage does for int8 experts
+    return quantize_linears(model, quant, "cpu").eval()
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from engine.errors import InvalidInput
 from engine.generate import PipelineClient, greedy_generate, start_runners, stop_runners
 from engine.model import QUANTS, footprint, load_spec
 from engine.runner.model_source import resolve_model
-from engine.runner.quantize import module_weight_bytes, quantize_linears
+from engine.runner.quantize import module_weight_bytes
 from engine.runner.shards import load_stage
-from tests.engine.runner.conftest import EOS, PROMPT_IDS
+from tests.engine.runner.conftest import EOS, PROMPT_IDS, load_monolithic
 
 SPLIT = [(0, 2), (2, 4), (4, 6)]
 # SmolLM2's rules per stage kind: embeddings + layers, layers only, layers + final norm + (tied) head.
@@ -52,13 +52,6 @@ def test_a_quant_the_runner_cannot_hold_is_named(tiny_llama, quant, dtype, field
     assert (error.value.field, error.value.value) == (field, quant if field == "quant" else dtype)
 
 
-def _monolithic_quantised(folder, quant):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).eval()
-    return quantize_linears(model, quant, "cpu")
-
-
 async def _generate(runners):
     client = await PipelineClient.open("tcp", [r.address for r in runners])
     try:
@@ -83,6 +76,6 @@ def test_a_quantised_pipeline_of_processes_equals_the_monolithic_model_quantised
         memory = record["memory"]
         assert memory["weight_bytes"] == planned.stage_weight_bytes(end - start, first=start == 0, last=end == 6)
         assert memory["kv_cache_bytes"] == 0 and memory["kv_cache_bytes_per_token"] == 2 * 2 * 16 * 2 * 2
-    model = _monolithic_quantised(tiny_llama, quant)
+    model = load_monolithic(tiny_llama, quant)
     ids = torch.tensor([PROMPT_IDS])
     assert tokens == model.generate(ids, max_new_tokens=10, do_sample=False)[0, len(PROMPT_IDS):].tolist()
