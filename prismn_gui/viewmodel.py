@@ -244,21 +244,22 @@ class PlanningSession:
             self._swarms[key] = load_swarm(Path(path))
         return self._swarms[key]
 
-    def _footprint(self, request: PlanRequest):
+    def _footprint(self, request: PlanRequest, device_kind: str = "cuda"):
         from engine.model import footprint, load_spec
         if request.quant not in QUANTS:
             raise InvalidInput("quant", request.quant, f"expected one of {QUANTS}")
         context = parse_context(request.context_text)
-        key = (request.model, request.quant, context)
+        key = (request.model, request.quant, context, device_kind)
         if key not in self._footprints:
             if request.model not in self._specs:
                 self._specs[request.model] = load_spec(request.model)
             self._footprints[key] = footprint(self._specs[request.model], quant=request.quant,
-                                              context=context)
+                                              context=context, device_kind=device_kind)
         return self._footprints[key]
 
     def inputs(self, request: PlanRequest):
         """(footprint, swarm, ingress) for a request; raises InvalidInput naming the field."""
+        from engine.model.sizing import device_kind_for
         fp = self._footprint(request)
         swarm = self._swarm(self.swarm_path(request))
         ingress = parse_ingress(request.ingress_choice, request.lat_text, request.lon_text, swarm.ingress)
@@ -267,6 +268,8 @@ class PlanningSession:
             if live_swarm is None:
                 raise InvalidInput("swarm", "live", "the coordinator is not running")
             swarm = live_swarm(ingress)
+            # Live runners may be CPU processes, which hold int4 differently (engine.model.sizing).
+            fp = self._footprint(request, device_kind_for(p.gpu for p in swarm.peers))
         return fp, swarm, ingress
 
     def compute(self, request: PlanRequest) -> PlanOutcome:

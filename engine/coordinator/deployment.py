@@ -107,9 +107,10 @@ def replan(plan: Plan, footprint: ModelFootprint, peers: list[Peer]) -> Plan:
 def footprint_for(plan: Plan, model: str) -> ModelFootprint:
     """The model footprint a plan was made for: its model name (a preset), else the model source."""
     from engine.model import footprint, load_spec
+    from engine.model.sizing import device_kind_for
 
     try:
         spec = load_spec(plan.model.name)
     except InvalidInput:            # UnknownModel: the plan names a model by a path runners share
         spec = load_spec(model)
-    return footprint(spec, quant=plan.model.quant)
+    return footprint(spec, quant=plan.model.quant, device_kind=device_kind_for(s.gpu for s in plan.stages))

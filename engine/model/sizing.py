@@ -67,6 +67,13 @@ def _check_device_kind(device_kind: object) -> str:
     return device_kind  # type: ignore[return-value]
 
 
+def device_kind_for(gpus) -> str:
+    """The device kind to size for, from the peers' GPU names (None: a CPU peer). CPU peers hold int4
+    at about twice the packed CUDA size, so a swarm with any CPU peer is sized as CPU (conservative
+    for its GPU peers; one footprint serves a whole plan)."""
+    return "cpu" if any(gpu is None for gpu in gpus) else "cuda"
+
+
 def int4_group_size(cols: int, group_size: int = 128) -> int | None:
     """The int4 group of a matrix with `cols` input features: the largest of group_size,
     group_size/2, ... (not below 32, or group_size itself when smaller) dividing cols; else None."""

@@ -218,3 +218,12 @@ def test_bad_inputs_name_field_and_value(small, kwargs, field, value):
 
 def test_quants_are_the_agreed_five():
     assert QUANTS == ("fp32", "bf16", "fp16", "int8", "int4")
+
+
+def test_a_swarm_with_any_cpu_peer_is_sized_as_cpu():
+    from engine.model.sizing import device_kind_for
+
+    assert device_kind_for(["H100", "A10"]) == "cuda"
+    assert device_kind_for(["H100", None]) == "cpu"
+    spec = load_spec("llama-3.1-8b")
+    assert footprint(spec, "int4", device_kind="cpu").layer_bytes > 1.8 * footprint(spec, "int4").layer_bytes
