@@ -21,6 +21,7 @@ import customtkinter as ctk
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.plan import Plan
 from engine.runner.model_source import SMOLLM2_NAMES
+from prismn_gui.local_model import LocalModelMenu
 from prismn_gui.status_colours import STATUS_COLOURS, status_colour
 
 __all__ = ["STATUS_COLOURS", "RunnersPanel"]
@@ -85,6 +86,8 @@ class RunnersPanel(ctk.CTkFrame):
                                               width=60)
         self.runner_count.set("3")
         self.runner_count.pack(side="left", padx=4)
+        self.local_model = LocalModelMenu(row, on_message=lambda text: self.hint.configure(text=text))
+        self.local_model.pack(side="left", padx=4)
         self.local_button = ctk.CTkButton(row, text="Start local runners", width=130, command=self._start_local)
         self.local_button.pack(side="left")
         self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
@@ -160,6 +163,8 @@ class RunnersPanel(ctk.CTkFrame):
         # the window then plans SmolLM2 over the live peers, so Deploy matches what they hold.
         plan = self._get_plan()
         model = plan.model.name if plan is not None and plan.model.name.lower() in SMOLLM2_NAMES else LOCAL_MODEL
+        if self.local_model.folder is not None:            # "Model folder…": a local HF folder instead
+            model = str(self.local_model.folder)
         count = int(self.runner_count.get())
         try:
             ids = self.coordinator.start_local_runners(count, model=model)
@@ -189,7 +194,8 @@ class RunnersPanel(ctk.CTkFrame):
         self._emit("deploy_started", plan)
         self.deploy_button.configure(state="disabled")
         self.hint.configure(text=f"Deploying {plan.model.name} on the live runners…")
-        future = self.coordinator.deploy(plan, lambda *event: self._events.put(("progress", *event)))
+        future = self.coordinator.deploy(plan, lambda *event: self._events.put(("progress", *event)),
+                                         model=self.local_model.model_for(plan.model.name))
         future.add_done_callback(lambda done: self._events.put(("deployed", done)))
 
     def _generate(self) -> None:
