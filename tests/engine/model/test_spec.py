@@ -113,3 +113,11 @@ def test_missing_field_is_named():
     with pytest.raises(InvalidInput) as err:
         spec_from_config(cfg)
     assert err.value.field == "config.vocab_size" and err.value.value is None
+
+
+def test_every_preset_the_app_offers_is_an_architecture_the_runners_execute():
+    from engine.model import list_presets, load_spec
+    from engine.model.architectures import EXECUTABLE_MODEL_TYPES
+
+    architectures = {load_spec(name).architecture for name in list_presets()}
+    assert architectures == set(EXECUTABLE_MODEL_TYPES)
