@@ -59,8 +59,9 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path):
         panel.local_button.invoke()
         pump(root, lambda: len(coordinator.live_peers()) == 2, 90, "two local runners joined")
 
-        # What the app plans once local runners start: the folder, over the live (CPU) runners.
-        fp = footprint(load_spec(str(folder)), "fp32", device_kind="cpu")
+        # What the app plans once local runners start: the folder at its default quantisation (bf16),
+        # over the live (CPU) runners.
+        fp = footprint(load_spec(str(folder)), "bf16", device_kind="cpu")
         plan = make_plan(fp, coordinator.swarm(INGRESS).peers, INGRESS, Policy.CARBON, Weights())
         assert plan.feasible and len(plan.stages) == 2 and plan.model.name == "tiny-gemma"
         plan_box.append(plan)
@@ -81,8 +82,8 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path):
         gc.collect()
         coordinator.stop()
     # The answer is the whole Gemma's greedy continuation of the same prompt ids (raw text: the byte
-    # tokenizer has no chat template), token for token.
+    # tokenizer has no chat template), token for token, with its weights in bf16 as deployed.
     from transformers import AutoTokenizer
 
     ids = AutoTokenizer.from_pretrained(str(folder))(PROMPT)["input_ids"]
-    assert result["token_ids"] and result["token_ids"] == greedy_monolithic(folder, ids, len(result["token_ids"]))
+    assert result["token_ids"] and result["token_ids"] == greedy_monolithic(folder, ids, len(result["token_ids"]), "bf16")
