@@ -67,8 +67,14 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=_int_flag("context"), default=4096, help="tokens of KV cache (default 4096)")
     p.add_argument("--batch", type=_int_flag("batch"), default=1)
     p.add_argument("--group-size", type=_int_flag("group_size"), default=128, help="int4 group size")
+    _device_kind_flag(p)
     p.add_argument("--safety-margin", type=_float_flag("safety_margin"), default=0.10,
                    help="fraction of each peer's free VRAM kept unused (default 0.10)")
+
+
+def _device_kind_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device-kind", default="cuda", choices=("cuda", "cpu"),
+                   help="how the peers hold int4 weights: packed (cuda, default) or one per byte (cpu)")
 
 
 def _swarm_flags(p: argparse.ArgumentParser) -> None:
@@ -134,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model")
     inspect.add_argument("--quant", default="bf16")
     inspect.add_argument("--group-size", type=_int_flag("group_size"), default=128)
+    _device_kind_flag(inspect)
     inspect.add_argument("--json", action="store_true")
 
     sub.add_parser("generate", help="run a local pipeline (see `python -m engine generate --help`)",
@@ -146,7 +153,7 @@ def _footprint(args: argparse.Namespace):
 
     spec = load_spec(args.model)
     return footprint(spec, quant=args.quant, context=args.context, batch=args.batch,
-                     group_size=args.group_size, safety_margin=args.safety_margin)
+                     group_size=args.group_size, safety_margin=args.safety_margin, device_kind=args.device_kind)
 
 
 def _swarm(args: argparse.Namespace):
@@ -183,7 +190,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from engine.model import inspect_model, load_spec
 
-    info = inspect_model(load_spec(args.model), quant=args.quant, group_size=args.group_size)
+    info = inspect_model(load_spec(args.model), quant=args.quant, group_size=args.group_size,
+                         device_kind=args.device_kind)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
