@@ -56,11 +56,12 @@ def compute_dtype_name(quant: str, dtype: str | None) -> str:
 def _config(quant: str, device_kind: str, group_size: int):
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quantize_.workflows.int4.int4_packing_format import Int4PackingFormat
 
     if quant == "int8":
         return Int8WeightOnlyConfig(set_inductor_config=False)
     if device_kind == "cuda":
-        return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d",
+        return Int4WeightOnlyConfig(group_size=group_size, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D,
                                     set_inductor_config=False)
     return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +62,6 @@ class StageLayout:
     @property
     def last(self) -> bool:
         return self.layer_end == self.num_layers
-
-    def tensor_sources(self, available: set[str]) -> dict[str, str]:
-        """Stage-module parameter name -> checkpoint tensor name (one-to-one tensors only)."""
-        return {target: sources[0] for target, (sources, _) in self.tensor_plan(available).items()
-                if len(sources) == 1}
 
     def tensor_plan(self, available: set[str]) -> dict[str, tuple[tuple[str, ...], Combine]]:
         """Stage-module parameter name -> (checkpoint tensors, combine), for exactly this stage."""
@@ -237,11 +233,11 @@ def load_stage(folder: Path, layer_start: int, layer_end: int, dtype: str | None
         del plan["lm_head.weight"]          # one matrix serves both ends, as in the monolithic model
 
     total_bytes = _stored_bytes({s for sources, _ in plan.values() for s in sources}, where)
-    done = [0]
+    done = 0
     if progress:
         progress(0, total_bytes)
-    handles: dict[Path, object] = {}
-    try:
+    with ExitStack() as files:
+        handles: dict[Path, object] = {}
         for prefix, targets in _by_module(plan).items():
             state = {}
             for target in targets:
@@ -250,20 +246,17 @@ def load_stage(folder: Path, layer_start: int, layer_end: int, dtype: str | None
                 for source in sources:
                     file = where[source]
                     if file not in handles:
-                        handles[file] = safe_open(str(file), framework="pt", device="cpu").__enter__()
+                        handles[file] = files.enter_context(safe_open(str(file), framework="pt", device="cpu"))
                     tensor = handles[file].get_tensor(source)
-                    done[0] += tensor.numel() * tensor.element_size()
+                    done += tensor.numel() * tensor.element_size()
                     tensors.append(tensor)
                 state[target[len(prefix) + 1:]] = combine(tensors).to(device=device, dtype=torch_dtype)
                 if progress:
-                    progress(done[0], total_bytes)
-            module = stage.get_submodule(prefix)
+                    progress(done, total_bytes)
             # assign=True keeps our freshly read tensors instead of copying into meta placeholders.
+            module = stage.get_submodule(prefix)
             module.load_state_dict(state, strict=False, assign=True)
             quantize_linears(module, quant, device.type)
-    finally:
-        for handle in handles.values():
-            handle.__exit__(None, None, None)
     if "lm_head.weight" not in plan and stage.lm_head is not None:
         stage.lm_head.weight = stage.embed_tokens.weight
     _materialise_buffers(stage, device)

@@ -61,7 +61,7 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
         assert len(dots) == 4                                   # two "● " runs in the live colour
         assert panel.peer_list.tag_cget("live", "foreground") == STATUS_COLOURS["live"]
 
-        fp = footprint(load_spec(str(tiny_model)), "fp32")
+        fp = footprint(load_spec(str(tiny_model)))
         plan = make_plan(fp, coordinator.swarm(INGRESS).peers, INGRESS, Policy.CARBON, Weights())
         assert len(plan.stages) == 2
         plan_box.append(plan)

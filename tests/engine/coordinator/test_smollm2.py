@@ -35,7 +35,8 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
 
     def monolithic(id_lists):
         # The whole model is freed on return, before the runners load their stages.
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        # bf16: the plan below is made at bf16 and runners hold the weights as the plan says.
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).eval()
         return [model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
                                eos_token_id=None)[0, len(ids):].tolist() for ids in id_lists]
 
@@ -49,7 +50,7 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
         while len(coordinator.live_peers()) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert {p["id"] for p in coordinator.live_peers()} == set(ids)
-        plan = make_plan(footprint(load_spec("smollm2"), "fp32"), coordinator.swarm(ingress).peers, ingress,
+        plan = make_plan(footprint(load_spec("smollm2")), coordinator.swarm(ingress).peers, ingress,
                          Policy.CARBON, Weights())
         assert plan.feasible and len(plan.stages) == 2       # start_local_runners sized them so
         coordinator.deploy(plan).result(240)
