@@ -51,11 +51,11 @@ def demo_cities(names: list[str] | None = None) -> list[City]:
     return picked
 
 
-def runner_vram_gb(model: str) -> float:
-    """Free VRAM for each local runner: two can hold `model`, one cannot (see module docstring)."""
+def runner_vram_gb(model: str, quant: str = "bf16") -> float:
+    """Free VRAM for each local runner: two can hold `model` at `quant`, one cannot (module docstring)."""
     from engine.model import footprint, load_spec
 
-    fp = footprint(load_spec(model))       # a preset ("smollm2"), a config file or a model folder
+    fp = footprint(load_spec(model), quant)     # a preset ("smollm2"), a config file or a model folder
     half = fp.stage_bytes(math.ceil(fp.num_layers / 2), first=True, last=True)
     whole = fp.stage_bytes(fp.num_layers, first=True, last=True)
     # Midway between the two: usable VRAM (after the planner's safety margin) fits a half, not all.

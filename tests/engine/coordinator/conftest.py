@@ -43,8 +43,15 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int, quant: str = "fp32") -> list[int]:
-    """The reference: the whole model in one piece, greedy, recomputing the full sequence each step."""
+    """The reference: the whole model in one piece, greedy, recomputing the full sequence each step
+    in fp32; at other quants with a KV cache, as the pipeline decodes (bf16 full recomputes and cached
+    steps round differently)."""
     model = load_monolithic(folder, quant)
+    if quant != "fp32":
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=None, min_new_tokens=max_new_tokens)
+        return out[0, len(prompt_ids):].tolist()
     ids = list(prompt_ids)
     with torch.inference_mode():
         for _ in range(max_new_tokens):

@@ -37,9 +37,9 @@ class Swarm:
         self.store_spec = f"sqlite:{tmp_path}/store/prismn.sqlite3"
         self.log_dir = tmp_path
         self.coordinator = self.start_coordinator()
-        self.footprint = footprint(load_spec(str(folder)))       # bf16: runners load the plan's quant
+        self.footprint = footprint(load_spec(str(folder)), "fp32")      # runners load the plan's quant
         self.processes = {peer_id: spawn_runner(self.coordinator.ticket, peer_id, lat, lon,
-                                                runner_vram_gb(str(folder)), tmp_path)
+                                                runner_vram_gb(str(folder), "fp32"), tmp_path)
                           for peer_id, (lat, lon) in CITIES.items()}
 
     def start_coordinator(self) -> EmbeddedCoordinator:
@@ -85,7 +85,7 @@ def reference(tiny_model):
     from transformers import AutoTokenizer
 
     prompt_ids = AutoTokenizer.from_pretrained(str(tiny_model))(PROMPT)["input_ids"]
-    return greedy_monolithic(tiny_model, prompt_ids, MAX_NEW_TOKENS, "bf16")     # the plans' quant
+    return greedy_monolithic(tiny_model, prompt_ids, MAX_NEW_TOKENS)
 
 
 def test_three_runners_join_with_location_metrics_and_resolved_carbon(swarm):
