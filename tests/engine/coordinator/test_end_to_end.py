@@ -94,7 +94,7 @@ def test_three_runners_join_with_location_metrics_and_resolved_carbon(swarm):
     by_id = {p["id"]: p for p in peers}
     assert set(by_id) == set(CITIES)
     assert by_id["paris"]["lat"] == pytest.approx(48.86)
-    assert by_id["paris"]["free_vram_gb"] == pytest.approx(runner_vram_gb(str(swarm.folder)), rel=1e-6)
+    assert by_id["paris"]["free_vram_gb"] == pytest.approx(runner_vram_gb(str(swarm.folder), "fp32"), rel=1e-6)
     assert by_id["warsaw"]["carbon_source"] == "country"        # Poland's grid, by location
     assert by_id["warsaw"]["carbon_g_per_kwh"] > by_id["paris"]["carbon_g_per_kwh"]
     with open_store(swarm.store_spec) as store:
