@@ -1,5 +1,5 @@
-"""The coordinator: admits runners that know the join secret, watches their heartbeats, deploys plans
-and recovers when a runner dies. One asyncio loop owns all of its state.
+"""The coordinator: admits runners that prove the join secret (engine.coordinator.auth), watches their
+heartbeats, deploys plans and recovers when a runner dies. One asyncio loop owns all of its state.
 
 Routing: hidden states flow through the coordinator (a star): the ingress sends each step to stage
 1, takes its output to stage 2, and so on; the last stage answers with the greedy token. Every hop
@@ -11,7 +11,6 @@ without asking runners to find each other.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -21,9 +20,10 @@ from typing import Any
 
 from engine.carbon.resolver import CarbonResolver
 from engine.coordinator import registry as reg
+from engine.coordinator.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import PeerLink, PeerLost
-from engine.coordinator.messages import MAX_HEADER_BYTES, PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
 from engine.coordinator.registry import PeerState, Registry
 from engine.errors import InvalidInput
 from engine.plan import Plan
@@ -46,7 +46,8 @@ MODELS_FILE = "coordinator_models.json"
 
 class Coordinator:
     def __init__(self, node: Node, store: Store, join_secret: str, *, heartbeat_s: float = 1.0,
-                 resolver: CarbonResolver | None = None, state_dir: Path | None = None) -> None:
+                 resolver: CarbonResolver | None = None, state_dir: Path | None = None,
+                 signing_key: SigningKey | None = None) -> None:
         if not join_secret:
             raise InvalidInput("join_secret", join_secret, "expected a non-empty secret")
         self.node = node
@@ -59,7 +60,9 @@ class Coordinator:
         self._models_path = state_dir / MODELS_FILE if state_dir is not None else None
         self.models: dict[str, str] = _read_models(self._models_path)
         self.peer_rows: list[dict[str, Any]] = []        # immutable snapshot for other threads
-        self._secret = join_secret.encode()
+        self._join_secret = join_secret
+        self.signing_key = signing_key or SigningKey.generate()      # proves this coordinator to runners
+        self.peer_keys = PeerKeys(state_dir / PEER_KEYS_FILE if state_dir is not None else None)
         self._resolver = resolver or CarbonResolver()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
@@ -135,21 +138,14 @@ class Coordinator:
             await _quiet_close(channel)
 
     async def _admit(self, channel: Channel) -> str | None:
-        """The first frame must be a valid join with the right secret; returns the peer id or None."""
+        """The join handshake (engine.coordinator.auth): proof of the join secret over fresh nonces,
+        and a runner key that owns its peer id; returns the peer id or None."""
         joined_limits, channel.limits = channel.limits, JOIN_LIMITS
         try:
-            header, payload = await asyncio.wait_for(channel.recv(), JOIN_TIMEOUT_S)
-            msg = validate(header, payload, frozenset({"join"}))
-        except (TimeoutError, InvalidInput) as exc:     # FrameError included: over JOIN_LIMITS drops
-            await _refuse(channel, f"expected a join message first: {exc}")
-            return None
-        if not hmac.compare_digest(msg["secret"].encode(), self._secret):
-            log.warning("refused %s (%s): wrong join secret", msg["peer_id"], channel.peer)
-            await _refuse(channel, "wrong join secret")
-            return None
-        if msg["protocol"] != PROTOCOL_VERSION:
-            await _refuse(channel, f"protocol {msg['protocol']} unsupported; this coordinator speaks "
-                                   f"{PROTOCOL_VERSION}")
+            msg = await coordinator_handshake(channel, self._join_secret, self.signing_key, self.peer_keys,
+                                              JOIN_TIMEOUT_S)
+        except Refusal as refusal:
+            await _refuse(channel, str(refusal))
             return None
         channel.limits = joined_limits
         peer_id = msg["peer_id"]
@@ -172,7 +168,7 @@ class Coordinator:
         while True:
             try:
                 header, payload = await channel.recv()
-                msg = validate(header, payload, RUNNER_TO_COORDINATOR - {"join"})
+                msg = validate(header, payload, RUNNER_TO_COORDINATOR - {"join_hello", "join"})
             except FrameError as exc:
                 if not exc.recoverable:
                     raise ConnectionClosed(f"unrecoverable frame: {exc}") from None
