@@ -14,7 +14,6 @@ Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a va
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from engine.carbon import CarbonResolver
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
 from engine.planning.types import Ingress, Peer
-from engine.validate import finite_number
+from engine.validate import finite_number, printable_text, read_json_file
 
 DEMO_SWARM_PATH = ASSETS_DIR / "swarms" / "demo.json"
 MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a stray multi-GB file
@@ -103,22 +102,7 @@ def load_swarm(
     ingress_override: Ingress | None = None,
 ) -> Swarm:
     """Read and parse a peers file; unreadable files and bad JSON raise InvalidInput("peers_file", path, ...)."""
-    path = Path(path)
-    try:
-        if path.stat().st_size > MAX_PEERS_FILE_BYTES:
-            raise InvalidInput("peers_file", str(path), f"larger than {MAX_PEERS_FILE_BYTES} bytes")
-        # utf-8-sig: Windows editors (Notepad, PowerShell 5 Out-File) start UTF-8 with a BOM.
-        text = path.read_text(encoding="utf-8-sig")
-    except InvalidInput:
-        raise
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput("peers_file", str(path), f"cannot read: {error}") from error
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            "peers_file", str(path), f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
-        ) from error
+    data = read_json_file(path, "peers_file", MAX_PEERS_FILE_BYTES)
     return parse_swarm(data, resolver=resolver, ingress_override=ingress_override)
 
 
@@ -140,14 +124,15 @@ def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
     peer_id = _text(obj["id"], f"{path}.id")
     lat = _coordinate(obj, "lat", path, 90.0)
     lon = _coordinate(obj, "lon", path, 180.0)
-    free_vram_gb = _number(obj["free_vram_gb"], f"{path}.free_vram_gb", minimum=0.0)
-    explicit = _optional_number(obj, "carbon_g_per_kwh", path, minimum=0.0)
+    # Upper bounds far above any real device or grid, low enough that no estimate overflows to inf.
+    free_vram_gb = _number(obj["free_vram_gb"], f"{path}.free_vram_gb", minimum=0.0, maximum=1e6)
+    explicit = _optional_number(obj, "carbon_g_per_kwh", path, minimum=0.0, maximum=5000.0)
     region = _optional_text(obj, "region", path)
     gpu = _optional_text(obj, "gpu", path)
     # Zero TFLOPS or zero watts would make time and energy estimates meaningless (divide by zero).
-    tflops = _optional_number(obj, "tflops", path, minimum=0.0, allow_zero=False)
-    power_w = _optional_number(obj, "power_w", path, minimum=0.0, allow_zero=False)
-    rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0)
+    tflops = _optional_number(obj, "tflops", path, minimum=0.001, maximum=1e5)
+    power_w = _optional_number(obj, "power_w", path, minimum=0.001, maximum=1e5)
+    rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0, maximum=1e6)
     try:
         carbon_g_per_kwh, source = resolver.resolve(lat, lon, explicit=explicit, region=region)
     except InvalidInput as error:
@@ -182,6 +167,7 @@ def _no_unknown_keys(obj: Mapping[str, Any], allowed: set[str], path: str) -> No
 def _text(raw: Any, path: str) -> str:
     if not isinstance(raw, str):
         raise InvalidInput(path, raw, f"expected a string, got {_kind(raw)}")
+    printable_text(raw, path)            # ids and names reach terminals and tables
     if not raw.strip():
         raise InvalidInput(path, raw, "must not be empty")
     return raw.strip()
@@ -193,16 +179,18 @@ def _optional_text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
     return _text(obj[key], f"{path}.{key}")
 
 
-def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool = True) -> float:
-    return finite_number(raw, path, minimum=minimum, above_minimum=not allow_zero)
+def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool = True,
+            maximum: float | None = None) -> float:
+    return finite_number(raw, path, minimum=minimum, above_minimum=not allow_zero, maximum=maximum)
 
 
 def _optional_number(
-    obj: Mapping[str, Any], key: str, path: str, minimum: float, allow_zero: bool = True
+    obj: Mapping[str, Any], key: str, path: str, minimum: float, allow_zero: bool = True,
+    maximum: float | None = None,
 ) -> float | None:
     if key not in obj or obj[key] is None:
         return None
-    return _number(obj[key], f"{path}.{key}", minimum=minimum, allow_zero=allow_zero)
+    return _number(obj[key], f"{path}.{key}", minimum=minimum, allow_zero=allow_zero, maximum=maximum)
 
 
 def _coordinate(obj: Mapping[str, Any], key: str, path: str, limit: float) -> float:

@@ -38,7 +38,7 @@ from engine.coordinator.messages import (
     validate,
 )
 from engine.coordinator.registry import MISSED_BEATS
-from engine.coordinator.ticket import Ticket, decode_ticket
+from engine.coordinator.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.metrics import read_metrics
 from engine.transport.base import Channel, ConnectionClosed, Node
@@ -337,7 +337,10 @@ def default_peer_id(name: str) -> str:
 def parse_args(argv: list[str] | None) -> AgentConfig:
     parser = argparse.ArgumentParser(prog="python -m engine.runner --ticket",
                                      description="Join a Prismn coordinator and serve a pipeline stage.")
-    parser.add_argument("--ticket", required=True, help="the ticket the coordinator printed")
+    tickets = parser.add_mutually_exclusive_group()
+    tickets.add_argument("--ticket", help="the ticket the coordinator printed (other local users can read a "
+                                          "command line: prefer --ticket-file or $PRISMN_TICKET)")
+    tickets.add_argument("--ticket-file", help="a file holding the ticket (keep it owner-only)")
     parser.add_argument("--lat", type=float, required=True, help="latitude of this machine (-90..90)")
     parser.add_argument("--lon", type=float, required=True, help="longitude of this machine (-180..180)")
     parser.add_argument("--vram-gb", type=float, default=None, help="report this much free VRAM (demos)")
@@ -361,10 +364,31 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
         raise InvalidInput("--id", peer_id, "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)")
     if len(args.name) > 64:
         raise InvalidInput("--name", args.name, "expected at most 64 characters")
-    return AgentConfig(ticket=decode_ticket(args.ticket), peer_id=peer_id, name=args.name or peer_id,
+    return AgentConfig(ticket=decode_ticket(read_ticket(args.ticket, args.ticket_file)), peer_id=peer_id, name=args.name or peer_id,
                        lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
                        tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid,
                        keep_key=args.peer_id is not None)
+
+
+TICKET_ENV = "PRISMN_TICKET"
+
+
+def read_ticket(text: str | None, path: str | None) -> str:
+    """The ticket from --ticket, else --ticket-file (read with a bound), else $PRISMN_TICKET."""
+    if text is not None:
+        return text
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_TICKET_CHARS + 1)
+        except OSError as exc:
+            raise InvalidInput("--ticket-file", path, f"cannot read it ({exc.strerror})") from None
+        if len(data) > MAX_TICKET_CHARS:
+            raise InvalidInput("--ticket-file", path, f"longer than a ticket ({MAX_TICKET_CHARS} chars)")
+        return data.decode("utf-8", errors="replace")
+    if os.environ.get(TICKET_ENV):
+        return os.environ[TICKET_ENV]
+    raise InvalidInput("--ticket", None, f"give --ticket, --ticket-file or ${TICKET_ENV}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,8 +233,16 @@ class Channel(abc.ABC):
         return decode_header(header_json, payload_bytes, self.allowed_types), payload
 
     async def _read_rest(self, field: str, num_bytes: int) -> bytes:
+        deadline_s = self.limits.read_deadline_s(num_bytes)
         try:
-            return await self._read_exact(num_bytes)
+            if deadline_s is None:
+                return await self._read_exact(num_bytes)
+            return await asyncio.wait_for(self._read_exact(num_bytes), deadline_s)
+        except TimeoutError:
+            # A sender stalling inside a frame would pin its buffer: drop the connection instead.
+            await self._abort()
+            raise FrameError(field, num_bytes, f"stalled: not received within {deadline_s:.0f} s",
+                             recoverable=False) from None
         except ConnectionClosed as exc:
             await self._abort()
             raise FrameError(

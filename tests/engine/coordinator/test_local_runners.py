@@ -50,6 +50,9 @@ def test_local_runners_end_when_the_app_that_spawned_them_is_killed(tmp_path):
         cwd=str(REPO_ROOT), stdout=subprocess.PIPE, text=True)
     runner_pids = [int(pid) for pid in app.stdout.readline().split()]
     assert len(runner_pids) == 2
+    for pid in runner_pids:         # the ticket (join secret) is not on a command line others can read
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            assert b"prismn1." not in handle.read()
     app.kill()                  # no clean-up runs in the app: the runners must notice by themselves
     app.wait()
     deadline = time.monotonic() + 30
