@@ -24,6 +24,7 @@ from engine.coordinator.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKe
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.plausible import VramSanity
 from engine.coordinator.registry import PeerState, Registry
 from engine.errors import InvalidInput
 from engine.plan import Plan
@@ -62,6 +63,7 @@ class Coordinator:
         self.peer_rows: list[dict[str, Any]] = []        # immutable snapshot for other threads
         self._join_secret = join_secret
         self.signing_key = signing_key or SigningKey.generate()      # proves this coordinator to runners
+        self.vram_sanity = VramSanity()          # memory figures bounded by what a device holds
         self.peer_keys = PeerKeys(state_dir / PEER_KEYS_FILE if state_dir is not None else None)
         self._resolver = resolver or CarbonResolver()
         self._tasks: list[asyncio.Task[None]] = []
@@ -149,6 +151,7 @@ class Coordinator:
             return None
         channel.limits = joined_limits
         peer_id = msg["peer_id"]
+        msg = self.vram_sanity.check(peer_id, msg)
         old = self.links.pop(peer_id, None)
         if old is not None:           # the same runner reconnecting: its old connection is finished
             old.fail("replaced by a new connection")
@@ -190,6 +193,8 @@ class Coordinator:
         kind = msg["type"]
         dep = self.deployment
         if kind == "heartbeat":
+            joined = self.registry.get(peer_id)
+            msg = self.vram_sanity.check(peer_id, msg, joined.total_vram_gb if joined is not None else None)
             record = self.registry.beat(peer_id, msg, asyncio.get_running_loop().time())
             if record is not None:
                 self._save_peer(record, msg)

@@ -193,3 +193,21 @@ def test_bindings_survive_a_restart_owner_only_and_keys_are_kept_by_fixed_id_run
     assert SigningKey.load_or_create(key_file).public_hex == first.public_hex
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(key_file.parent).st_mode) == 0o700
+
+
+def test_absurd_memory_figures_are_capped_and_a_jumping_total_is_kept_and_flagged(coordinator):
+    async def scenario():
+        client = await RawClient.open(coordinator.ticket)
+        reply = await client.join(secret_of(coordinator), "boaster", free_vram_gb=999_999.0, total_vram_gb=999_999.0)
+        assert reply["type"] == "welcome"
+        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "boaster") is not None)
+        joined = peer(coordinator, "boaster")
+        assert joined["total_vram_gb"] == joined["free_vram_gb"] == 288.0          # what one GPU can hold
+        await client.send({**HEARTBEAT, "total_vram_gb": 80.0, "free_vram_gb": 80.0})
+        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "boaster")["free_vram_gb"] == 80.0)
+        await client.send({**HEARTBEAT, "total_vram_gb": 900.0, "free_vram_gb": 900.0})     # grew 10x: flagged
+        await client.send({**HEARTBEAT, "total_vram_gb": 24.0, "free_vram_gb": 7.5})
+        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "boaster")["free_vram_gb"] == 7.5)
+        assert peer(coordinator, "boaster")["total_vram_gb"] == 288.0
+        client.close()
+    asyncio.run(scenario())
