@@ -39,6 +39,9 @@ MODEL = "llama-3.1-70b"
 # ---- the coordinator process ------------------------------------------------------------------
 
 def coordinator_main(store_dir: str, ticket_queue: mp.Queue, stop: mp.Event, result_path: str) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)       # deaths are counted and reported, not logged one by one
     asyncio.run(_coordinator(store_dir, ticket_queue, stop, result_path))
 
 

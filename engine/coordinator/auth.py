@@ -48,7 +48,7 @@ KEY_HEX_CHARS = 64
 SIGNATURE_HEX_CHARS = 128
 PROOF_HEX_CHARS = 64
 HEX = re.compile(r"^[0-9a-f]*$")
-PEER_KEYS_FILE = "coordinator_peer_keys.json"
+PEER_KEYS_FILE = "coordinator_peer_keys.jsonl"
 MAX_BOUND_PEERS = 100_000          # bounds the bindings file a flood of distinct ids could grow
 
 
@@ -147,7 +147,8 @@ def write_private(path: Path, text: str, replace: bool = True) -> None:
 
 
 class PeerKeys:
-    """peer id -> the runner key that first joined with it, kept beside the store when `path` is set.
+    """peer id -> the runner key that first joined with it, kept beside the store when `path` is set:
+    one JSON line per binding, appended (a join costs O(1), not a rewrite of every binding).
 
     Public keys only (nothing secret), but written owner-only like the rest of the coordinator's state.
     """
@@ -157,12 +158,18 @@ class PeerKeys:
         self._keys: dict[str, str] = {}
         if path is not None and path.exists():
             try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
+                lines = path.read_text().splitlines()
+            except OSError:
                 log.warning("ignoring an unreadable %s", path)
-                data = {}
-            if isinstance(data, dict):
-                self._keys = {str(k): v for k, v in data.items() if is_hex(v, KEY_HEX_CHARS)}
+                lines = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                    peer_id, key = entry["peer_id"], entry["key"]
+                except (ValueError, TypeError, KeyError):
+                    continue                        # a line cut by a crash: the rest still count
+                if isinstance(peer_id, str) and is_hex(key, KEY_HEX_CHARS):
+                    self._keys.setdefault(peer_id, key)        # the first binding wins
 
     def key_of(self, peer_id: str) -> str | None:
         return self._keys.get(peer_id)
@@ -176,7 +183,10 @@ class PeerKeys:
             return False
         self._keys[peer_id] = key_hex
         if self.path is not None:
-            write_private(self.path, json.dumps(self._keys))
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as handle:
+                handle.write(json.dumps({"peer_id": peer_id, "key": key_hex}) + "\n")
         return True
 
 

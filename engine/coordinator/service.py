@@ -41,6 +41,7 @@ MAX_BAD_FRAMES = 50              # a runner sending this many bad frames is cut 
 # Until it has joined with the secret, a connection may send one small header and no payload: a
 # stranger must not make the coordinator read (and hold) a 256 MiB tensor.
 JOIN_LIMITS = FrameLimits(max_header_bytes=MAX_HEADER_BYTES, max_payload_bytes=0)
+STORE_EVERY_S = 2.0              # heartbeats reach the store (peer rows, metrics history) this often
 MONITOR_S = 0.1                  # how often silent runners are looked for: death is noticed this late
 MODELS_FILE = "coordinator_models.json"
 
@@ -66,6 +67,9 @@ class Coordinator:
         self.vram_sanity = VramSanity()          # memory figures bounded by what a device holds
         self.peer_keys = PeerKeys(state_dir / PEER_KEYS_FILE if state_dir is not None else None)
         self._resolver = resolver or CarbonResolver()
+        self._unsaved: dict[str, tuple[PeerState, dict[str, Any], float]] = {}   # beats not yet stored
+        self._flushing: asyncio.Task[None] | None = None
+        self._rows_stale = False
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
 
@@ -197,9 +201,11 @@ class Coordinator:
             msg = self.vram_sanity.check(peer_id, msg, joined.total_vram_gb if joined is not None else None)
             record = self.registry.beat(peer_id, msg, asyncio.get_running_loop().time())
             if record is not None:
-                self._save_peer(record, msg)
-                self._store("record_metrics", peer_id, time.time(), _metrics_of(msg))
-                self._publish()
+                # Stored and published by the monitor loop, a batch at a time: per beat, a store write
+                # and a rebuild of every row cost O(peers^2) a second, and 1,000 runners fell behind.
+                self._unsaved[peer_id] = (record, msg, time.time())
+                self._rows_stale = True
+            return
         elif kind in ("result", "failed"):
             self.links[peer_id].on_result(msg, payload)
         elif dep is None or msg["deployment_id"] != dep.id:
@@ -219,18 +225,36 @@ class Coordinator:
 
     async def _monitor_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        next_ping_s = loop.time()
+        next_ping_s = next_flush_s = loop.time()
+        tick_s = min(MONITOR_S, self.heartbeat_s / 4)
         while True:
-            await asyncio.sleep(min(MONITOR_S, self.heartbeat_s / 4))
-            for peer_id in self.registry.expire(loop.time()):
-                log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
-                self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
+            woke_due_s = loop.time() + tick_s
+            await asyncio.sleep(tick_s)
+            # A coordinator that stalled (a join storm, a slow disk) judges nobody this tick: the
+            # beats it missed may be waiting unread in its own sockets.
+            if loop.time() - woke_due_s < self.heartbeat_s / 2:
+                for peer_id in self.registry.expire(loop.time()):
+                    log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
+                    self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
+            if self._rows_stale:
+                self._publish()
+            if loop.time() >= next_flush_s and self._unsaved and (self._flushing is None or self._flushing.done()):
+                next_flush_s = loop.time() + STORE_EVERY_S
+                batch, self._unsaved = self._unsaved, {}
+                self._flushing = loop.create_task(asyncio.to_thread(self._save_beats, batch))
             if loop.time() >= next_ping_s:
                 next_ping_s = loop.time() + self.heartbeat_s
                 for link in list(self.links.values()):
                     loop.create_task(_ping(link))
 
+    def _save_beats(self, batch: dict[str, tuple[PeerState, dict[str, Any], float]]) -> None:
+        """The latest beat of each peer in `batch`: its row and a metrics sample (a worker thread)."""
+        for peer_id, (record, msg, at_s) in batch.items():
+            self._save_peer(record, msg)
+            self._store("record_metrics", peer_id, at_s, _metrics_of(msg))
+
     def _peer_lost(self, peer_id: str, reason: str) -> None:
+        self._unsaved.pop(peer_id, None)
         self.registry.mark_dead(peer_id)
         link = self.links.pop(peer_id, None)
         if link is not None:
@@ -332,6 +356,7 @@ class Coordinator:
             log.exception("store.%s failed", method)
 
     def _publish(self) -> None:
+        self._rows_stale = False
         self.peer_rows = [p.summary() for p in self.registry.all()]
 
 

@@ -7,8 +7,10 @@ transport node, then prints ONE JSON line on stdout when ready::
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
 prints {"ready": false, "error": ..., "field": ...} and exits with status 2. With `--routes-from-stdin`
-the runner sends only to the addresses its parent writes to stdin ({"routes": [...]} lines), as
-`python -m engine generate` does; without it, to any address a frame names.
+the runner sends only to the addresses its parent writes to stdin ({"routes": [...], "token": T}
+lines, each confirmed with {"routes_assigned": n} on stdout), as `python -m engine generate` does,
+and serves only channels that present T; without it, it dials nobody and answers each request on
+the channel it came in on. Strangers are bounded either way (engine.runner.limits).
 
 `python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
 stage (engine.coordinator.agent); `--ticket-file F` or $PRISMN_TICKET keep the ticket (which holds the
@@ -49,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout-s", type=float, default=600.0,
                         help="free a session's KV cache after this long without a request")
     parser.add_argument("--routes-from-stdin", action="store_true",
-                        help='send only to the addresses read from stdin, one JSON line {"routes": [...]} '
-                             "each (the process that started this runner); without it, to any address")
+                        help='send only to the addresses read from stdin, one JSON line {"routes": [...], '
+                             '"token": T} each (the process that started this runner); without it, answer '
+                             "only on a request's own channel")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--log-level", default="WARNING")
     return parser

@@ -204,6 +204,6 @@ def test_no_secret_is_logged_or_stored_anywhere_after_the_whole_run(swarm):
             data = path.read_bytes()
             assert secret.encode() not in data and ticket.encode() not in data, path
             checked.append(path.name)
-    assert {"coordinator.log", "paris.log", "prismn.sqlite3", "coordinator_peer_keys.json"} <= set(checked)
+    assert {"coordinator.log", "paris.log", "prismn.sqlite3", "coordinator_peer_keys.jsonl"} <= set(checked)
     assert any(name.endswith(".key") for name in checked) and "joined: paris" in \
         (swarm.log_dir / "coordinator.log").read_text()

@@ -181,7 +181,7 @@ def test_signatures_verify_only_for_their_key_and_message():
 
 
 def test_bindings_survive_a_restart_owner_only_and_keys_are_kept_by_fixed_id_runners(tmp_path):
-    path = tmp_path / "state" / "peer_keys.json"
+    path = tmp_path / "state" / "peer_keys.jsonl"
     keys = PeerKeys(path)
     assert keys.admit("paris", "ab" * 32) and keys.admit("paris", "ab" * 32)
     assert not keys.admit("paris", "cd" * 32)
