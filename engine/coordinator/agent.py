@@ -44,6 +44,7 @@ from engine.runner.metrics import read_metrics
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
 from engine.transport.tcp_channel import parse_host_port, tcp_connect
+from engine.validate import printable_text
 
 log = logging.getLogger("prismn.agent")
 
@@ -362,8 +363,7 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     peer_id = args.peer_id or default_peer_id(args.name)
     if not PEER_ID_PATTERN.match(peer_id):
         raise InvalidInput("--id", peer_id, "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)")
-    if len(args.name) > 64:
-        raise InvalidInput("--name", args.name, "expected at most 64 characters")
+    printable_text(args.name, "--name", max_chars=64)
     return AgentConfig(ticket=decode_ticket(read_ticket(args.ticket, args.ticket_file)), peer_id=peer_id, name=args.name or peer_id,
                        lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
                        tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid,

@@ -10,6 +10,7 @@ Nothing here is ever pickled or evaluated.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,13 @@ def _hex_rule(chars: int) -> Callable[[str], str | None]:
     return rule
 
 
+def _printable_rule(value: str) -> str | None:
+    """Names and GPU models reach terminals, logs and the GUI: no control characters (newlines, ANSI
+    escapes) and no lone surrogates."""
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    return None if bad is None else f"contains the control character or lone surrogate {ascii(bad)}"
+
+
 def _dtype_rule(value: str) -> str | None:
     return None if value in STAGE_DTYPES and value in DTYPES else f"expected one of {list(STAGE_DTYPES)}"
 
@@ -70,7 +78,7 @@ NONCE = Field("str", low=64, high=64, check=_hex_rule(64))
 PUBLIC_KEY = Field("str", low=64, high=64, check=_hex_rule(64))
 SIGNATURE = Field("str", low=128, high=128, check=_hex_rule(128))
 _METRICS = {
-    "gpu": Field("str", nullable=True, low=0, high=128),
+    "gpu": Field("str", nullable=True, low=0, high=128, check=_printable_rule),
     "total_vram_gb": GB_VALUE,
     "free_vram_gb": GB_VALUE,
     "utilization_pct": Field("float", nullable=True, low=0.0, high=100.0),
@@ -96,7 +104,7 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
         "proof": Field("str", low=64, high=64, check=_hex_rule(64)),   # HMAC(join secret, transcript)
         "signature": SIGNATURE,                  # the runner key's signature of the transcript
         "peer_id": PEER_ID,
-        "name": Field("str", low=0, high=64),
+        "name": Field("str", low=0, high=64, check=_printable_rule),
         "lat": LAT,
         "lon": LON,
         "carbon_g_per_kwh": Field("float", nullable=True, low=0.0, high=5000.0),

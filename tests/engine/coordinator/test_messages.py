@@ -36,6 +36,7 @@ def test_a_valid_join_is_accepted_and_numbers_normalised():
     ("lat", 90.5), ("lon", -181.0), ("lat", math.nan), ("free_vram_gb", math.inf), ("free_vram_gb", -1.0),
     ("peer_id", ""), ("peer_id", "has space"), ("peer_id", "x" * 65), ("lat", "48"), ("lat", True),
     ("utilization_pct", 101.0), ("proof", 7), ("protocol", 1.5), ("key", "AB" * 32), ("signature", "ef"),
+    ("name", "Paris\x1b[2J"), ("name", "a\nb"), ("gpu", "RTX\ud800"),
 ])
 def test_a_join_with_a_bad_field_is_refused_naming_the_field(field, value):
     with pytest.raises(InvalidInput) as info:
