@@ -105,28 +105,20 @@ class RunnerServer:
             self._open_channels -= 1
 
     async def serve_channel(self, channel: Channel) -> None:
-        """Read frames until the peer goes (or idles too long); each goes to its handler, errors go
-        back as `error` frames."""
+        """Read frames until the peer goes, or is silent too long; each goes to its handler, errors
+        go back as `error` frames."""
+        async def refuse(exc: FrameError) -> None:
+            self.frames_refused += 1
+            if exc.recoverable:
+                await self._send_error(channel, exc, None)
+            else:
+                log.info("closing channel from %s: %s", channel.peer, exc)
+
         channel.limits = self.channel_limits
         rate = RateLimiter(self.limits.max_frames_per_s)
-        wait_s = self.limits.first_frame_s
         try:
-            while True:
-                try:
-                    header, payload = await asyncio.wait_for(channel.recv(), wait_s)
-                except TimeoutError:
-                    log.info("closing channel from %s: no frame for %.0f s", channel.peer, wait_s)
-                    await self._send_error(channel, InvalidInput("channel", "idle", f"no frame for {wait_s:g} s"),
-                                           None)
-                    return
-                except FrameError as exc:
-                    self.frames_refused += 1
-                    if not exc.recoverable:
-                        log.info("closing channel from %s: %s", channel.peer, exc)
-                        return
-                    await self._send_error(channel, exc, None)
-                    continue
-                wait_s = self.limits.idle_channel_s
+            async for header, payload in channel.frames(refuse, first_frame_s=self.limits.first_frame_s,
+                                                        idle_s=self.limits.idle_channel_s):
                 if not rate.allow():
                     self.frames_refused += 1
                     await self._send_error(channel, InvalidInput(

@@ -153,17 +153,22 @@ class Channel(abc.ABC):
                 if reading.done():
                     self._reading = None
 
-    async def frames(self, on_bad_frame: Callable[[FrameError], Awaitable[None]] | None = None
+    async def frames(self, on_bad_frame: Callable[[FrameError], Awaitable[None]] | None = None, *,
+                     first_frame_s: float | None = None, idle_s: float | None = None
                      ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
-        """The frames the peer sends, until it goes or sends one that breaks the stream.
+        """The frames the peer sends, until it goes, sends one that breaks the stream, or is silent
+        longer than `first_frame_s` before its first frame / `idle_s` between frames (None: no limit).
 
         Every bad frame goes to `on_bad_frame` first; after a recoverable one (consumed whole)
         reading goes on, after an unrecoverable one (the channel is closed) the iteration ends.
         """
+        wait_s = first_frame_s
         while True:
             try:
-                frame = await self.recv()
+                frame = await asyncio.wait_for(self.recv(), wait_s)
             except ConnectionClosed:
+                return
+            except TimeoutError:                # a silent peer must not hold a slot for ever
                 return
             except FrameError as exc:
                 if on_bad_frame is not None:
@@ -171,6 +176,7 @@ class Channel(abc.ABC):
                 if not exc.recoverable:
                     return
                 continue
+            wait_s = idle_s
             yield frame
 
     async def close(self) -> None:
