@@ -227,15 +227,18 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         next_ping_s = next_flush_s = loop.time()
         tick_s = min(MONITOR_S, self.heartbeat_s / 4)
+        allowance_s = 0.0
         while True:
             woke_due_s = loop.time() + tick_s
             await asyncio.sleep(tick_s)
-            # A coordinator that stalled (a join storm, a slow disk) judges nobody this tick: the
-            # beats it missed may be waiting unread in its own sockets.
-            if loop.time() - woke_due_s < self.heartbeat_s / 2:
-                for peer_id in self.registry.expire(loop.time()):
-                    log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
-                    self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
+            # When this loop itself stalled (a join storm, a busy machine), the beats it missed may
+            # still wait unread in its sockets: give every peer that much longer, decaying tick by
+            # tick, so a slow coordinator does not declare its runners dead (a dead one still is,
+            # only later by the stall).
+            allowance_s = max(loop.time() - woke_due_s, allowance_s - tick_s, 0.0)
+            for peer_id in self.registry.expire(loop.time() - allowance_s):
+                log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
+                self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
             if self._rows_stale:
                 self._publish()
             if loop.time() >= next_flush_s and self._unsaved and (self._flushing is None or self._flushing.done()):
