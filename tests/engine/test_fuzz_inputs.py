@@ -177,3 +177,36 @@ def test_hostile_cli_arguments_end_in_one_error_line(capsys, argv):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+PEER = '{"id": "p1", "lat": 48.85, "lon": 2.35, "free_vram_gb": 80}'
+INGRESS = '"ingress": {"name": "x", "lat": 50, "lon": 8}'
+
+
+@pytest.mark.parametrize("what, peers_text, field", [
+    ("nested 100,000 levels", '{"peers": ' + "[" * 100_000 + "]" * 100_000 + "}", "peers_file"),
+    ("a 5,000-digit integer", "{" + INGRESS + ', "peers": [' + PEER.replace("80", "9" * 5000) + "]}", "peers_file"),
+    ("an ANSI escape in an id", "{" + INGRESS + ', "peers": [' + PEER.replace("p1", "p\\u001b[2J") + "]}",
+     "peers[0].id"),
+    ("a newline in an id", "{" + INGRESS + ', "peers": [' + PEER.replace("p1", "p\\nq") + "]}", "peers[0].id"),
+    ("a lone surrogate id", "{" + INGRESS + ', "peers": [' + PEER.replace("p1", "p\\ud800") + "]}", "peers[0].id"),
+    ("tflops 1e-320", "{" + INGRESS + ', "peers": [' + PEER[:-1] + ', "tflops": 1e-320}]}', "peers[0].tflops"),
+    ("carbon 1.7e308", "{" + INGRESS + ', "peers": [' + PEER[:-1] + ', "carbon_g_per_kwh": 1.7e308}]}',
+     "peers[0].carbon_g_per_kwh"),
+])
+def test_the_peers_files_seen_crashing_now_end_in_one_error_naming_the_field(tmp_path, capsys, what, peers_text,
+                                                                              field):
+    path = tmp_path / "peers.json"
+    path.write_text(peers_text)
+    assert cli_main(["plan", "--model", "smollm2", "--peers", str(path), "--json"]) == 2, what
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {field}=") and err.count("\n") == 1, err[:200]
+
+
+@pytest.mark.parametrize("overrides, field", [({"model_type": ["llama"]}, "model_type"),
+                                              ({"hidden_size": 1e400}, "config.hidden_size")])
+def test_the_model_configs_seen_crashing_now_end_in_one_error(tmp_path, capsys, overrides, field):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**SMOLLM2_CONFIG, **overrides}).replace("Infinity", "1e400"))
+    assert cli_main(["plan", "--model", str(path), "--peers", "assets/swarms/demo.json"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {field}=")
