@@ -1,4 +1,4 @@
-"""`python -m engine ...`: plan, compare, inspect-model, generate.
+"""`python -m engine ...`: plan, compare, inspect-model, carbon, generate.
 
 A thin shell: parse flags, load the model and the swarm, call the pure planner, print.
 Exit codes: 0 ok, 2 bad input (one line on stderr naming the field and value), 3 infeasible plan.
@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from engine.cli_carbon import add_carbon_parser, add_signal_flag, cmd_carbon, signal_summary
 from engine.errors import InvalidInput, PrismnError
 from engine.planning.types import Ingress, Policy, Weights
 from engine.validate import finite_number
@@ -76,6 +77,7 @@ def _swarm_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ingress", type=_checked(parse_ingress), default=None, help="LAT,LON (overrides the file's)")
     p.add_argument("--weights", type=_checked(parse_weights), default=Weights(),
                    help="carbon=0.6,distance=0.3,vram=0.1")
+    add_signal_flag(p)
 
 
 def _checked(parse):
@@ -115,6 +117,16 @@ def _float_flag(field: str):
     return _checked(parse)
 
 
+def _coordinate_flag(field: str, limit: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInput(field, text, "expected a number") from None
+        return finite_number(value, field, minimum=-limit, maximum=limit)
+    return _checked(parse)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m engine", description="Prismn placement engine")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -136,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--group-size", type=_int_flag("group_size"), default=128)
     inspect.add_argument("--json", action="store_true")
 
+    add_carbon_parser(sub, _coordinate_flag)
     sub.add_parser("generate", help="run a local pipeline (see `python -m engine generate --help`)",
                    add_help=False)
     return parser
@@ -152,7 +165,7 @@ def _footprint(args: argparse.Namespace):
 def _swarm(args: argparse.Namespace):
     from engine.swarm import load_swarm
 
-    return load_swarm(args.peers, ingress_override=args.ingress)
+    return load_swarm(args.peers, ingress_override=args.ingress, signal=args.signal)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -162,7 +175,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     fp = _footprint(args)
     swarm = _swarm(args)
     plan = make_plan(fp, swarm.peers, swarm.ingress, Policy(args.policy), args.weights)
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else describe_plan(plan))
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else
+          describe_plan(plan) + "\n" + signal_summary(swarm.signals, args.signal))
     return EXIT_OK if plan.feasible else EXIT_INFEASIBLE
 
 
@@ -176,7 +190,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"vram": vram_plan.to_dict(), "carbon": carbon_plan.to_dict()}, indent=2))
     else:
-        print(compare_plans(vram_plan, carbon_plan))
+        print(compare_plans(vram_plan, carbon_plan) + "\n" + signal_summary(swarm.signals, args.signal))
     return EXIT_OK if (vram_plan.feasible and carbon_plan.feasible) else EXIT_INFEASIBLE
 
 
@@ -203,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except _UsageError as exc:
             raise InvalidInput("arguments", " ".join(argv), str(exc)) from None
-        handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect}[args.command]
+        handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect,
+                   "carbon": cmd_carbon}[args.command]
         return handler(args)
     except _FlagError as exc:
         _report(exc.error)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.carbon import CarbonResolver
+from engine.carbon_values import CarbonSignal, SignalKind
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
 from engine.planning.types import Ingress, Peer
@@ -39,9 +40,13 @@ _PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt
 class Swarm:
     ingress: Ingress
     peers: tuple[Peer, ...]
+    signals: tuple[CarbonSignal, ...] = ()   # each peer's carbon signal (same order), when resolved here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "peers", tuple(self.peers))  # a list passed in must not stay mutable
+        object.__setattr__(self, "signals", tuple(self.signals))
+        if self.signals and len(self.signals) != len(self.peers):
+            raise InvalidInput("signals", len(self.signals), f"expected one per peer ({len(self.peers)})")
         seen: set[str] = set()
         for index, peer in enumerate(self.peers):
             if peer.id in seen:
@@ -63,8 +68,10 @@ def parse_swarm(
     data: Any,
     resolver: CarbonResolver | None = None,
     ingress_override: Ingress | None = None,
+    signal: SignalKind = SignalKind.AVERAGE,
 ) -> Swarm:
-    """Validate a decoded peers file and resolve carbon; `ingress_override` replaces the file's ingress."""
+    """Validate a decoded peers file and resolve carbon (`signal` average or marginal) for all peers at
+    once; `ingress_override` replaces the file's ingress."""
     root = _object(data, "root")
     _no_unknown_keys(root, _ROOT_KEYS, "")
     if "description" in root and not isinstance(root["description"], str):
@@ -85,25 +92,33 @@ def parse_swarm(
         raise InvalidInput("peers", raw_peers, "expected at least one peer")
 
     resolver = resolver if resolver is not None else CarbonResolver(use_env=True)
-    peers: list[Peer] = []
+    fields: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_peers):
-        peer = _peer(raw, f"peers[{index}]", resolver)
-        if peer.id in seen:
-            raise InvalidInput(f"peers[{index}].id", peer.id, f"duplicate peer id (also peers[{seen[peer.id]}])")
-        seen[peer.id] = index
-        peers.append(peer)
-    return Swarm(ingress=ingress, peers=tuple(peers))
+        peer = _peer_fields(raw, f"peers[{index}]")
+        if peer["id"] in seen:
+            raise InvalidInput(f"peers[{index}].id", peer["id"], f"duplicate peer id (also peers[{seen[peer['id']]}])")
+        seen[peer["id"]] = index
+        fields.append(peer)
+    signals = resolver.signals(
+        [f["lat"] for f in fields], [f["lon"] for f in fields],
+        [f.pop("explicit") for f in fields], [f.pop("region") for f in fields],
+        kind=signal, paths=[f"peers[{i}]" for i in range(len(fields))],
+    )
+    peers = tuple(Peer(**f, carbon_g_per_kwh=s.g_per_kwh, carbon_source=s.source)
+                  for f, s in zip(fields, signals, strict=True))
+    return Swarm(ingress=ingress, peers=peers, signals=tuple(signals))
 
 
 def load_swarm(
     path: str | Path,
     resolver: CarbonResolver | None = None,
     ingress_override: Ingress | None = None,
+    signal: SignalKind = SignalKind.AVERAGE,
 ) -> Swarm:
     """Read and parse a peers file; unreadable files and bad JSON raise InvalidInput("peers_file", path, ...)."""
     data = read_json_file(path, "peers_file", MAX_PEERS_FILE_BYTES)
-    return parse_swarm(data, resolver=resolver, ingress_override=ingress_override)
+    return parse_swarm(data, resolver=resolver, ingress_override=ingress_override, signal=signal)
 
 
 def _ingress(raw: Any) -> Ingress:
@@ -115,7 +130,8 @@ def _ingress(raw: Any) -> Ingress:
     return Ingress(lat=lat, lon=lon, name=name)
 
 
-def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
+def _peer_fields(raw: Any, path: str) -> dict[str, Any]:
+    """A peer's validated fields; its carbon is resolved later, for all peers at once."""
     obj = _object(raw, path)
     _no_unknown_keys(obj, set(_PEER_REQUIRED) | set(_PEER_OPTIONAL), path)
     for key in _PEER_REQUIRED:
@@ -133,22 +149,8 @@ def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
     tflops = _optional_number(obj, "tflops", path, minimum=0.001, maximum=1e5)
     power_w = _optional_number(obj, "power_w", path, minimum=0.001, maximum=1e5)
     rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0, maximum=1e6)
-    try:
-        carbon_g_per_kwh, source = resolver.resolve(lat, lon, explicit=explicit, region=region)
-    except InvalidInput as error:
-        raise InvalidInput(f"{path}.{error.field}", error.value, error.reason) from error
-    return Peer(
-        id=peer_id,
-        lat=lat,
-        lon=lon,
-        free_vram_gb=free_vram_gb,
-        carbon_g_per_kwh=carbon_g_per_kwh,
-        carbon_source=source,
-        gpu=gpu,
-        tflops=tflops,
-        power_w=power_w,
-        rtt_ms=rtt_ms,
-    )
+    return dict(id=peer_id, lat=lat, lon=lon, free_vram_gb=free_vram_gb, explicit=explicit, region=region,
+                gpu=gpu, tflops=tflops, power_w=power_w, rtt_ms=rtt_ms)
 
 
 def _object(raw: Any, path: str) -> Mapping[str, Any]:

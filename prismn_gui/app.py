@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from engine.planning.types import Weights  # noqa: E402
 from prismn_gui import export  # noqa: E402
+from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
@@ -83,6 +84,9 @@ class PrismnApp:
         self.tabs = ctk.CTkTabview(centre, command=self._tab_changed)
         self.tabs.grid(row=0, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
+        self.carbon_time = CarbonTimeTab(self.tabs.add("Carbon 24 h"), self.root, theme,
+                                         on_updated=lambda: self._write_state(),
+                                         coordinator=lambda: getattr(self, "coordinator", None))
 
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
@@ -169,6 +173,7 @@ class PrismnApp:
         self.map_draws_at_apply = self.map_draws
         self.outcome = outcome
         self.comparison.show(outcome)
+        self.carbon_time.show(outcome)
         if outcome.error is None:
             carbon_stages = tuple(s.peer_id for s in outcome.carbon_plan.stages) if outcome.carbon_plan else ()
             # A deployment's colours belong to its own plan, not to another one shown later.
@@ -207,6 +212,8 @@ class PrismnApp:
     def _tab_changed(self) -> None:
         if self.tabs.get() == "Pareto":
             self.pareto_canvas.draw_idle()
+        elif self.tabs.get() == "Carbon 24 h":
+            self.carbon_time.canvas.draw_idle()
         else:
             self.map_canvas.draw_idle()
 
@@ -313,6 +320,7 @@ class PrismnApp:
     # ---- test hook ---------------------------------------------------------------------------
 
     def widget_boxes(self) -> dict[str, list[int]]:
+        self.root.update_idletasks()   # positions after any pending re-layout, so a click lands
         widgets = {f"slider_{name}": slider for name, slider in self.controls.sliders.items()}
         widgets.update({f"preset_{name.lower().replace(' ', '_')}": button
                         for name, button in self.controls.preset_buttons.items()})
@@ -323,6 +331,7 @@ class PrismnApp:
         panel_widgets = getattr(self.deploy_area, "widgets", None)
         if panel_widgets is not None:
             widgets.update({f"panel_{name}": widget for name, widget in panel_widgets().items()})
+        widgets.update(self.carbon_time.widgets())
         for name, button in self.tabs._segmented_button._buttons_dict.items():  # no public accessor
             widgets[f"tab_{name.lower()}"] = button
         boxes = {}
@@ -368,6 +377,7 @@ class PrismnApp:
             "pid": os.getpid(),
             "deploy": self._deploy_state(),
             "live_available": self.controls.live_radio.cget("state") == "normal",
+            "carbon_time": self.carbon_time.snapshot(),
         })
         export.write_state_json(state, self.state_file)
 
