@@ -1,0 +1,214 @@
+"""Plan to targets: the VRAM baseline and the carbon plan under the user's targets and placement.
+
+Steps: validate the targets -> keep the allowed peers (countries, exclusions) -> VRAM baseline
+over them (max_peers applies) -> the objective J, scaled by that baseline (engine.planning.
+objective) -> candidate greedy plans -> the candidate with the lowest J that meets every target ->
+else the binding constraint (`binding_of`).
+
+Candidates: the carbon policy's peer order at the user's weights and at every point of an
+11 × 11 weight grid, plus the VRAM order; each gives the smallest feasible set (selection), the
+shortest closed tour (ordering), and two layer splits along it: the one with the lowest J and the
+fastest one (engine.planning.assignment.cheapest_layer_counts). Plans with the same stages are
+built once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engine.model.footprint import ModelFootprint
+from engine.plan import Plan
+from engine.planning.assignment import cheapest_layer_counts, ranges_of, stage_capacities
+from engine.planning.inputs import check_weights
+from engine.planning.objective import (
+    Objective,
+    StageRates,
+    cost_per_stage_second,
+    objective_from_baseline,
+    stage_rates,
+)
+from engine.planning.pareto import weight_grid
+from engine.planning.planner import (
+    PlanningInputs,
+    plan_from_stages,
+    plan_header,
+    plan_prepared,
+    prepare,
+    stage_tour,
+)
+from engine.planning.scoring import policy_order
+from engine.planning.selection import Selection, select_peers
+from engine.planning.targets import Binding, Targets, allowed_mask, check_targets, meets, placement_words
+from engine.planning.types import Ingress, Peer, Policy, Weights
+
+GRID_STEPS = 10
+
+
+@dataclass(frozen=True, eq=False)
+class TargetInputs:
+    """Validated targets, the allowed peers prepared for planning, and the objective J."""
+
+    targets: Targets
+    weights: Weights                 # normalised
+    inputs: PlanningInputs           # over the allowed peers only
+    baseline: Plan                   # VRAM policy over the allowed peers, max_peers not applied
+    objective: Objective | None      # None when the allowed peers cannot hold the model
+    rates: StageRates
+
+
+def prepare_targets(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress,
+                    weights: Weights, targets: Targets) -> TargetInputs:
+    normalised = check_weights(weights)
+    targets = check_targets(targets, tuple(peers))
+    if targets.restricts_placement:
+        mask = allowed_mask(tuple(peers), targets)
+        peers = tuple(p for p, ok in zip(peers, mask, strict=True) if ok)
+    inputs = prepare(footprint, tuple(peers), ingress)
+    baseline = plan_prepared(inputs, Policy.VRAM, normalised)
+    objective = objective_from_baseline(normalised, baseline.metrics) if baseline.feasible else None
+    rates = stage_rates(footprint, inputs.gpus, inputs.columns.carbon_g_per_kwh)
+    return TargetInputs(targets, normalised, inputs, baseline, objective, rates)
+
+
+def plan_both_to_targets(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingress,
+                         weights: Weights, targets: Targets) -> tuple[Plan, Plan]:
+    """(VRAM baseline, carbon plan) honouring `targets`; infeasible plans name what binds."""
+    ti = prepare_targets(footprint, peers, ingress, weights, targets)
+    return baseline_plan(ti), greedy_plan(ti)
+
+
+def baseline_plan(ti: TargetInputs) -> Plan:
+    """The VRAM baseline under the placement constraints (it ignores the metric targets)."""
+    plan = _with_targets(ti.baseline, ti.targets)
+    if not plan.feasible:
+        return _with_binding(plan, placement_binding(ti, plan))
+    peers_cap = ti.targets.max_peers
+    if peers_cap is not None and plan.metrics.peers_used > peers_cap:
+        return _infeasible(plan, peers_binding(ti, plan.metrics.peers_used, exact=False))
+    return plan
+
+
+def greedy_plan(ti: TargetInputs) -> Plan:
+    """The carbon plan: the candidate with the lowest J among those meeting every target."""
+    header = plan_header(ti.inputs, Policy.CARBON, ti.weights)
+    if ti.objective is None:
+        infeasible = Plan(**header, feasible=False, shortfall_gb=ti.baseline.shortfall_gb,
+                          shortfall_layers=ti.baseline.shortfall_layers)
+        infeasible = _with_targets(infeasible, ti.targets)
+        return _with_binding(infeasible, placement_binding(ti, infeasible))
+    candidates = candidate_plans(ti)
+    good = [p for p in candidates if meets(p.metrics, ti.targets)]
+    if good:
+        best = min(good, key=lambda p: ti.objective.value(p.metrics))
+        return _with_targets(best, ti.targets)
+    return _infeasible(_with_targets(Plan(**header, feasible=False), ti.targets),
+                       binding_of(ti, candidates, exact=False))
+
+
+def candidate_plans(ti: TargetInputs) -> list[Plan]:
+    inputs = ti.inputs
+    header = plan_header(inputs, Policy.CARBON, ti.weights)
+    orders = [policy_order(Policy.CARBON, inputs.columns, w, inputs.g_co2_per_layer_token)
+              for w in [ti.weights] + [g.normalised() for g in weight_grid(GRID_STEPS)]]
+    orders.append(policy_order(Policy.VRAM, inputs.columns, ti.weights, inputs.g_co2_per_layer_token))
+    cost_per_s = cost_per_stage_second(ti.objective, ti.rates)
+    plans: dict[tuple, Plan] = {}
+    seen_sets: set[tuple[int, ...]] = set()
+    for order in orders:
+        chosen = select_peers(inputs.footprint, inputs.caps, order)
+        if not isinstance(chosen, Selection) or tuple(sorted(chosen.peers)) in seen_sets:
+            continue
+        seen_sets.add(tuple(sorted(chosen.peers)))
+        stage_peers, leg_km = stage_tour(inputs, chosen)
+        for per_s in (cost_per_s, np.ones_like(cost_per_s)):      # lowest J, fastest
+            counts = split_layers(ti, stage_peers, per_s)
+            key = tuple(zip(stage_peers, counts, strict=True))
+            if key not in plans:
+                plans[key] = plan_from_stages(inputs, header, stage_peers, ranges_of(counts), leg_km)
+    return list(plans.values())
+
+
+def split_layers(ti: TargetInputs, stage_peers: list[int], cost_per_s: np.ndarray) -> list[int]:
+    """Layer counts along the tour minimising Σ cost_per_s · stage seconds."""
+    peers = np.asarray(stage_peers, dtype=np.int64)
+    last = np.zeros(len(peers))
+    last[-1] = 1.0
+
+    def cost(counts: np.ndarray) -> np.ndarray:
+        return cost_per_s[peers] * ti.rates.seconds(peers, counts, last)
+
+    return cheapest_layer_counts(ti.inputs.footprint.num_layers,
+                                 stage_capacities(ti.inputs.caps, stage_peers), cost)
+
+
+# ---- when no plan meets the targets -------------------------------------------------------
+
+def placement_binding(ti: TargetInputs, plan: Plan) -> Binding:
+    where = placement_words(ti.targets)
+    return Binding("placement", None, None,
+                   f"the swarm{where} cannot hold {plan.model.name}: short by "
+                   f"{plan.shortfall_gb:.2f} GB and {plan.shortfall_layers} layer(s)")
+
+
+def peers_binding(ti: TargetInputs, fewest: int, *, exact: bool) -> Binding:
+    verb = "reachable" if exact else "found"
+    return Binding("max_peers", ti.targets.max_peers, fewest,
+                   f"the fewest peers {verb}{placement_words(ti.targets)} is {fewest}, "
+                   f"above the {ti.targets.max_peers} asked")
+
+
+def metric_binding(ti: TargetInputs, name: str, reachable: float, *, exact: bool,
+                   given: str = "") -> Binding:
+    verb = "reachable" if exact else "found"
+    asked = getattr(ti.targets, name)
+    label = {"max_ms_per_token": "ms/token", "max_g_co2_per_1k": "gCO2/1k tokens"}[name]
+    shown = f"{reachable:.1f}" if name == "max_ms_per_token" else f"{reachable:.3g}"
+    return Binding(name, asked, reachable,
+                   f"the lowest {label} {verb}{placement_words(ti.targets)}{given} is {shown}, "
+                   f"above the {asked:g} asked")
+
+
+def binding_of(ti: TargetInputs, candidates: list[Plan], *, exact: bool) -> Binding:
+    """Which target binds, judged on `candidates` (feasible plans over the allowed peers)."""
+    t = ti.targets
+    fewest = min(p.metrics.peers_used for p in candidates)
+    within = [p for p in candidates if t.max_peers is None or p.metrics.peers_used <= t.max_peers]
+    fast = [p for p in within
+            if t.max_ms_per_token is None or p.metrics.est_ms_per_token <= t.max_ms_per_token]
+    return binding_from(
+        ti, fewest=fewest,
+        fastest=min((p.metrics.est_ms_per_token for p in within), default=None),
+        cleanest=min((p.metrics.g_co2_per_1k_tokens for p in within), default=None),
+        cleanest_fast=min((p.metrics.g_co2_per_1k_tokens for p in fast), default=None),
+        exact=exact)
+
+
+def binding_from(ti: TargetInputs, *, fewest: int, fastest: float | None, cleanest: float | None,
+                 cleanest_fast: float | None, exact: bool) -> Binding:
+    """The binding constraint from the best values reachable (or found): the fewest peers, then
+    the lowest ms/token and gCO2/1k within max_peers, then the lowest gCO2/1k within both."""
+    t = ti.targets
+    if t.max_peers is not None and fewest > t.max_peers:
+        return peers_binding(ti, fewest, exact=exact)
+    if t.max_ms_per_token is not None and fastest > t.max_ms_per_token:
+        return metric_binding(ti, "max_ms_per_token", fastest, exact=exact)
+    if t.max_g_co2_per_1k is not None and cleanest > t.max_g_co2_per_1k:
+        return metric_binding(ti, "max_g_co2_per_1k", cleanest, exact=exact)
+    return metric_binding(ti, "max_g_co2_per_1k", cleanest_fast, exact=exact,
+                          given=f" at <= {t.max_ms_per_token:g} ms/token")
+
+
+def _with_targets(plan: Plan, targets: Targets) -> Plan:
+    return replace(plan, targets=targets.to_dict())
+
+
+def _with_binding(plan: Plan, binding: Binding) -> Plan:
+    return replace(plan, binding=binding.to_dict())
+
+
+def _infeasible(plan: Plan, binding: Binding) -> Plan:
+    """`plan` as infeasible because of `binding` (no stages, no shortfall in GB: VRAM suffices)."""
+    return replace(plan, feasible=False, stages=(), metrics=None, shortfall_gb=None,
+                   shortfall_layers=None, binding=binding.to_dict())
