@@ -98,7 +98,8 @@ class Plan:
 
 _OPTIONAL_OBJECTS = ("targets", "binding", "certificate")
 _BINDING_KEYS = ("constraint", "message")
-_CERTIFICATE_NUMBERS = ("objective", "optimum", "bound", "gap")
+_CERTIFICATE_NUMBERS = ("optimum", "bound")
+_CERTIFICATE_OPTIONAL = ("objective", "gap")   # null when no greedy plan met the targets
 
 
 def _optional_objects(data: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +118,9 @@ def _optional_objects(data: dict[str, Any]) -> dict[str, Any]:
     if "certificate" in out:
         for key in _CERTIFICATE_NUMBERS:
             _require(out["certificate"], key, float, "certificate.")
+        for key in _CERTIFICATE_OPTIONAL:
+            if out["certificate"].get(key) is not None:
+                _require(out["certificate"], key, float, "certificate.")
     return out
 
 def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

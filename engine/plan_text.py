@@ -36,6 +36,8 @@ def certificate_message(plan: Plan) -> str | None:
     if cert is None:
         return None
     proof = "proven optimum" if cert.get("proven_optimal") else "best bound after the time limit"
+    if cert.get("gap") is None:
+        return f"no greedy plan met the targets; the exact plan does ({proof})"
     return f"greedy plan within {cert['gap'] * 100:.1f} % of optimal ({proof})"
 
 

@@ -6,7 +6,8 @@ Format (JSON object):
                 "carbon_g_per_kwh": 40,      # optional: explicit value, wins over everything
                 "region": "europe-west9",    # optional: Google Cloud region for the offline value
                 "gpu": "A100 80GB",          # optional: GPU table name (engine.planning.gpus)
-                "tflops": 312, "power_w": 400, "rtt_ms": 9.5}],   # optional overrides
+                "tflops": 312, "power_w": 400, "rtt_ms": 9.5,     # optional overrides
+                "country": "FR"}],           # optional: ISO 3166 alpha-2, else found by location
      "description": "..."}                   # optional, ignored
 Every bad value raises InvalidInput naming its path (``peers[2].free_vram_gb``) and the value.
 Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a value.
@@ -17,13 +18,14 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from engine.carbon import CarbonResolver
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
+from engine.planning.targets import country_code
 from engine.planning.types import Ingress, Peer
 from engine.validate import finite_number
 
@@ -33,7 +35,7 @@ MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a str
 _ROOT_KEYS = {"ingress", "peers", "description"}
 _INGRESS_KEYS = {"name", "lat", "lon"}
 _PEER_REQUIRED = ("id", "lat", "lon", "free_vram_gb")
-_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms")
+_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms", "country")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
     tflops = _optional_number(obj, "tflops", path, minimum=0.0, allow_zero=False)
     power_w = _optional_number(obj, "power_w", path, minimum=0.0, allow_zero=False)
     rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0)
+    country = _optional_text(obj, "country", path)
+    if country is not None:
+        country = country_code(country, f"{path}.country")
     try:
         carbon_g_per_kwh, source = resolver.resolve(lat, lon, explicit=explicit, region=region)
     except InvalidInput as error:
@@ -163,7 +168,24 @@ def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
         tflops=tflops,
         power_w=power_w,
         rtt_ms=rtt_ms,
+        country=country,
     )
+
+
+def with_countries(swarm: Swarm, resolver: CarbonResolver | None = None) -> Swarm:
+    """The swarm with each peer's country (ISO 3166 alpha-2) found under its coordinates where the
+    file did not give one: the same Natural Earth lookup the carbon resolver uses. Done on demand
+    (placement by country), since reading the country polygons takes about a second."""
+    if all(p.country is not None for p in swarm.peers):
+        return swarm
+    locator = (resolver if resolver is not None else CarbonResolver(use_env=False)).locator
+    peers = []
+    for p in swarm.peers:
+        if p.country is None:
+            found = locator.locate(p.lat, p.lon)
+            p = replace(p, country=found.iso2 if found is not None else None)
+        peers.append(p)
+    return Swarm(ingress=swarm.ingress, peers=tuple(peers))
 
 
 def _object(raw: Any, path: str) -> Mapping[str, Any]:
