@@ -8,8 +8,9 @@ MILP over the allowed peers p that hold at least one layer, node 0 the ingress:
     x_ij ∈ {0,1}  tour arc i -> j (ingress -> first stage -> ... -> last stage -> ingress)
     y_p  ∈ {0,1}  p is a stage;  n_p ∈ Z, layers on p;  t_p >= 0 stage seconds;  f_ij >= 0 flow
     Σ_j x_0j = Σ_i x_i0 = 1;  Σ_j x_pj = Σ_i x_ip = y_p                    (one closed tour)
-    Σ_j f_0j = Σ_p y_p;  Σ_i f_ip − Σ_j f_pj = y_p;  f_ij <= K · x_ij       (single-commodity flow:
-                                                        no sub-tour without the ingress; Gavish-Graves)
+    Σ_j f_0j = Σ_p y_p;  Σ_i f_ip − Σ_j f_pj = y_p                        (single-commodity flow:
+    x_ij <= f_ij <= K · x_ij (K − 1 off the ingress, 0 into it)   no sub-tour without the ingress;
+                                                                    Gavish & Graves 1978)
     y_p <= n_p <= mid_p · y_p − (mid_p − first_p) · x_0p − (mid_p − last_p) · x_p0
                                         (whole layers; embeddings on the first, norm + head on the last)
     Σ_p n_p = num_layers;  2 <= Σ_p y_p <= K = min(max_peers, num_layers, peers)
@@ -205,8 +206,12 @@ def _solve_milp(ti: TargetInputs, goal: str, targets: Targets, time_limit_s: flo
                     [1.0] * int((dst == v).sum()) + [-1.0] * int((src == v).sum()) + [-1.0], 0, 0)
     builder.add(np.append(F + np.flatnonzero(src == 0), Y + np.arange(m)),
                 [1.0] * int((src == 0).sum()) + [-1.0] * m, 0, 0)
-    builder.add_each(np.stack([F + np.arange(a), X + np.arange(a)], axis=1),
-                     [1.0, -float(stages_cap)], -np.inf, 0)                # flow only on used arcs
+    arcs = np.arange(a)
+    out_cap = np.where(src == 0, float(stages_cap), float(stages_cap - 1))
+    builder.add_each(np.stack([F + arcs, X + arcs], axis=1), np.stack([np.ones(a), -out_cap], axis=1),
+                     -np.inf, 0)                                          # flow only on used arcs
+    inner = arcs[dst != 0]                                                # ... at least 1 on them
+    builder.add_each(np.stack([F + inner, X + inner], axis=1), [1.0, -1.0], 0, np.inf)
     out_of_ingress = {int(d) - 1: i for i, d in enumerate(dst) if src[i] == 0}
     into_ingress = {int(s) - 1: i for i, s in enumerate(src) if dst[i] == 0}
     r = ti.rates
@@ -308,12 +313,13 @@ class _Rows:
         self.hi.append(hi)
 
     def add_each(self, cols: np.ndarray, vals, lo: float, hi: float) -> None:
-        """One row per line of `cols` (rows × k), the same `vals` (k) and bounds on each."""
+        """One row per line of `cols` (rows × k) with `vals` (k, or rows × k), the same bounds."""
         count, k = cols.shape
         first = len(self.lo)
         self.rows.append(np.repeat(np.arange(first, first + count), k))
         self.cols.append(cols.ravel())
-        self.vals.append(np.tile(np.asarray(vals, dtype=np.float64), count))
+        vals = np.asarray(vals, dtype=np.float64)
+        self.vals.append(vals.ravel() if vals.ndim == 2 else np.tile(vals, count))
         self.lo.extend([lo] * count)
         self.hi.extend([hi] * count)
 

@@ -19,6 +19,7 @@ from engine.planning.assignment import fits, layer_ranges
 from engine.planning.geo import pairwise_km, unit_vectors
 from engine.planning.gpus import GpuSpec, peer_gpu_spec
 from engine.planning.inputs import PeerColumns, check_footprint, check_weights, peer_columns
+from engine.planning.latency import one_way_ms
 from engine.planning.metrics import JOULES_PER_KWH, layer_joules, plan_metrics
 from engine.planning.ordering import best_cycle, cycle_with_fixed_ends
 from engine.planning.scoring import policy_order
@@ -128,24 +129,35 @@ def tour_legs_km(inputs: PlanningInputs, stage_peers: list[int]) -> np.ndarray:
     return dist[walk[:-1], walk[1:]]
 
 
-def stage_tour(inputs: PlanningInputs, chosen: Selection) -> tuple[list[int], np.ndarray]:
-    """Stage peers in tour order (the ends able to hold embeddings / head) and the legs' km."""
+def stage_tour(inputs: PlanningInputs, chosen: Selection, *,
+               by_latency: bool = False) -> tuple[list[int], np.ndarray]:
+    """Stage peers in tour order (the ends able to hold embeddings / head) and the legs' km.
+
+    The tour is the shortest in km; `by_latency` makes it the fastest instead, the ingress legs
+    costing the measured RTT/2 where a peer has one (plans to targets score latency, not km).
+    """
     peers = np.asarray(chosen.peers, dtype=np.int64)
     cols = inputs.columns
     lats = np.concatenate([[inputs.ingress.lat], cols.lat[peers]])
     lons = np.concatenate([[inputs.ingress.lon], cols.lon[peers]])
     dist = pairwise_km(lats, lons)
+    cost = dist
+    if by_latency:
+        # one_way_ms is affine in km: express each ingress leg's latency as km on that line.
+        zero, per_km = float(one_way_ms(0.0)), float(one_way_ms(1.0) - one_way_ms(0.0))
+        cost = dist.copy()
+        cost[0, 1:] = cost[1:, 0] = np.maximum(cols.ingress_ms[peers] - zero, 0.0) / per_km
     points = unit_vectors(lats, lons)
     n = inputs.footprint.num_layers
     if len(peers) == 1:
         nodes = [0, 1]
     else:
-        nodes = _feasible_break(inputs.caps, peers, dist, best_cycle(dist, points), n)
+        nodes = _feasible_break(inputs.caps, peers, cost, best_cycle(cost, points), n)
         if nodes is None:
             # No way round the shortest ring puts end-capable peers at the ends: pin them.
             first = 1 + chosen.peers.index(chosen.first)
             last = 1 + chosen.peers.index(chosen.last)
-            nodes = cycle_with_fixed_ends(dist, first, last, points)
+            nodes = cycle_with_fixed_ends(cost, first, last, points)
     stage_peers = [int(peers[v - 1]) for v in nodes[1:]]
     if not fits(inputs.caps, stage_peers, n):
         raise AssertionError(f"planner bug: stages {stage_peers} cannot hold {n} layers")

@@ -2,11 +2,11 @@
 
 Steps: validate the targets -> keep the allowed peers (countries, exclusions) -> VRAM baseline
 over them (max_peers applies) -> the objective J, scaled by that baseline (engine.planning.
-objective) -> candidate greedy plans -> the candidate with the lowest J that meets every target ->
-else the binding constraint (`binding_of`).
+objective) -> candidate greedy plans -> the candidate with the lowest J that meets every target,
+improved by local search (engine.planning.improve) -> else the binding constraint (`binding_of`).
 
 Candidates: the carbon policy's peer order at the user's weights and at every point of an
-11 × 11 weight grid, plus the VRAM order; each gives the smallest feasible set (selection), the
+7 × 7 weight grid, plus the VRAM order; each gives the smallest feasible set (selection), the
 shortest closed tour (ordering), and two layer splits along it: the one with the lowest J and the
 fastest one (engine.planning.assignment.cheapest_layer_counts). Plans with the same stages are
 built once.
@@ -20,7 +20,8 @@ import numpy as np
 
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
-from engine.planning.assignment import cheapest_layer_counts, ranges_of, stage_capacities
+from engine.planning.assignment import cheapest_layer_counts, fits, ranges_of, stage_capacities
+from engine.planning.improve import improve, move_pool, selection_of
 from engine.planning.inputs import check_weights
 from engine.planning.objective import (
     Objective,
@@ -43,7 +44,7 @@ from engine.planning.selection import Selection, select_peers
 from engine.planning.targets import Binding, Targets, allowed_mask, check_targets, meets, placement_words
 from engine.planning.types import Ingress, Peer, Policy, Weights
 
-GRID_STEPS = 10
+GRID_STEPS = 6
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +92,8 @@ def baseline_plan(ti: TargetInputs) -> Plan:
 
 
 def greedy_plan(ti: TargetInputs) -> Plan:
-    """The carbon plan: the candidate with the lowest J among those meeting every target."""
+    """The carbon plan: the candidate with the lowest J among those meeting every target,
+    improved by local search (engine.planning.improve)."""
     header = plan_header(ti.inputs, Policy.CARBON, ti.weights)
     if ti.objective is None:
         infeasible = Plan(**header, feasible=False, shortfall_gb=ti.baseline.shortfall_gb,
@@ -100,20 +102,38 @@ def greedy_plan(ti: TargetInputs) -> Plan:
         return _with_binding(infeasible, placement_binding(ti, infeasible))
     candidates = candidate_plans(ti)
     good = [p for p in candidates if meets(p.metrics, ti.targets)]
-    if good:
-        best = min(good, key=lambda p: ti.objective.value(p.metrics))
-        return _with_targets(best, ti.targets)
-    return _infeasible(_with_targets(Plan(**header, feasible=False), ti.targets),
-                       binding_of(ti, candidates, exact=False))
+    if not good:
+        return _infeasible(_with_targets(Plan(**header, feasible=False), ti.targets),
+                           binding_of(ti, candidates, exact=False))
+    best = min(good, key=lambda p: ti.objective.value(p.metrics))
+    best = _local_search(ti, best)
+    return _with_targets(best, ti.targets)
+
+
+def _local_search(ti: TargetInputs, plan: Plan) -> Plan:
+    inputs = ti.inputs
+    index = {p.id: i for i, p in enumerate(inputs.peers)}
+    stage_ids = [index[s.peer_id] for s in plan.stages]
+    cost_per_s = cost_per_stage_second(ti.objective, ti.rates)
+    one_layer = ti.rates.seconds(np.arange(len(inputs.peers)), np.ones(len(inputs.peers)),
+                                 np.zeros(len(inputs.peers)))
+    pool = move_pool(cost_per_s * one_layer, inputs.columns.ingress_ms, inputs.caps.middle, stage_ids)
+
+    def plan_set(peers: tuple[int, ...]) -> Plan | None:
+        chosen = selection_of(inputs.caps, peers, inputs.footprint.num_layers)
+        if chosen is None:
+            return None
+        good = [p for p in plans_for_selection(ti, chosen) if meets(p.metrics, ti.targets)]
+        return min(good, key=lambda p: ti.objective.value(p.metrics)) if good else None
+
+    return improve(plan, stage_ids, plan_set, lambda p: ti.objective.value(p.metrics), pool)
 
 
 def candidate_plans(ti: TargetInputs) -> list[Plan]:
     inputs = ti.inputs
-    header = plan_header(inputs, Policy.CARBON, ti.weights)
     orders = [policy_order(Policy.CARBON, inputs.columns, w, inputs.g_co2_per_layer_token)
               for w in [ti.weights] + [g.normalised() for g in weight_grid(GRID_STEPS)]]
     orders.append(policy_order(Policy.VRAM, inputs.columns, ti.weights, inputs.g_co2_per_layer_token))
-    cost_per_s = cost_per_stage_second(ti.objective, ti.rates)
     plans: dict[tuple, Plan] = {}
     seen_sets: set[tuple[int, ...]] = set()
     for order in orders:
@@ -121,13 +141,26 @@ def candidate_plans(ti: TargetInputs) -> list[Plan]:
         if not isinstance(chosen, Selection) or tuple(sorted(chosen.peers)) in seen_sets:
             continue
         seen_sets.add(tuple(sorted(chosen.peers)))
-        stage_peers, leg_km = stage_tour(inputs, chosen)
-        for per_s in (cost_per_s, np.ones_like(cost_per_s)):      # lowest J, fastest
-            counts = split_layers(ti, stage_peers, per_s)
-            key = tuple(zip(stage_peers, counts, strict=True))
-            if key not in plans:
-                plans[key] = plan_from_stages(inputs, header, stage_peers, ranges_of(counts), leg_km)
+        for plan in plans_for_selection(ti, chosen):
+            plans.setdefault(tuple((s.peer_id, s.layer_end) for s in plan.stages), plan)
     return list(plans.values())
+
+
+def plans_for_selection(ti: TargetInputs, chosen: Selection) -> list[Plan]:
+    """The selection on its shortest closed tour with two layer splits: lowest J, fastest."""
+    header = plan_header(ti.inputs, Policy.CARBON, ti.weights)
+    stage_peers, leg_km = stage_tour(ti.inputs, chosen, by_latency=True)
+    cost_per_s = cost_per_stage_second(ti.objective, ti.rates)
+    tours = [(stage_peers, leg_km)]
+    backwards = stage_peers[::-1]        # the same legs; the head on the other end of the ring
+    if len(stage_peers) > 1 and fits(ti.inputs.caps, backwards, ti.inputs.footprint.num_layers):
+        tours.append((backwards, leg_km[::-1]))
+    out = []
+    for peers, km in tours:
+        for per_s in (cost_per_s, np.ones_like(cost_per_s)):
+            counts = split_layers(ti, peers, per_s)
+            out.append(plan_from_stages(ti.inputs, header, peers, ranges_of(counts), km))
+    return out
 
 
 def split_layers(ti: TargetInputs, stage_peers: list[int], cost_per_s: np.ndarray) -> list[int]:
