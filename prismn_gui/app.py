@@ -377,6 +377,7 @@ class PrismnApp:
             "pid": os.getpid(),
             "deploy": self._deploy_state(),
             "live_available": self.controls.live_radio.cget("state") == "normal",
+            "certificate": self.targets_panel.certificate.cget("text"),
         })
         export.write_state_json(state, self.state_file)
 

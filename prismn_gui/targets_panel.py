@@ -30,8 +30,8 @@ class TargetsPanel(ctk.CTkFrame):
         self.entries: dict[str, ctk.CTkEntry] = {}
         for col, (name, title) in enumerate(FIELDS, start=1):
             ctk.CTkLabel(self, text=title, font=small, anchor="w").grid(row=0, column=col, sticky="w", padx=3)
-            entry = ctk.CTkEntry(self, width=92, font=small, placeholder_text="none")
-            entry.grid(row=1, column=col, sticky="w", padx=3, pady=(0, 6))
+            entry = ctk.CTkEntry(self, width=84, font=small, placeholder_text="none")
+            entry.grid(row=1, column=col, sticky="w", padx=3, pady=(0, 2))
             entry.bind("<Return>", lambda _e: self._changed())
             entry.bind("<FocusOut>", lambda _e: self._changed())
             self.entries[name] = entry
@@ -39,18 +39,18 @@ class TargetsPanel(ctk.CTkFrame):
             row=0, column=4, sticky="w", padx=(10, 3))
         box = tk.Frame(self)
         box.grid(row=1, column=4, rowspan=2, sticky="w", padx=(10, 3), pady=(0, 6))
-        self.country_list = tk.Listbox(box, selectmode="multiple", height=4, width=9,
+        self.country_list = tk.Listbox(box, selectmode="multiple", height=4, width=7,
                                        exportselection=False, font=("TkDefaultFont", 9))
         scroll = tk.Scrollbar(box, orient="vertical", command=self.country_list.yview)
         self.country_list.configure(yscrollcommand=scroll.set)
         self.country_list.pack(side="left")
         scroll.pack(side="left", fill="y")
         self.country_list.bind("<<ListboxSelect>>", lambda _e: self._changed())
-        self.exact_button = ctk.CTkButton(self, text="Exact", width=70, font=small, command=self._exact)
-        self.exact_button.grid(row=1, column=5, sticky="w", padx=(10, 3), pady=(0, 6))
-        self.certificate = ctk.CTkLabel(self, text="", font=small, anchor="w", justify="left",
-                                        wraplength=190)
-        self.certificate.grid(row=0, column=5, sticky="w", padx=(10, 6))
+        self.exact_button = ctk.CTkButton(self, text="Exact", width=64, font=small, command=self._exact)
+        self.exact_button.grid(row=1, column=5, sticky="w", padx=(8, 6), pady=(0, 2))
+        self.certificate = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=11, weight="bold"),
+                                        anchor="w", justify="left", text_color=("#1a7f37", "#3fb950"))
+        self.certificate.grid(row=2, column=1, columnspan=3, sticky="w", padx=3, pady=(0, 4))
 
     def request(self) -> TargetsRequest:
         """The fields as typed; "Exact" applies to one request only."""
