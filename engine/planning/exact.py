@@ -10,7 +10,7 @@ MILP over the allowed peers p that hold at least one layer, node 0 the ingress:
     Σ_j x_0j = Σ_i x_i0 = 1;  Σ_j x_pj = Σ_i x_ip = y_p                    (one closed tour)
     Σ_j f_0j = Σ_p y_p;  Σ_i f_ip − Σ_j f_pj = y_p                        (single-commodity flow:
     x_ij <= f_ij <= K · x_ij (K − 1 off the ingress, 0 into it)   no sub-tour without the ingress;
-                                                                    Gavish & Graves 1978)
+    x_ij + x_ji <= 1                                                Gavish & Graves 1978)
     y_p <= n_p <= mid_p · y_p − (mid_p − first_p) · x_0p − (mid_p − last_p) · x_p0
                                         (whole layers; embeddings on the first, norm + head on the last)
     Σ_p n_p = num_layers;  2 <= Σ_p y_p <= K = min(max_peers, num_layers, peers)
@@ -212,6 +212,13 @@ def _solve_milp(ti: TargetInputs, goal: str, targets: Targets, time_limit_s: flo
                      -np.inf, 0)                                          # flow only on used arcs
     inner = arcs[dst != 0]                                                # ... at least 1 on them
     builder.add_each(np.stack([F + inner, X + inner], axis=1), [1.0, -1.0], 0, np.inf)
+    # No 2-cycles: an arc and its reverse never both (between peers: a sub-tour; through the
+    # ingress: a one-stage tour, which the MILP excludes). Redundant for integers, and it
+    # tightens the LP relaxation a lot.
+    arc_of = {(int(i), int(j)): k for k, (i, j) in enumerate(zip(src, dst, strict=True))}
+    pairs = [(k, arc_of[(j, i)]) for (i, j), k in arc_of.items() if i < j and (j, i) in arc_of]
+    if pairs:
+        builder.add_each(X + np.array(pairs), [1.0, 1.0], -np.inf, 1)
     out_of_ingress = {int(d) - 1: i for i, d in enumerate(dst) if src[i] == 0}
     into_ingress = {int(s) - 1: i for i, s in enumerate(src) if dst[i] == 0}
     r = ti.rates
