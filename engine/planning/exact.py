@@ -46,12 +46,12 @@ from engine.planning.planner import plan_from_stages, plan_header
 from engine.planning.targets import Targets, meets
 from engine.planning.to_targets import (
     TargetInputs,
-    _infeasible,
-    _with_targets,
+    as_infeasible,
     baseline_plan,
     binding_from,
     greedy_plan,
     prepare_targets,
+    with_targets,
 )
 from engine.planning.types import Ingress, Peer, Policy, Weights
 from engine.validate import finite_number
@@ -94,7 +94,7 @@ def plan_both_exact(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress:
     certificate = {"objective": greedy_value, "optimum": value, "bound": bound, "gap": gap,
                    "proven_optimal": result.proven_optimal, "solver": "HiGHS (scipy.optimize.milp)",
                    "time_limit_s": time_limit_s, **ti.objective.to_dict()}
-    exact = replace(_with_targets(plan, ti.targets), policy=Policy.CARBON.value,
+    exact = replace(with_targets(plan, ti.targets), policy=Policy.CARBON.value,
                     certificate=certificate)
     return baseline, exact
 
@@ -115,7 +115,7 @@ def _exact_binding(ti: TargetInputs, greedy: Plan, time_limit_s: float) -> Plan:
     binding = binding_from(ti, fewest=fewest, fastest=best("ms", free), cleanest=best("g", free),
                            cleanest_fast=best("g", replace(free, max_ms_per_token=t.max_ms_per_token)),
                            exact=True)
-    return _infeasible(greedy, binding)
+    return as_infeasible(greedy, binding)
 
 
 def solve(ti: TargetInputs, goal: str, targets: Targets, time_limit_s: float) -> ExactResult:

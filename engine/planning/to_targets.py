@@ -82,12 +82,12 @@ def plan_both_to_targets(footprint: ModelFootprint, peers: tuple[Peer, ...], ing
 
 def baseline_plan(ti: TargetInputs) -> Plan:
     """The VRAM baseline under the placement constraints (it ignores the metric targets)."""
-    plan = _with_targets(ti.baseline, ti.targets)
+    plan = with_targets(ti.baseline, ti.targets)
     if not plan.feasible:
-        return _with_binding(plan, placement_binding(ti, plan))
+        return with_binding(plan, placement_binding(ti, plan))
     peers_cap = ti.targets.max_peers
     if peers_cap is not None and plan.metrics.peers_used > peers_cap:
-        return _infeasible(plan, peers_binding(ti, plan.metrics.peers_used, exact=False))
+        return as_infeasible(plan, peers_binding(ti, plan.metrics.peers_used, exact=False))
     return plan
 
 
@@ -98,16 +98,16 @@ def greedy_plan(ti: TargetInputs) -> Plan:
     if ti.objective is None:
         infeasible = Plan(**header, feasible=False, shortfall_gb=ti.baseline.shortfall_gb,
                           shortfall_layers=ti.baseline.shortfall_layers)
-        infeasible = _with_targets(infeasible, ti.targets)
-        return _with_binding(infeasible, placement_binding(ti, infeasible))
+        infeasible = with_targets(infeasible, ti.targets)
+        return with_binding(infeasible, placement_binding(ti, infeasible))
     candidates = candidate_plans(ti)
     good = [p for p in candidates if meets(p.metrics, ti.targets)]
     if not good:
-        return _infeasible(_with_targets(Plan(**header, feasible=False), ti.targets),
+        return as_infeasible(with_targets(Plan(**header, feasible=False), ti.targets),
                            binding_of(ti, candidates, exact=False))
     best = min(good, key=lambda p: ti.objective.value(p.metrics))
     best = _local_search(ti, best)
-    return _with_targets(best, ti.targets)
+    return with_targets(best, ti.targets)
 
 
 def _local_search(ti: TargetInputs, plan: Plan) -> Plan:
@@ -233,15 +233,15 @@ def binding_from(ti: TargetInputs, *, fewest: int, fastest: float | None, cleane
                           given=f" at <= {t.max_ms_per_token:g} ms/token")
 
 
-def _with_targets(plan: Plan, targets: Targets) -> Plan:
+def with_targets(plan: Plan, targets: Targets) -> Plan:
     return replace(plan, targets=targets.to_dict())
 
 
-def _with_binding(plan: Plan, binding: Binding) -> Plan:
+def with_binding(plan: Plan, binding: Binding) -> Plan:
     return replace(plan, binding=binding.to_dict())
 
 
-def _infeasible(plan: Plan, binding: Binding) -> Plan:
+def as_infeasible(plan: Plan, binding: Binding) -> Plan:
     """`plan` as infeasible because of `binding` (no stages, no shortfall in GB: VRAM suffices)."""
     return replace(plan, feasible=False, stages=(), metrics=None, shortfall_gb=None,
                    shortfall_layers=None, binding=binding.to_dict())
