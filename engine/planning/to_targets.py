@@ -218,19 +218,24 @@ def binding_of(ti: TargetInputs, candidates: list[Plan], *, exact: bool) -> Bind
         exact=exact)
 
 
-def binding_from(ti: TargetInputs, *, fewest: int, fastest: float | None, cleanest: float | None,
-                 cleanest_fast: float | None, exact: bool) -> Binding:
+def binding_from(ti: TargetInputs, *, fewest: int | None, fastest: float | None,
+                 cleanest: float | None, cleanest_fast: float | None, exact: bool) -> Binding:
     """The binding constraint from the best values reachable (or found): the fewest peers, then
     the lowest ms/token and gCO2/1k within max_peers, then the lowest gCO2/1k within both."""
     t = ti.targets
-    if t.max_peers is not None and fewest > t.max_peers:
+    if fewest is not None and t.max_peers is not None and fewest > t.max_peers:
         return peers_binding(ti, fewest, exact=exact)
-    if t.max_ms_per_token is not None and fastest > t.max_ms_per_token:
+    if fastest is not None and t.max_ms_per_token is not None and fastest > t.max_ms_per_token:
         return metric_binding(ti, "max_ms_per_token", fastest, exact=exact)
-    if t.max_g_co2_per_1k is not None and cleanest > t.max_g_co2_per_1k:
+    if cleanest is not None and t.max_g_co2_per_1k is not None and cleanest > t.max_g_co2_per_1k:
         return metric_binding(ti, "max_g_co2_per_1k", cleanest, exact=exact)
-    return metric_binding(ti, "max_g_co2_per_1k", cleanest_fast, exact=exact,
-                          given=f" at <= {t.max_ms_per_token:g} ms/token")
+    if cleanest_fast is not None and t.max_ms_per_token is not None and t.max_g_co2_per_1k is not None:
+        return metric_binding(ti, "max_g_co2_per_1k", cleanest_fast, exact=exact,
+                              given=f" at <= {t.max_ms_per_token:g} ms/token")
+    # A search cut short by its time limit found no plan, and none proved what binds.
+    return Binding("time_limit", None, None,
+                   "no plan meeting the targets was found within the time limit, and none was "
+                   "proven impossible: raise the time limit or loosen a target")
 
 
 def with_targets(plan: Plan, targets: Targets) -> Plan:
