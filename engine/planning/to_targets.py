@@ -5,11 +5,11 @@ over them (max_peers applies) -> the objective J, scaled by that baseline (engin
 objective) -> candidate greedy plans -> the candidate with the lowest J that meets every target,
 improved by local search (engine.planning.improve) -> else the binding constraint (`binding_of`).
 
-Candidates: the carbon policy's peer order at the user's weights and at every point of an
-7 × 7 weight grid, plus the VRAM order; each gives the smallest feasible set (selection), the
-shortest closed tour (ordering), and two layer splits along it: the one with the lowest J and the
-fastest one (engine.planning.assignment.cheapest_layer_counts). Plans with the same stages are
-built once.
+Candidates: the carbon policy's peer order at the user's weights and at every point of a
+7-step weight grid (28 weights), plus the VRAM order; each gives the smallest feasible set
+(selection), the fastest closed tour (ordering; ingress legs at their measured RTT/2 where known),
+walked both ways, and two layer splits along it: the one with the lowest J and the fastest one
+(engine.planning.assignment.cheapest_layer_counts). Plans with the same stages are built once.
 """
 
 from __future__ import annotations
