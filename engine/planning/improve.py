@@ -4,7 +4,7 @@ The greedy candidates (to_targets) are prefixes of one peer order, as small as t
 the best plan often adds a clean or fast peer to take layers off a dirty or slow one, or swaps
 one. Each move re-plans the new set exactly as a candidate is planned (shortest closed tour,
 cheapest layer split) and is kept when J falls and every target still holds; the search stops
-when no move helps or after MAX_ROUNDS. Moves only use a pool of promising peers: the current
+when no move helps, after MAX_ROUNDS or after MAX_PLANS re-planned sets. Moves only use a pool of promising peers: the current
 stages, the cheapest per layer, the nearest to the ingress and the largest.
 """
 
@@ -18,6 +18,8 @@ from engine.plan import Plan
 from engine.planning.selection import Selection, best_two_ended
 
 MAX_ROUNDS = 8
+MAX_PLANS = 400
+"""Re-planned sets per search, at most: a 40-stage plan has ~800 swaps per round, each a tour."""
 POOL_CHEAPEST, POOL_NEAREST, POOL_LARGEST = 10, 5, 4
 
 
@@ -31,6 +33,8 @@ def improve(plan: Plan, stage_ids: list[int], plan_set: Callable[[tuple[int, ...
     current, best = tuple(stage_ids), value(plan)
     tried: set[tuple[int, ...]] = {tuple(sorted(current))}
     for _ in range(MAX_ROUNDS):
+        if len(tried) > MAX_PLANS:
+            break
         outside = [int(p) for p in pool if int(p) not in current]
         moves = ([current + (p,) for p in outside]
                  + [tuple(q for q in current if q != d) for d in current if len(current) > 1]
@@ -38,7 +42,7 @@ def improve(plan: Plan, stage_ids: list[int], plan_set: Callable[[tuple[int, ...
         improved = False
         for peers in moves:
             key = tuple(sorted(peers))
-            if key in tried:
+            if key in tried or len(tried) > MAX_PLANS:
                 continue
             tried.add(key)
             candidate = plan_set(peers)
