@@ -1,4 +1,4 @@
-"""`python -m engine ...`: plan, compare, inspect-model, generate.
+"""`python -m engine ...`: plan, compare, inspect-model, carbon, generate.
 
 A thin shell: parse flags, load the model and the swarm, call the pure planner, print.
 Exit codes: 0 ok, 2 bad input (one line on stderr naming the field and value), 3 infeasible plan.
@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from engine.cli_carbon import add_carbon_parser, add_signal_flag, cmd_carbon, signal_summary
 from engine.errors import InvalidInput, PrismnError
 from engine.planning.types import Ingress, Policy, Weights
 from engine.validate import finite_number
@@ -76,6 +77,7 @@ def _swarm_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ingress", type=_checked(parse_ingress), default=None, help="LAT,LON (overrides the file's)")
     p.add_argument("--weights", type=_checked(parse_weights), default=Weights(),
                    help="carbon=0.6,distance=0.3,vram=0.1")
+    add_signal_flag(p)
 
 
 def _checked(parse):
@@ -162,11 +164,15 @@ def _targets(args: argparse.Namespace):
 
 
 def _plan_pair(args: argparse.Namespace):
-    """(VRAM baseline, carbon plan) for the flags: plain sliders, to targets, or exact."""
-    from engine.planning.planner import plan_both
-
+    """(VRAM baseline, carbon plan, swarm) for the flags: plain sliders, to targets, or exact."""
     fp = _footprint(args)
     swarm = _swarm(args)
+    return (*_plans_for(args, fp, swarm), swarm)
+
+
+def _plans_for(args: argparse.Namespace, fp, swarm):
+    from engine.planning.planner import plan_both
+
     targets = _targets(args)
     if targets.allow_countries is not None or targets.deny_countries:
         from engine.swarm import with_countries
@@ -181,6 +187,16 @@ def _plan_pair(args: argparse.Namespace):
 
         return plan_both_to_targets(fp, swarm.peers, swarm.ingress, args.weights, targets)
     return plan_both(fp, swarm.peers, swarm.ingress, args.weights)
+
+
+def _coordinate_flag(field: str, limit: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInput(field, text, "expected a number") from None
+        return finite_number(value, field, minimum=-limit, maximum=limit)
+    return _checked(parse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--group-size", type=_int_flag("group_size"), default=128)
     inspect.add_argument("--json", action="store_true")
 
+    add_carbon_parser(sub, _coordinate_flag)
     sub.add_parser("generate", help="run a local pipeline (see `python -m engine generate --help`)",
                    add_help=False)
     return parser
@@ -222,7 +239,7 @@ def _footprint(args: argparse.Namespace):
 def _swarm(args: argparse.Namespace):
     from engine.swarm import load_swarm
 
-    return load_swarm(args.peers, ingress_override=args.ingress)
+    return load_swarm(args.peers, ingress_override=args.ingress, signal=args.signal)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -232,23 +249,24 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.exact and args.policy != Policy.CARBON.value:
         raise InvalidInput("exact", args.policy, "exact mode plans the carbon policy")
     if args.exact or _targets(args).any:
-        vram_plan, carbon_plan = _plan_pair(args)
+        vram_plan, carbon_plan, swarm = _plan_pair(args)
         plan = carbon_plan if args.policy == Policy.CARBON.value else vram_plan
     else:
         swarm = _swarm(args)
         plan = make_plan(_footprint(args), swarm.peers, swarm.ingress, Policy(args.policy), args.weights)
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else describe_plan(plan))
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else
+          describe_plan(plan) + "\n" + signal_summary(swarm.signals, args.signal))
     return EXIT_OK if plan.feasible else EXIT_INFEASIBLE
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from engine.plan_text import compare_plans
 
-    vram_plan, carbon_plan = _plan_pair(args)
+    vram_plan, carbon_plan, swarm = _plan_pair(args)
     if args.json:
         print(json.dumps({"vram": vram_plan.to_dict(), "carbon": carbon_plan.to_dict()}, indent=2))
     else:
-        print(compare_plans(vram_plan, carbon_plan))
+        print(compare_plans(vram_plan, carbon_plan) + "\n" + signal_summary(swarm.signals, args.signal))
     return EXIT_OK if (vram_plan.feasible and carbon_plan.feasible) else EXIT_INFEASIBLE
 
 
@@ -275,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except _UsageError as exc:
             raise InvalidInput("arguments", " ".join(argv), str(exc)) from None
-        handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect}[args.command]
+        handler = {"plan": _cmd_plan, "compare": _cmd_compare, "inspect-model": _cmd_inspect,
+                   "carbon": cmd_carbon}[args.command]
         return handler(args)
     except _FlagError as exc:
         _report(exc.error)

@@ -22,7 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.carbon import CarbonResolver
+from engine.carbon_values import CarbonSignal, SignalKind
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
 from engine.planning.targets import country_code
@@ -42,9 +45,13 @@ _PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt
 class Swarm:
     ingress: Ingress
     peers: tuple[Peer, ...]
+    signals: tuple[CarbonSignal, ...] = ()   # each peer's carbon signal (same order), when resolved here
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "peers", tuple(self.peers))  # a list passed in must not stay mutable
+        object.__setattr__(self, "signals", tuple(self.signals))
+        if self.signals and len(self.signals) != len(self.peers):
+            raise InvalidInput("signals", len(self.signals), f"expected one per peer ({len(self.peers)})")
         seen: set[str] = set()
         for index, peer in enumerate(self.peers):
             if peer.id in seen:
@@ -66,8 +73,10 @@ def parse_swarm(
     data: Any,
     resolver: CarbonResolver | None = None,
     ingress_override: Ingress | None = None,
+    signal: SignalKind = SignalKind.AVERAGE,
 ) -> Swarm:
-    """Validate a decoded peers file and resolve carbon; `ingress_override` replaces the file's ingress."""
+    """Validate a decoded peers file and resolve carbon (`signal` average or marginal) for all peers at
+    once; `ingress_override` replaces the file's ingress."""
     root = _object(data, "root")
     _no_unknown_keys(root, _ROOT_KEYS, "")
     if "description" in root and not isinstance(root["description"], str):
@@ -88,21 +97,29 @@ def parse_swarm(
         raise InvalidInput("peers", raw_peers, "expected at least one peer")
 
     resolver = resolver if resolver is not None else CarbonResolver(use_env=True)
-    peers: list[Peer] = []
+    fields: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_peers):
-        peer = _peer(raw, f"peers[{index}]", resolver)
-        if peer.id in seen:
-            raise InvalidInput(f"peers[{index}].id", peer.id, f"duplicate peer id (also peers[{seen[peer.id]}])")
-        seen[peer.id] = index
-        peers.append(peer)
-    return Swarm(ingress=ingress, peers=tuple(peers))
+        peer = _peer_fields(raw, f"peers[{index}]")
+        if peer["id"] in seen:
+            raise InvalidInput(f"peers[{index}].id", peer["id"], f"duplicate peer id (also peers[{seen[peer['id']]}])")
+        seen[peer["id"]] = index
+        fields.append(peer)
+    signals = resolver.signals(
+        [f["lat"] for f in fields], [f["lon"] for f in fields],
+        [f.pop("explicit") for f in fields], [f.pop("region") for f in fields],
+        kind=signal, paths=[f"peers[{i}]" for i in range(len(fields))],
+    )
+    peers = tuple(Peer(**f, carbon_g_per_kwh=s.g_per_kwh, carbon_source=s.source)
+                  for f, s in zip(fields, signals, strict=True))
+    return Swarm(ingress=ingress, peers=peers, signals=tuple(signals))
 
 
 def load_swarm(
     path: str | Path,
     resolver: CarbonResolver | None = None,
     ingress_override: Ingress | None = None,
+    signal: SignalKind = SignalKind.AVERAGE,
 ) -> Swarm:
     """Read and parse a peers file; unreadable files and bad JSON raise InvalidInput("peers_file", path, ...)."""
     path = Path(path)
@@ -121,7 +138,7 @@ def load_swarm(
         raise InvalidInput(
             "peers_file", str(path), f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from error
-    return parse_swarm(data, resolver=resolver, ingress_override=ingress_override)
+    return parse_swarm(data, resolver=resolver, ingress_override=ingress_override, signal=signal)
 
 
 def _ingress(raw: Any) -> Ingress:
@@ -133,7 +150,8 @@ def _ingress(raw: Any) -> Ingress:
     return Ingress(lat=lat, lon=lon, name=name)
 
 
-def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
+def _peer_fields(raw: Any, path: str) -> dict[str, Any]:
+    """A peer's validated fields; its carbon is resolved later, for all peers at once."""
     obj = _object(raw, path)
     _no_unknown_keys(obj, set(_PEER_REQUIRED) | set(_PEER_OPTIONAL), path)
     for key in _PEER_REQUIRED:
@@ -153,23 +171,8 @@ def _peer(raw: Any, path: str, resolver: CarbonResolver) -> Peer:
     country = _optional_text(obj, "country", path)
     if country is not None:
         country = country_code(country, f"{path}.country")
-    try:
-        carbon_g_per_kwh, source = resolver.resolve(lat, lon, explicit=explicit, region=region)
-    except InvalidInput as error:
-        raise InvalidInput(f"{path}.{error.field}", error.value, error.reason) from error
-    return Peer(
-        id=peer_id,
-        lat=lat,
-        lon=lon,
-        free_vram_gb=free_vram_gb,
-        carbon_g_per_kwh=carbon_g_per_kwh,
-        carbon_source=source,
-        gpu=gpu,
-        tflops=tflops,
-        power_w=power_w,
-        rtt_ms=rtt_ms,
-        country=country,
-    )
+    return dict(id=peer_id, lat=lat, lon=lon, free_vram_gb=free_vram_gb, explicit=explicit, region=region,
+                gpu=gpu, tflops=tflops, power_w=power_w, rtt_ms=rtt_ms, country=country)
 
 
 def with_countries(swarm: Swarm, resolver: CarbonResolver | None = None) -> Swarm:
@@ -179,13 +182,13 @@ def with_countries(swarm: Swarm, resolver: CarbonResolver | None = None) -> Swar
     if all(p.country is not None for p in swarm.peers):
         return swarm
     locator = (resolver if resolver is not None else CarbonResolver(use_env=False)).locator
-    peers = []
-    for p in swarm.peers:
-        if p.country is None:
-            found = locator.locate(p.lat, p.lon)
-            p = replace(p, country=found.iso2 if found is not None else None)
-        peers.append(p)
-    return Swarm(ingress=swarm.ingress, peers=tuple(peers))
+    todo = [i for i, p in enumerate(swarm.peers) if p.country is None]
+    found = locator.locate_many(np.array([swarm.peers[i].lat for i in todo]),
+                                np.array([swarm.peers[i].lon for i in todo]))
+    peers = list(swarm.peers)
+    for i, country in zip(todo, found, strict=True):
+        peers[i] = replace(peers[i], country=country.iso2 if country is not None else None)
+    return replace(swarm, peers=tuple(peers))
 
 
 def _object(raw: Any, path: str) -> Mapping[str, Any]:

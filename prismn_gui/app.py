@@ -27,6 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from engine.planning.types import Weights  # noqa: E402
 from prismn_gui import export  # noqa: E402
+from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
@@ -88,6 +89,9 @@ class PrismnApp:
         self.tabs = ctk.CTkTabview(centre, command=self._tab_changed)
         self.tabs.grid(row=1, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
+        self.carbon_time = CarbonTimeTab(self.tabs.add("Carbon 24 h"), self.root, theme,
+                                         on_updated=lambda: self._write_state(),
+                                         coordinator=lambda: getattr(self, "coordinator", None))
 
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
@@ -176,6 +180,7 @@ class PrismnApp:
         self.outcome = outcome
         self.comparison.show(outcome)
         self.targets_panel.show(outcome)
+        self.carbon_time.show(outcome)
         if outcome.error is None:
             carbon_stages = tuple(s.peer_id for s in outcome.carbon_plan.stages) if outcome.carbon_plan else ()
             # A deployment's colours belong to its own plan, not to another one shown later.
@@ -215,6 +220,8 @@ class PrismnApp:
     def _tab_changed(self) -> None:
         if self.tabs.get() == "Pareto":
             self.pareto_canvas.draw_idle()
+        elif self.tabs.get() == "Carbon 24 h":
+            self.carbon_time.canvas.draw_idle()
         else:
             self.map_canvas.draw_idle()
 
@@ -321,6 +328,7 @@ class PrismnApp:
     # ---- test hook ---------------------------------------------------------------------------
 
     def widget_boxes(self) -> dict[str, list[int]]:
+        self.root.update_idletasks()   # positions after any pending re-layout, so a click lands
         widgets = {f"slider_{name}": slider for name, slider in self.controls.sliders.items()}
         widgets.update({f"preset_{name.lower().replace(' ', '_')}": button
                         for name, button in self.controls.preset_buttons.items()})
@@ -332,6 +340,7 @@ class PrismnApp:
         panel_widgets = getattr(self.deploy_area, "widgets", None)
         if panel_widgets is not None:
             widgets.update({f"panel_{name}": widget for name, widget in panel_widgets().items()})
+        widgets.update(self.carbon_time.widgets())
         for name, button in self.tabs._segmented_button._buttons_dict.items():  # no public accessor
             widgets[f"tab_{name.lower()}"] = button
         boxes = {}
@@ -378,6 +387,7 @@ class PrismnApp:
             "deploy": self._deploy_state(),
             "live_available": self.controls.live_radio.cget("state") == "normal",
             "certificate": self.targets_panel.certificate.cget("text"),
+            "carbon_time": self.carbon_time.snapshot(),
         })
         export.write_state_json(state, self.state_file)
 

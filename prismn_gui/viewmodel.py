@@ -46,12 +46,13 @@ class PlanRequest:
     request_id: int = 0
     live: bool = False                # plan over the coordinator's live peers, not a file
     live_key: tuple = ()              # the live peer ids when requested: a join or death re-plans
+    signal: str = "average"           # carbon signal to plan with: "average" or "marginal"
     targets: TargetsRequest = NO_TARGETS_REQUEST   # targets, country filter, exact (prismn_gui.targets)
 
     def planning_key(self) -> tuple:
         """Everything but the weights: the Pareto sweep depends only on this."""
         return (self.model, self.quant, self.context_text, self.ingress_choice,
-                self.lat_text, self.lon_text, self.swarm_path, self.live, self.live_key)
+                self.lat_text, self.lon_text, self.swarm_path, self.live, self.live_key, self.signal)
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,11 @@ class StageRow:
     vram: str
     carbon: str
     source: str
+    signal: str = ""                  # "EMaps avg 12m" (prismn_gui.carbon_signals)
 
     def values(self) -> tuple[str, ...]:
-        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon, self.source)
+        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon,
+                self.signal or self.source)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class PlanOutcome:
     comparison: tuple[ComparisonRow, ...] = ()
     stage_rows: dict[str, tuple[StageRow, ...]] = field(default_factory=dict)
     notices: tuple[str, ...] = ()     # infeasible messages, one per infeasible plan
+    signals: dict = field(default_factory=dict)   # peer id -> CarbonSignal, when the swarm has them
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,9 @@ def comparison_rows(vram_plan: Plan, carbon_plan: Plan) -> tuple[ComparisonRow, 
     return tuple(rows)
 
 
-def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
+def stage_rows(plan: Plan, signals: dict | None = None) -> tuple[StageRow, ...]:
+    from prismn_gui.carbon_signals import signal_label
+    signals = signals or {}
     return tuple(
         StageRow(
             index=i + 1,
@@ -198,6 +204,7 @@ def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
             vram=f"{s.vram_required_gb:.1f}/{s.vram_free_gb:.1f}",
             carbon=f"{s.carbon_g_per_kwh:.0f}",
             source=s.carbon_source,
+            signal=signal_label(signals[s.peer_id]) if s.peer_id in signals else "",
         )
         for i, s in enumerate(plan.stages)
     )
@@ -238,18 +245,18 @@ class PlanningSession:
         from engine.swarm import DEMO_SWARM_PATH
         return str(DEMO_SWARM_PATH)
 
-    def _swarm(self, path: str):
+    def _swarm(self, path: str, signal: str = "average"):
         from engine.carbon import CarbonResolver
         from engine.swarm import load_swarm, with_countries
         self._resolver = self._resolver or CarbonResolver(use_env=True)
         try:
-            key = (path, os.stat(path).st_mtime_ns)
+            key = (path, os.stat(path).st_mtime_ns, signal)
         except OSError as exc:
             raise InvalidInput("swarm", path, exc.strerror or str(exc)) from None
         if key not in self._swarms:
             self._swarms.clear()
-            self._swarms[key] = with_countries(load_swarm(Path(path), resolver=self._resolver),
-                                               self._resolver)
+            self._swarms[key] = with_countries(
+                load_swarm(Path(path), resolver=self._resolver, signal=signal), self._resolver)
         return self._swarms[key]
 
     def _footprint(self, request: PlanRequest):
@@ -268,7 +275,7 @@ class PlanningSession:
     def inputs(self, request: PlanRequest):
         """(footprint, swarm, ingress) for a request; raises InvalidInput naming the field."""
         fp = self._footprint(request)
-        swarm = self._swarm(self.swarm_path(request))
+        swarm = self._swarm(self.swarm_path(request), request.signal)
         ingress = parse_ingress(request.ingress_choice, request.lat_text, request.lon_text, swarm.ingress)
         if request.live:
             live_swarm = self.live_swarm
@@ -290,6 +297,7 @@ class PlanningSession:
         except PrismnError as exc:
             return PlanOutcome(request, error=str(exc), compute_ms=(time.perf_counter() - started) * 1000)
         notices = tuple(infeasible_message(p) for p in (vram_plan, carbon_plan) if not p.feasible)
+        signals = dict(zip((p.id for p in swarm.peers), swarm.signals, strict=True)) if swarm.signals else {}
         return PlanOutcome(
             request=request,
             peers=tuple(swarm.peers),
@@ -298,8 +306,9 @@ class PlanningSession:
             carbon_plan=carbon_plan,
             compute_ms=(time.perf_counter() - started) * 1000,
             comparison=comparison_rows(vram_plan, carbon_plan),
-            stage_rows={"vram": stage_rows(vram_plan), "carbon": stage_rows(carbon_plan)},
+            stage_rows={"vram": stage_rows(vram_plan, signals), "carbon": stage_rows(carbon_plan, signals)},
             notices=notices,
+            signals=signals,
         )
 
     def pareto(self, request: PlanRequest, steps: int = 6) -> ParetoOutcome:

@@ -157,6 +157,11 @@ class Agent:
         elif kind == "end_session":
             if self.executor is not None:
                 self.executor.end_session(msg["session_id"])
+        elif kind == "release":
+            # A re-placement moved this stage elsewhere: give the memory back (a newer load wins).
+            if self.loaded is not None and self.loaded.get("deployment_id") == msg["deployment_id"]:
+                self._load_generation += 1
+                self.executor, self.loaded, self.loaded_bytes = None, None, 0
         elif kind == "error":
             log.warning("the coordinator reports: %s", msg["reason"])
 

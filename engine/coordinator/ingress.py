@@ -19,6 +19,7 @@ import torch
 
 from engine.coordinator.deployment import READY, Deployment, ProgressCallback, footprint_for, replan
 from engine.coordinator.links import PeerLink, PeerLost
+from engine.coordinator.replacement import TrafficGate
 from engine.coordinator.service import Coordinator, new_session_id
 from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
@@ -72,6 +73,7 @@ class Ingress:
         self._footprints: dict[tuple[str, str], ModelFootprint] = {}     # (model name, quant) ->
         self._texts: dict[str, tuple[Any, set[int]]] = {}      # model -> (tokenizer or None, eos ids)
         self._recovery_lock = asyncio.Lock()
+        self.traffic = TrafficGate()      # requests in flight and their rate; a migration switches between them
         self._started_s = time.monotonic()
         # The loop keeps only weak references to tasks: an unreferenced end_session could vanish mid-send.
         self._background: set[asyncio.Task[None]] = set()
@@ -150,6 +152,14 @@ class Ingress:
 
     async def generate(self, prompt: str | Sequence[int], max_new_tokens: int,
                        on_token: TokenCallback | None = None, chat: bool = True) -> dict[str, Any]:
+        """`_generate` through the traffic gate (engine.coordinator.replacement)."""
+        async with self.traffic.request() as request:
+            result = await self._generate(prompt, max_new_tokens, on_token, chat)
+            request["tokens"] = len(result["token_ids"])
+            return result
+
+    async def _generate(self, prompt: str | Sequence[int], max_new_tokens: int,
+                        on_token: TokenCallback | None = None, chat: bool = True) -> dict[str, Any]:
         """Greedy generation through the deployed pipeline; streams text deltas to `on_token`.
 
         A text prompt goes through the model's chat template when it has one and `chat` is on (an

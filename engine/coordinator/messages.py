@@ -107,12 +107,14 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
     "forward": ({"request_id": REQUEST_ID, "session_id": SESSION_ID, "position": Field("int", low=0, high=2**31),
                  "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
     "end_session": ({"session_id": SESSION_ID}, 0),
+    "release": ({"deployment_id": DEPLOYMENT_ID}, 0),    # drop the stage of that deployment (re-placement)
     "ping": ({}, 0),                    # the coordinator's own heartbeat: runners notice it is gone
     "error": ({"reason": TEXT}, 0),
 }
 RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "load_failed",
                                    "result", "failed"})
-COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "forward", "end_session", "ping", "error"})
+COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "forward", "end_session", "release", "ping",
+                                   "error"})
 
 
 def validate(header: Any, payload: bytes, allowed: frozenset[str]) -> dict[str, Any]:

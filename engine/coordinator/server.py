@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from engine.coordinator.ingress import Ingress
 from engine.coordinator.messages import FRAME_LIMITS
@@ -30,8 +31,11 @@ class Running:
     ingress: Ingress
     store: Store
     ticket: str
+    replacement: Any = None           # engine.coordinator.replacement.Replacement, once enabled
 
     async def close(self) -> None:
+        if self.replacement is not None:
+            await self.replacement.stop()
         await self.coordinator.close()
         self.store.close()
 

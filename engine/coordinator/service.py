@@ -55,6 +55,7 @@ class Coordinator:
         self.registry = Registry(heartbeat_s)
         self.links: dict[str, PeerLink] = {}
         self.deployment: Deployment | None = None
+        self.pending_deployment: Deployment | None = None   # a migration's next plan, loading beside
         # deployment id -> model source: the store keeps plans, this file what runners load them from
         self._models_path = state_dir / MODELS_FILE if state_dir is not None else None
         self.models: dict[str, str] = _read_models(self._models_path)
@@ -202,6 +203,10 @@ class Coordinator:
         elif kind in ("result", "failed"):
             self.links[peer_id].on_result(msg, payload)
         elif dep is None or msg["deployment_id"] != dep.id:
+            pending = self.pending_deployment
+            if pending is not None and msg["deployment_id"] == pending.id:
+                from engine.coordinator.replacement import pending_progress
+                pending_progress(pending, peer_id, msg)
             return                          # progress of a deployment since replaced
         elif kind == "load_progress":
             total = msg["total_bytes"]

@@ -5,18 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.carbon_values import CarbonSource  # noqa: F401  (re-exported: Peer carries one)
+
 
 class Policy(StrEnum):
     VRAM = "vram"        # baseline: most free VRAM first, ignores carbon and distance
     CARBON = "carbon"    # carbon + distance (+ VRAM) weighted score
-
-
-class CarbonSource(StrEnum):
-    EXPLICIT = "explicit"
-    ELECTRICITYMAPS = "electricitymaps"
-    REGION = "region"
-    COUNTRY = "country"
-    DEFAULT = "default"
 
 
 @dataclass(frozen=True)
