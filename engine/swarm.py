@@ -6,7 +6,8 @@ Format (JSON object):
                 "carbon_g_per_kwh": 40,      # optional: explicit value, wins over everything
                 "region": "europe-west9",    # optional: Google Cloud region for the offline value
                 "gpu": "A100 80GB",          # optional: GPU table name (engine.planning.gpus)
-                "tflops": 312, "power_w": 400, "rtt_ms": 9.5}],   # optional overrides
+                "tflops": 312, "power_w": 400, "rtt_ms": 9.5,     # optional overrides
+                "country": "FR"}],           # optional: ISO 3166 alpha-2, else found by location
      "description": "..."}                   # optional, ignored
 Every bad value raises InvalidInput naming its path (``peers[2].free_vram_gb``) and the value.
 Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a value.
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.carbon import CarbonResolver
 from engine.carbon_values import CarbonSignal, SignalKind
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
+from engine.planning.targets import country_code
 from engine.planning.types import Ingress, Peer
 from engine.validate import finite_number, printable_text, read_json_file
 
@@ -33,7 +37,7 @@ MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a str
 _ROOT_KEYS = {"ingress", "peers", "description"}
 _INGRESS_KEYS = {"name", "lat", "lon"}
 _PEER_REQUIRED = ("id", "lat", "lon", "free_vram_gb")
-_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms")
+_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms", "country")
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,27 @@ def _peer_fields(raw: Any, path: str) -> dict[str, Any]:
     tflops = _optional_number(obj, "tflops", path, minimum=0.001, maximum=1e5)
     power_w = _optional_number(obj, "power_w", path, minimum=0.001, maximum=1e5)
     rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0, maximum=1e6)
+    country = _optional_text(obj, "country", path)
+    if country is not None:
+        country = country_code(country, f"{path}.country")
     return dict(id=peer_id, lat=lat, lon=lon, free_vram_gb=free_vram_gb, explicit=explicit, region=region,
-                gpu=gpu, tflops=tflops, power_w=power_w, rtt_ms=rtt_ms)
+                gpu=gpu, tflops=tflops, power_w=power_w, rtt_ms=rtt_ms, country=country)
+
+
+def with_countries(swarm: Swarm, resolver: CarbonResolver | None = None) -> Swarm:
+    """The swarm with each peer's country (ISO 3166 alpha-2) found under its coordinates where the
+    file did not give one: the same Natural Earth lookup the carbon resolver uses. Done on demand
+    (placement by country), since reading the country polygons takes about a second."""
+    if all(p.country is not None for p in swarm.peers):
+        return swarm
+    locator = (resolver if resolver is not None else CarbonResolver(use_env=False)).locator
+    todo = [i for i, p in enumerate(swarm.peers) if p.country is None]
+    found = locator.locate_many(np.array([swarm.peers[i].lat for i in todo]),
+                                np.array([swarm.peers[i].lon for i in todo]))
+    peers = list(swarm.peers)
+    for i, country in zip(todo, found, strict=True):
+        peers[i] = replace(peers[i], country=country.iso2 if country is not None else None)
+    return replace(swarm, peers=tuple(peers))
 
 
 def _object(raw: Any, path: str) -> Mapping[str, Any]:
