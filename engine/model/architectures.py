@@ -24,7 +24,7 @@ EXECUTABLE_MODEL_TYPES: tuple[str, ...] = tuple(TIED_BY_DEFAULT)
 
 def check_executable(model_type: object) -> str:
     """`model_type` itself, or InvalidInput naming it when the runners cannot execute it."""
-    if model_type not in TIED_BY_DEFAULT:
+    if not isinstance(model_type, str) or model_type not in TIED_BY_DEFAULT:
         raise InvalidInput("model_type", model_type,
                            f"the runners cannot execute this architecture; they run "
                            f"{', '.join(EXECUTABLE_MODEL_TYPES)}")

@@ -25,6 +25,7 @@ class Peer:
     tflops: float | None = None      # dense fp16/bf16 TFLOPS; None -> GPU table / default
     power_w: float | None = None     # board power under load; None -> GPU table / default
     rtt_ms: float | None = None      # measured round trip to the ingress, overrides distance
+    country: str | None = None       # ISO 3166 alpha-2 under (lat, lon), resolved by the shell
 
 
 @dataclass(frozen=True)
