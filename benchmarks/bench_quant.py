@@ -29,11 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine.generate import (  # noqa: E402
-    PipelineClient,
-    assign_routes,
     eos_token_ids,
     greedy_generate,
     load_tokenizer,
+    open_pipeline,
     parse_stages,
     prompt_ids,
     start_runners,
@@ -45,9 +44,8 @@ PROMPT = "What is the capital of France?"
 
 
 async def _generate(runners, ids, tokens, eos):
-    client = await PipelineClient.open("tcp", [r.address for r in runners])
+    client = await open_pipeline("tcp", runners)
     try:
-        assign_routes(runners, [*[r.address for r in runners], client.node.address])
         return await greedy_generate(client, ids, tokens, eos)
     finally:
         await client.close()

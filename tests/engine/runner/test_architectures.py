@@ -15,7 +15,7 @@ import asyncio
 import pytest
 import torch
 
-from engine.generate import PipelineClient, greedy_generate, start_runners, stop_runners
+from engine.generate import greedy_generate, open_pipeline, start_runners, stop_runners
 from engine.model.architectures import EXECUTABLE_MODEL_TYPES
 from tests.engine.runner.conftest import ARCH_EXTRA, EOS, PROMPT_IDS, load_monolithic, save_tiny
 
@@ -29,7 +29,7 @@ def test_the_tiny_configs_cover_every_executable_architecture():
 
 
 async def _pipeline(runners):
-    client = await PipelineClient.open("tcp", [r.address for r in runners])
+    client = await open_pipeline("tcp", runners)
     try:
         logits = await client.forward("logits", 0, torch.tensor([PROMPT_IDS]), want="logits", all_positions=True)
         await client.end_session("logits")

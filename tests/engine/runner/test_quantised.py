@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.errors import InvalidInput
-from engine.generate import PipelineClient, greedy_generate, start_runners, stop_runners
+from engine.generate import greedy_generate, open_pipeline, start_runners, stop_runners
 from engine.model import QUANTS, footprint, load_spec
 from engine.runner.model_source import resolve_model
 from engine.runner.quantize import module_weight_bytes
@@ -53,7 +53,7 @@ def test_a_quant_the_runner_cannot_hold_is_named(tiny_llama, quant, dtype, field
 
 
 async def _generate(runners):
-    client = await PipelineClient.open("tcp", [r.address for r in runners])
+    client = await open_pipeline("tcp", runners)
     try:
         return (await greedy_generate(client, PROMPT_IDS, 10, {EOS}, session_id="q"))["token_ids"]
     finally:
