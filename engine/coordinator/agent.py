@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch  # noqa: E402
+
 from engine import GB
 from engine.coordinator.messages import (
     COORDINATOR_TO_RUNNER,
@@ -37,6 +39,7 @@ from engine.coordinator.messages import (
 )
 from engine.coordinator.registry import MISSED_BEATS
 from engine.coordinator.ticket import Ticket, decode_ticket
+from engine.decoding import Sampling, pick_token
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.metrics import read_metrics
 from engine.transport.base import Channel, ConnectionClosed, Node
@@ -253,8 +256,10 @@ class Agent:
                 raise InvalidInput("forward", request_id, "no stage loaded")
             tensor = frame_to_tensor(msg, payload)
             out = await asyncio.to_thread(executor.forward, msg["session_id"], msg["position"], tensor, True)
-            if executor.last:
-                out = out[:, -1, :].argmax(dim=-1, keepdim=True)       # greedy: [1, 1] int64
+            if executor.last:       # only the token travels back: [1, 1] int64
+                token = pick_token(out[0, -1], Sampling.from_wire(msg.get("sampling")),
+                                   msg["position"] + tensor.shape[1])
+                out = torch.tensor([[token]], dtype=torch.int64)
             header, body = tensor_to_frame("result", out, request_id=request_id)
         except Exception as exc:
             header, body = {"type": "failed", "request_id": request_id,

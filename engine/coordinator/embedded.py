@@ -19,6 +19,7 @@ from typing import Any
 from engine.coordinator import local_runners, server
 from engine.coordinator.deployment import ProgressCallback
 from engine.coordinator.registry import DEAD
+from engine.decoding import GREEDY, Sampling
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
 from engine.planning.types import Ingress
@@ -171,14 +172,15 @@ class EmbeddedCoordinator:
         return self._call(deploy)
 
     def generate(self, prompt: str | list[int], max_new_tokens: int = 64,
-                 on_token: Callable[[str], None] | None = None,
-                 chat: bool = True) -> concurrent.futures.Future[dict[str, Any]]:
-        """Greedy generation through the deployed pipeline; result: text, token_ids, tokens_per_s, g_co2.
+                 on_token: Callable[[str], None] | None = None, chat: bool = True,
+                 sampling: Sampling = GREEDY, stop: tuple[str, ...] = ()) -> concurrent.futures.Future[dict[str, Any]]:
+        """Generation through the deployed pipeline (greedy unless `sampling` says otherwise); result:
+        text, token_ids, tokens_per_s, g_co2, ... (Ingress.generate).
 
         `prompt` is text (through the chat template where the model has one and `chat` is on) or
         token ids."""
         running = self._require()
-        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat)
+        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat, sampling, stop)
 
     # ---- plumbing -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from engine.decoding import pick_token
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward
 from engine.runner.stage import StageExecutor
@@ -206,7 +207,8 @@ class RunnerServer:
         if not executor.last:
             return output
         if request.want == "token":
-            return output[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
+            token = pick_token(output[0, -1], request.sampling, request.position + inputs.shape[1])
+            return torch.tensor([[token]], dtype=torch.int64)
         return output.float().cpu()
 
     # ---- sending --------------------------------------------------------------------------
