@@ -37,7 +37,8 @@ class NotRunning(PrismnError):
 
 class EmbeddedCoordinator:
     def __init__(self, store_spec: str | None = None, *, transport: str = "iroh", bind_host: str = "0.0.0.0",
-                 heartbeat_s: float = 1.0, model_source: str | None = None) -> None:
+                 heartbeat_s: float = 1.0, model_source: str | None = None, api_bind: str | None = None) -> None:
+        """`api_bind`: HOST:PORT to serve the OpenAI-compatible API on (None: no API)."""
         self.store_spec = store_spec
         # what runners load a plan's model from (a folder, a .gguf); None: the plan's model name
         self.model_source = model_source
@@ -47,6 +48,8 @@ class EmbeddedCoordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running: server.Running | None = None
+        self.api_bind = api_bind
+        self._api: Any = None                   # engine.api.server.ApiServer once started
         self._processes: list[subprocess.Popen[bytes]] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -63,8 +66,17 @@ class EmbeddedCoordinator:
 
             async def boot() -> None:
                 try:
-                    started.set_result(await server.start(self.store_spec, transport=self.transport,
-                                                          bind_host=self.bind_host, heartbeat_s=self.heartbeat_s))
+                    running = await server.start(self.store_spec, transport=self.transport,
+                                                 bind_host=self.bind_host, heartbeat_s=self.heartbeat_s)
+                    if self.api_bind is not None:
+                        from engine.api.server import start_api
+
+                        try:
+                            self._api = await start_api(running.ingress, self.api_bind)
+                        except BaseException:
+                            await running.close()
+                            raise
+                    started.set_result(running)
                 except BaseException as exc:        # handed to the caller of start()
                     started.set_exception(exc)
 
@@ -86,7 +98,10 @@ class EmbeddedCoordinator:
         self._end_local_runners()
         if self._running is not None and self._loop is not None:
             running, self._running = self._running, None
+            api, self._api = self._api, None
             try:
+                if api is not None:
+                    asyncio.run_coroutine_threadsafe(api.close(), self._loop).result(STOP_TIMEOUT_S)
                 asyncio.run_coroutine_threadsafe(running.close(), self._loop).result(STOP_TIMEOUT_S)
                 asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop).result(STOP_TIMEOUT_S)
             except Exception:
@@ -123,6 +138,16 @@ class EmbeddedCoordinator:
     @property
     def ticket(self) -> str:
         return self._require().ticket
+
+    @property
+    def api_url(self) -> str | None:
+        """http://HOST:PORT/v1 of the OpenAI-compatible API, None without one."""
+        return self._api.url if self._api is not None else None
+
+    @property
+    def api_key(self) -> str | None:
+        """The bearer key the API requires (None on loopback)."""
+        return self._api.api_key if self._api is not None else None
 
     def live_peers(self) -> list[dict[str, Any]]:
         """id, name, lat, lon, gpu, free_vram_gb, utilization, carbon_g_per_kwh, status (live/loading/ready)."""

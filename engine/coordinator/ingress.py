@@ -104,6 +104,10 @@ class Ingress:
             plan = await self._replan(failed.plan, failed.model)
             return await self.deploy(plan, failed.model, failed.on_progress)
 
+    async def ensure_ready(self) -> Deployment:
+        """The current deployment once ready, re-planning and redeploying around lost runners."""
+        return await self._ready_deployment()
+
     async def _ready_deployment(self) -> Deployment:
         """The current deployment once ready: waits for stages still loading, and for the runners of
         a restored deployment to rejoin (up to RESTORE_GRACE_S after start), re-planning otherwise."""

@@ -18,7 +18,12 @@ from engine.decoding import (
     pick_token,
 )
 from engine.errors import InvalidInput
-from tests.engine.runner.conftest import EOS, PROMPT_IDS, tiny_llama, tiny_llama_model  # noqa: F401 (fixtures)
+from tests.engine.runner.conftest import EOS, PROMPT_IDS, load_monolithic, save_tiny
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_model(tmp_path_factory):
+    return load_monolithic(save_tiny(tmp_path_factory.mktemp("tiny-decoding")))
 
 
 def monolithic_step(model):
