@@ -83,6 +83,7 @@ class Agent:
         self.channel: Channel | None = None
         self._load_generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._steps: Any = None                       # engine.runner.batching.StepQueue of `executor`
 
     # ---- connection lifecycle -------------------------------------------------------------
 
@@ -248,18 +249,36 @@ class Agent:
         log.info("stage ready: layers %s:%s of %s", msg["layer_start"], msg["layer_end"], msg["model"])
         await self._send({"type": "ready", "deployment_id": deployment_id})
 
+    def _steps_for(self, executor: Any) -> Any:
+        """The compute queue of the stage held now (a new stage gets a new queue)."""
+        from engine.runner.batching import StepQueue
+
+        if self._steps is None or self._steps.executor is not executor:
+            if self._steps is not None:
+                self._steps.close()
+            self._steps = StepQueue(executor)
+        return self._steps
+
     async def _forward(self, channel: Channel, msg: dict[str, Any], payload: bytes) -> None:
         request_id = msg["request_id"]
         executor = self.executor
         try:
             if executor is None:
                 raise InvalidInput("forward", request_id, "no stage loaded")
+            from engine.runner.stage import Step
+
             tensor = frame_to_tensor(msg, payload)
-            out = await asyncio.to_thread(executor.forward, msg["session_id"], msg["position"], tensor, True)
-            if executor.last:       # only the token travels back: [1, 1] int64
-                token = pick_token(out[0, -1], Sampling.from_wire(msg.get("sampling")),
-                                   msg["position"] + tensor.shape[1])
-                out = torch.tensor([[token]], dtype=torch.int64)
+            sampling = Sampling.from_wire(msg.get("sampling"))
+            token_position = msg["position"] + tensor.shape[1]
+
+            def finish(out: torch.Tensor) -> torch.Tensor:     # on the compute thread
+                if not executor.last:
+                    return out
+                # only the token travels back: [1, 1] int64
+                return torch.tensor([[pick_token(out[0, -1], sampling, token_position)]], dtype=torch.int64)
+
+            out = await self._steps_for(executor).submit(Step(msg["session_id"], msg["position"], tensor), True,
+                                                          finish)
             header, body = tensor_to_frame("result", out, request_id=request_id)
         except Exception as exc:
             header, body = {"type": "failed", "request_id": request_id,

@@ -1,0 +1,107 @@
+"""The runner's compute queue: steps from every session wait here and ONE worker thread runs them.
+
+Continuous batching: each round takes every step waiting (up to `max_batch`), and
+`StageExecutor.forward_batch` runs the one-token decode steps of different sessions as one forward
+pass (prefills alone). A step that arrives while a round computes joins the next round, so the
+batch follows the load: one session alone runs exactly as before. Used by both the stand-alone
+`RunnerServer` and the coordinator-joined agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engine.runner.stage import MAX_BATCH, StageExecutor, Step
+
+Finish = Callable[[torch.Tensor], Any]         # runs on the compute thread (the token pick, a copy to CPU)
+
+
+@dataclass
+class _Waiting:
+    step: Step
+    last_only: bool
+    finish: Finish | None
+    future: asyncio.Future[Any]
+
+
+class StepQueue:
+    def __init__(self, executor: StageExecutor, max_batch: int = MAX_BATCH) -> None:
+        self.executor = executor
+        self.max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.largest_batch = 0
+
+    async def submit(self, step: Step, last_only: bool, finish: Finish | None = None) -> Any:
+        """Run `step` in the next round; returns `finish(output)` (or the output); raises its error."""
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done():
+            self._wake = asyncio.Event()
+            self._worker = loop.create_task(self._work())
+        future = loop.create_future()
+        self._waiting.append(_Waiting(step, last_only, finish, future))
+        self._wake.set()
+        return await future
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        for waiting in self._waiting:
+            if not waiting.future.done():
+                waiting.future.cancel()
+        self._waiting.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch = self._take()
+                try:
+                    results = await loop.run_in_executor(self._pool, self._compute, batch)
+                except Exception as exc:          # the pool is gone (closing): fail the round
+                    results = [exc] * len(batch)
+                self.rounds += 1
+                self.largest_batch = max(self.largest_batch, len(batch))
+                for waiting, result in zip(batch, results, strict=True):
+                    if waiting.future.done():     # its requester gave up
+                        continue
+                    if isinstance(result, BaseException):
+                        waiting.future.set_exception(result)
+                    else:
+                        waiting.future.set_result(result)
+
+    def _take(self) -> list[_Waiting]:
+        """Up to max_batch waiting steps sharing the first one's `last_only`, oldest first."""
+        mode = self._waiting[0].last_only
+        batch = [w for w in self._waiting if w.last_only == mode and not w.future.done()][:self.max_batch]
+        taken = {id(w) for w in batch}
+        self._waiting = [w for w in self._waiting if id(w) not in taken and not w.future.done()]
+        return batch
+
+    def _compute(self, batch: list[_Waiting]) -> list[Any]:
+        if not batch:
+            return []
+        outputs = self.executor.forward_batch([w.step for w in batch], last_only=batch[0].last_only)
+        results: list[Any] = []
+        for waiting, output in zip(batch, outputs, strict=True):
+            if isinstance(output, Exception) or waiting.finish is None:
+                results.append(output)
+                continue
+            try:
+                results.append(waiting.finish(output))
+            except Exception as exc:              # noqa: BLE001 - that step's error, not the round's
+                results.append(exc)
+        return results
