@@ -183,3 +183,10 @@ def test_text_stream_streams_each_piece_once_across_a_retry(smollm2_tokenizer):
     stream.update(ids, final=True)
     assert "".join(deltas) == "Bonjour, ça va? Très bien."
     assert all("\ufffd" not in d for d in deltas)
+
+
+def test_engine_generate_refuses_a_bad_temperature_before_starting_runners(capsys):
+    from engine.generate import main
+
+    assert main(["--stages", "0:30", "--prompt", "hi", "--temperature", "-1"]) == 2
+    assert "temperature=-1.0" in capsys.readouterr().err

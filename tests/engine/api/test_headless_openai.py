@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420),
 
 RUNNERS = {"paris": (48.86, 2.35), "frankfurt": (50.11, 8.68), "stockholm": (59.33, 18.07)}
 QUESTION = "What is the capital of France?"
+MAX_IN_FLIGHT = 4
 
 
 def third_of_smollm2_gb() -> float:
@@ -97,7 +98,7 @@ def api(tmp_path_factory):
     port = free_port()
     coordinator = Process(["-m", "engine.coordinator", "--transport", "tcp", "--bind-host", "127.0.0.1",
                            "--store", f"sqlite:{store}", "--api-bind", f"127.0.0.1:{port}",
-                           "--model", "smollm2", "--min-peers", "3"])
+                           "--model", "smollm2", "--min-peers", "3", "--max-in-flight", str(MAX_IN_FLIGHT)])
     runners: list[Process] = []
     try:
         ticket = coordinator.wait_line("ticket: ", 60).split(": ", 1)[1]
@@ -175,3 +176,40 @@ def test_a_bad_temperature_is_a_400_naming_temperature(client):
     assert bad.value.body["param"] == "temperature" and "-1" in bad.value.body["message"]
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
+
+
+def test_concurrent_requests_each_get_their_answer_alone_and_one_too_many_gets_429(api, client):
+    """Four requests at once (batched at every stage) answer exactly what each answers alone; a fifth
+    while they run is refused with 429 and the four are unaffected."""
+    import asyncio
+
+    import httpx
+
+    prompts = [QUESTION, "Name a primary colour.", "What is 2 + 2?", "Say hello in Spanish."]
+
+    def ask(prompt):
+        return client.chat.completions.create(model="smollm2-135m", temperature=0, max_tokens=24,
+                                              messages=[{"role": "user", "content": prompt}]).choices[0].message.content
+
+    alone = [ask(p) for p in prompts]
+
+    async def together():
+        async with openai.AsyncOpenAI(base_url=api["url"], api_key="x", max_retries=0, timeout=120) as aclient:
+            streams = [await aclient.chat.completions.create(
+                model="smollm2-135m", temperature=0, max_tokens=24, stream=True,
+                messages=[{"role": "user", "content": p}]) for p in prompts]
+            iterators = [stream.__aiter__() for stream in streams]
+            firsts = [await iterator.__anext__() for iterator in iterators]     # all four admitted
+            async with httpx.AsyncClient(timeout=30) as http:
+                extra = await http.post(api["url"] + "/chat/completions", json={
+                    "model": "smollm2-135m", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+
+            async def rest(first, iterator):
+                chunks = [first] + [chunk async for chunk in iterator]
+                return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+            return await asyncio.gather(*(rest(f, i) for f, i in zip(firsts, iterators, strict=True))), extra
+
+    answers, extra = asyncio.run(together())
+    assert answers == alone
+    assert extra.status_code == 429 and extra.json()["error"]["code"] == "too_many_requests"

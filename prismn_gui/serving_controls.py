@@ -1,0 +1,75 @@
+"""Prompt-box controls for serving: temperature and max tokens for the next generation, and the
+OpenAI-compatible API's address with a copy button once a model is deployed.
+
+The values go through engine.decoding's checks, so a bad entry is reported as the engine names it
+("temperature=-1: expected a number in [0, 2]") instead of being silently clamped.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import customtkinter as ctk
+
+from engine.decoding import Sampling, check_max_tokens
+
+DEFAULT_TEMPERATURE = 0.0          # greedy: the pipeline's answer equals the whole model's
+DEFAULT_MAX_TOKENS = 64
+APP_API_PORT = 8000
+
+
+def app_api_bind() -> str:
+    """Loopback port 8000 when free (a stable address to paste into tools), else any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", APP_API_PORT))
+        except OSError:
+            return "127.0.0.1:0"
+    return f"127.0.0.1:{APP_API_PORT}"
+
+
+class ServingControls(ctk.CTkFrame):
+    def __init__(self, master: Any, font: Any = None) -> None:
+        super().__init__(master, fg_color="transparent")
+        ctk.CTkLabel(self, text="temperature", font=font).pack(side="left")
+        self.temperature_entry = ctk.CTkEntry(self, width=48, font=font)
+        self.temperature_entry.insert(0, f"{DEFAULT_TEMPERATURE:g}")
+        self.temperature_entry.pack(side="left", padx=(4, 10))
+        ctk.CTkLabel(self, text="max tokens", font=font).pack(side="left")
+        self.max_tokens_entry = ctk.CTkEntry(self, width=56, font=font)
+        self.max_tokens_entry.insert(0, str(DEFAULT_MAX_TOKENS))
+        self.max_tokens_entry.pack(side="left", padx=(4, 10))
+        ctk.CTkLabel(self, text="API", font=font).pack(side="left")
+        self.api_entry = ctk.CTkEntry(self, font=font, placeholder_text="shown once a model is deployed")
+        self.api_entry.pack(side="left", fill="x", expand=True, padx=(4, 4))
+        self.api_entry.configure(state="readonly")
+        self.copy_api_button = ctk.CTkButton(self, text="Copy", width=56, state="disabled", command=self._copy)
+        self.copy_api_button.pack(side="left")
+
+    def sampling(self) -> Sampling:
+        """The temperature entry as engine.decoding.Sampling (InvalidInput naming `temperature`)."""
+        text = self.temperature_entry.get().strip()
+        try:
+            value: Any = float(text)
+        except ValueError:
+            value = text
+        return Sampling.create(temperature=value)
+
+    def max_tokens(self) -> int:
+        text = self.max_tokens_entry.get().strip()
+        return check_max_tokens(int(text) if text.lstrip("-").isdigit() else text)
+
+    def show_api(self, url: str | None) -> None:
+        self.api_entry.configure(state="normal")
+        self.api_entry.delete(0, "end")
+        if url:
+            self.api_entry.insert(0, url)
+        self.api_entry.configure(state="readonly")
+        self.copy_api_button.configure(state="normal" if url else "disabled")
+
+    def _copy(self) -> None:
+        url = self.api_entry.get()
+        if url:
+            self.clipboard_clear()
+            self.clipboard_append(url)
