@@ -46,8 +46,8 @@ RUNNERS = {"paris": (48.86, 2.35), "frankfurt": (50.11, 8.68), "stockholm": (59.
 
 
 class Process:
-    def __init__(self, args: list[str], log_path: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = open(log_path, "w")
         self.popen = subprocess.Popen([sys.executable, *args], cwd=str(ROOT), env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -124,7 +124,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-async def run_rounds(url: str, clients: list[int], tokens: int) -> dict:
+def cpu_s(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used so far, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            out[name] = float("nan")
+    return out
+
+
+async def run_rounds(url: str, clients: list[int], tokens: int, pids: dict[str, int]) -> dict:
     import openai
 
     client = openai.AsyncOpenAI(base_url=url, api_key="loopback", max_retries=0, timeout=600)
@@ -134,11 +147,13 @@ async def run_rounds(url: str, clients: list[int], tokens: int) -> dict:
     for n in clients:
         prompts = [PROMPTS[i % len(PROMPTS)] for i in range(max(n, len(PROMPTS) if n == 1 else n))]
         started = time.perf_counter()
+        cpu_before = cpu_s(pids)
         if n == 1:
             results = [await one_request(client, p, tokens) for p in prompts]
         else:
             results = await asyncio.gather(*(one_request(client, p, tokens) for p in prompts))
         wall_s = time.perf_counter() - started
+        cpu_after = cpu_s(pids)
         if n == 1:
             alone = {p: r["text"] for p, r in zip(prompts, results, strict=True)}
         same = all(alone.get(p) == r["text"] for p, r in zip(prompts, results, strict=True)) if alone else None
@@ -151,6 +166,9 @@ async def run_rounds(url: str, clients: list[int], tokens: int) -> dict:
             "ttft_p50_s": round(percentile([r["ttft_s"] or 0.0 for r in results], 0.5), 3),
             "ttft_p95_s": round(percentile([r["ttft_s"] or 0.0 for r in results], 0.95), 3),
             "identical_to_alone": same,
+            # where the work went: CPU ms per generated token, per process
+            "cpu_ms_per_token": {name: round(1000 * (cpu_after[name] - cpu_before[name]) / max(total_tokens, 1), 1)
+                                 for name in pids},
         }
     await client.close()
     return rounds
@@ -162,6 +180,10 @@ def main() -> int:
     parser.add_argument("--clients", default="1,4,8")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--log-dir", default="/tmp/prismn-bench-serve")
+    parser.add_argument("--runner-threads", type=int, default=1,
+                        help="torch threads per runner (OMP_NUM_THREADS; 0 = torch's default). Three runners "
+                             "share two cores here: with two threads each, threads wait on each other and a "
+                             "batched matmul costs ~7x a single one instead of ~2x")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     log_dir = Path(args.log_dir)
@@ -182,9 +204,12 @@ def main() -> int:
         for name, (lat, lon) in RUNNERS.items():
             runners.append(Process(["-m", "engine.runner", "--ticket", ticket, "--lat", str(lat), "--lon", str(lon),
                                     "--vram-gb", f"{vram_gb:.6f}", "--id", name, "--log-level", "WARNING"],
-                                   log_dir / f"{name}.log"))
+                                   log_dir / f"{name}.log",
+                                   {"OMP_NUM_THREADS": str(args.runner_threads)} if args.runner_threads else None))
         coordinator.wait_line("deployed ", 300)
-        rounds = asyncio.run(run_rounds(url, clients, args.tokens))
+        pids = {"coordinator": coordinator.popen.pid,
+                **{name: process.popen.pid for name, process in zip(RUNNERS, runners, strict=True)}}
+        rounds = asyncio.run(run_rounds(url, clients, args.tokens, pids))
     finally:
         for process in [*runners, coordinator]:
             process.stop()
@@ -192,13 +217,18 @@ def main() -> int:
     if args.json:
         print(json.dumps({"tokens": args.tokens, "rounds": rounds}))
         return 0
-    print(f"SmolLM2-135M fp32 CPU, 3 runners (TCP, loopback), {args.tokens} new tokens per request, greedy")
+    threads = args.runner_threads or "default"
+    print(f"SmolLM2-135M fp32 CPU, 3 runners (TCP, loopback, {threads} torch thread(s) each), "
+          f"{args.tokens} new tokens per request, greedy")
     print(f"{'clients':>7} {'req':>4} {'tok/s':>8} {'x1':>6} {'p50 s':>7} {'p95 s':>7} {'ttft50':>7} "
           f"{'ttft95':>7}  same-as-alone")
     for n, r in rounds.items():
         ratio = r["aggregate_tokens_per_s"] / base if base else float("nan")
         print(f"{n:>7} {r['requests']:>4} {r['aggregate_tokens_per_s']:>8.2f} {ratio:>6.2f} {r['latency_p50_s']:>7.2f} "
               f"{r['latency_p95_s']:>7.2f} {r['ttft_p50_s']:>7.3f} {r['ttft_p95_s']:>7.3f}  {r['identical_to_alone']}")
+    print("CPU ms per generated token (coordinator incl. API, then each runner):")
+    for n, r in rounds.items():
+        print(f"{n:>7} clients: " + ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_token"].items()))
     print("load average (1, 5, 15 min):", " ".join(f"{v:.2f}" for v in os.getloadavg()))
     if base and 8 in rounds:
         print(f"goal 8 clients >= 3x 1 client: {rounds[8]['aggregate_tokens_per_s'] / base:.2f}x")

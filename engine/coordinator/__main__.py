@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from engine.coordinator import server
-from engine.coordinator.deployment import LOST, READY
+from engine.coordinator.deployment import LOST
 from engine.errors import InfeasiblePlan, InvalidInput, PrismnError
 from engine.plan import Plan
 
@@ -48,8 +48,7 @@ async def _serve(args: argparse.Namespace) -> None:
         if args.plan:
             plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
             await _wait_for_peers(running, {s.peer_id for s in plan.stages}, args.wait_s)
-            dep = await running.ingress.deploy(plan, args.model, _print_progress)
-            print(f"deployed {dep.id} on {len(plan.stages)} runner(s)", flush=True)
+            await running.ingress.deploy(plan, args.model, _print_progress)
         await _watch(running, args)
     finally:
         if api is not None:
@@ -59,7 +58,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 async def _watch(running: server.Running, args: argparse.Namespace) -> None:
     """Print peer changes; with --model, plan + deploy once enough runners are live, and re-plan on loss."""
-    last_rows, last_failure = None, None
+    last_rows, last_failure, announced = None, None, None
     while True:
         rows = [(r["id"], r["status"], round(r["free_vram_gb"], 2)) for r in running.coordinator.peer_rows]
         if rows != last_rows:
@@ -74,6 +73,12 @@ async def _watch(running: server.Running, args: argparse.Namespace) -> None:
                     last_failure = str(exc)
                 # infeasible: wait for the peers to change; anything else: try again next round
                 last_rows = rows if isinstance(exc, InfeasiblePlan) else None
+        dep = running.coordinator.deployment
+        if dep is not None and dep.ready and dep.id != announced:
+            # one line whichever way it got ready: deployed, re-planned, or its runners rejoined
+            print(f"deployed {dep.id} on {len(dep.plan.stages)} runner(s): "
+                  + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in dep.plan.stages), flush=True)
+            announced = dep.id
         await asyncio.sleep(WATCH_S)
 
 
@@ -87,14 +92,11 @@ async def _keep_deployed(running: server.Running, args: argparse.Namespace) -> N
         print(f"planned {plan.model.name} over {len(plan.stages)} of {len(live)} runner(s) "
               f"({args.policy}): " + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in plan.stages),
               flush=True)
-        dep = await running.ingress.deploy(plan, args.model, _print_progress)
-        print(f"deployed {dep.id} on {len(plan.stages)} runner(s)", flush=True)
+        await running.ingress.deploy(plan, args.model, _print_progress)
     elif any(status == LOST for status in dep.status.values()) or not all(
             running.coordinator.registry.is_alive(p) for p in dep.status):
         print("a deployed runner was lost: re-planning over the live runners", flush=True)
-        dep = await running.ingress.ensure_ready()
-        if all(status == READY for status in dep.status.values()):
-            print(f"deployed {dep.id} on {len(dep.plan.stages)} runner(s)", flush=True)
+        await running.ingress.ensure_ready()
 
 
 def _plan_over(live, args: argparse.Namespace) -> Plan:

@@ -3,13 +3,19 @@
 Continuous batching: each round takes every step waiting (up to `max_batch`), and
 `StageExecutor.forward_batch` runs the one-token decode steps of different sessions as one forward
 pass (prefills alone). A step that arrives while a round computes joins the next round, so the
-batch follows the load: one session alone runs exactly as before. Used by both the stand-alone
-`RunnerServer` and the coordinator-joined agent.
+batch follows the load: one session alone runs exactly as before.
+
+Gathering: a round starts once every session this stage holds has a step waiting, or after half the
+previous round's time. Without it, sessions spread over the stages of a pipeline and each stage
+computes small batches back to back (measured: 8 clients on 3 CPU stages cut a runner's CPU per token
+by only 25 %); with it they move in step and a stage computes one batch of all of them. One session
+never waits (it is the only one held). Used by both the stand-alone `RunnerServer` and the agent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ import torch
 
 from engine.runner.stage import MAX_BATCH, StageExecutor, Step
 
+MAX_GATHER_S = 0.25          # the longest a round waits for the steps of the other sessions
 Finish = Callable[[torch.Tensor], Any]         # runs on the compute thread (the token pick, a copy to CPU)
 
 
@@ -40,6 +47,8 @@ class StepQueue:
         self._worker: asyncio.Task[None] | None = None
         self.rounds = 0
         self.largest_batch = 0
+        self.max_gather_s = MAX_GATHER_S
+        self._last_round_s = 0.0
 
     async def submit(self, step: Step, last_only: bool, finish: Finish | None = None) -> Any:
         """Run `step` in the next round; returns `finish(output)` (or the output); raises its error."""
@@ -68,11 +77,14 @@ class StepQueue:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
+                await self._gather()
                 batch = self._take()
+                started_s = time.perf_counter()
                 try:
                     results = await loop.run_in_executor(self._pool, self._compute, batch)
                 except Exception as exc:          # the pool is gone (closing): fail the round
                     results = [exc] * len(batch)
+                self._last_round_s = time.perf_counter() - started_s
                 self.rounds += 1
                 self.largest_batch = max(self.largest_batch, len(batch))
                 for waiting, result in zip(batch, results, strict=True):
@@ -82,6 +94,20 @@ class StepQueue:
                         waiting.future.set_exception(result)
                     else:
                         waiting.future.set_result(result)
+
+    async def _gather(self) -> None:
+        """Wait (briefly) until every session held here has a step waiting."""
+        assert self._wake is not None
+        deadline_s = time.perf_counter() + min(self.max_gather_s, self._last_round_s / 2)
+        while len({w.step.session for w in self._waiting}) < min(self.executor.session_count, self.max_batch):
+            remaining_s = deadline_s - time.perf_counter()
+            if remaining_s <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining_s)
+            except TimeoutError:
+                return
 
     def _take(self) -> list[_Waiting]:
         """Up to max_batch waiting steps sharing the first one's `last_only`, oldest first."""

@@ -85,6 +85,11 @@ class StageExecutor:
         with self._lock:
             return sorted(self._sessions)
 
+    @property
+    def session_count(self) -> int:
+        """Sessions held now (read without the lock: a compute round may hold it)."""
+        return len(self._sessions)
+
     def end_session(self, session: str) -> bool:
         with self._lock:
             return self._sessions.pop(session, None) is not None
