@@ -7,7 +7,6 @@ The values go through engine.decoding's checks, so a bad entry is reported as th
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import customtkinter as ctk
@@ -20,12 +19,8 @@ APP_API_PORT = 8000
 
 
 def app_api_bind() -> str:
-    """Loopback port 8000 when free (a stable address to paste into tools), else any free port."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", APP_API_PORT))
-        except OSError:
-            return "127.0.0.1:0"
+    """Loopback port 8000 (a stable address to paste into tools); the coordinator takes any free port
+    when 8000 is taken."""
     return f"127.0.0.1:{APP_API_PORT}"
 
 

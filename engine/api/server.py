@@ -79,18 +79,24 @@ class ApiServer:
 
 
 async def start_api(ingress: Ingress, bind: str, max_in_flight: int = MAX_IN_FLIGHT,
-                    api_key: str | None = None) -> ApiServer:
-    """Serve on `bind` (HOST:PORT, port 0 = any free one) from the running loop; returns once listening."""
+                    api_key: str | None = None, any_port_if_taken: bool = False) -> ApiServer:
+    """Serve on `bind` (HOST:PORT, port 0 = any free one) from the running loop; returns once listening.
+
+    `any_port_if_taken`: when PORT is busy, take any free port instead of failing (the app's default
+    address is a convenience; the headless command fails on a taken port, as asked)."""
     host, port = parse_bind(bind)
     key, generated = (api_key, False) if api_key is not None else api_key_for(host)
     config = uvicorn.Config(create_app(ingress, key, max_in_flight), host=host, port=port, log_level="warning",
                             lifespan="off", access_log=False, server_header=False)
     server = _Server(config)
     # Bound here, not by uvicorn: uvicorn answers a bind error with sys.exit, which would end the coordinator.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock = socket.create_server((host, port), family=family)
     except OSError as exc:
-        raise InvalidInput("api_bind", bind, f"cannot listen there: {exc}") from None
+        if not (any_port_if_taken and port):
+            raise InvalidInput("api_bind", bind, f"cannot listen there: {exc}") from None
+        sock = socket.create_server((host, 0), family=family)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT_S

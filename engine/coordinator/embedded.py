@@ -38,7 +38,8 @@ class NotRunning(PrismnError):
 class EmbeddedCoordinator:
     def __init__(self, store_spec: str | None = None, *, transport: str = "iroh", bind_host: str = "0.0.0.0",
                  heartbeat_s: float = 1.0, model_source: str | None = None, api_bind: str | None = None) -> None:
-        """`api_bind`: HOST:PORT to serve the OpenAI-compatible API on (None: no API)."""
+        """`api_bind`: HOST:PORT to serve the OpenAI-compatible API on (None: no API; a taken port
+        falls back to any free one, shown by `api_url`)."""
         self.store_spec = store_spec
         # what runners load a plan's model from (a folder, a .gguf); None: the plan's model name
         self.model_source = model_source
@@ -72,7 +73,7 @@ class EmbeddedCoordinator:
                         from engine.api.server import start_api
 
                         try:
-                            self._api = await start_api(running.ingress, self.api_bind)
+                            self._api = await start_api(running.ingress, self.api_bind, any_port_if_taken=True)
                         except BaseException:
                             await running.close()
                             raise

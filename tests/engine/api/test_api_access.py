@@ -73,3 +73,15 @@ def test_loopback_means_127_0_0_0_8_ipv6_one_and_localhost():
     assert parse_bind("[::1]:8080") == ("::1", 8080)
     with pytest.raises(InvalidInput, match="api_bind"):
         parse_bind("127.0.0.1")
+
+
+def test_the_apps_api_takes_another_port_when_its_own_is_taken(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with coordinator(tmp_path, f"127.0.0.1:{port}") as running:
+            assert running.api_url.startswith("http://127.0.0.1:") and f":{port}/" not in running.api_url
+            assert openai.OpenAI(base_url=running.api_url, api_key="-", max_retries=0).models.list().data == []
