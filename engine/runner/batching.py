@@ -5,8 +5,8 @@ Continuous batching: each round takes every step waiting (up to `max_batch`), an
 pass (prefills alone). A step that arrives while a round computes joins the next round, so the
 batch follows the load: one session alone runs exactly as before.
 
-Gathering: a round starts once every session this stage holds has a step waiting, or after half the
-previous round's time. Without it, sessions spread over the stages of a pipeline and each stage
+Gathering: a round starts once every session this stage holds (that stepped lately) has a step
+waiting, or after half the previous round's time. Without it, sessions spread over the stages of a pipeline and each stage
 computes small batches back to back (measured: 8 clients on 3 CPU stages cut a runner's CPU per token
 by only 25 %); with it they move in step and a stage computes one batch of all of them. One session
 never waits (it is the only one held). Used by both the stand-alone `RunnerServer` and the agent.
@@ -26,6 +26,7 @@ import torch
 from engine.runner.stage import MAX_BATCH, StageExecutor, Step
 
 MAX_GATHER_S = 0.25          # the longest a round waits for the steps of the other sessions
+ACTIVE_WITHIN_S = 1.0
 Finish = Callable[[torch.Tensor], Any]         # runs on the compute thread (the token pick, a copy to CPU)
 
 
@@ -99,7 +100,9 @@ class StepQueue:
         """Wait (briefly) until every session held here has a step waiting."""
         assert self._wake is not None
         deadline_s = time.perf_counter() + min(self.max_gather_s, self._last_round_s / 2)
-        while len({w.step.session for w in self._waiting}) < min(self.executor.session_count, self.max_batch):
+        # a session counts while it stepped within the last few rounds (not one its client abandoned)
+        active = self.executor.active_sessions(max(ACTIVE_WITHIN_S, 4 * self._last_round_s))
+        while len({w.step.session for w in self._waiting}) < min(active, self.max_batch):
             remaining_s = deadline_s - time.perf_counter()
             if remaining_s <= 0:
                 return

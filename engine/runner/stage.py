@@ -85,10 +85,11 @@ class StageExecutor:
         with self._lock:
             return sorted(self._sessions)
 
-    @property
-    def session_count(self) -> int:
-        """Sessions held now (read without the lock: a compute round may hold it)."""
-        return len(self._sessions)
+    def active_sessions(self, within_s: float) -> int:
+        """Sessions that computed a step in the last `within_s` (read without the lock: a compute
+        round may hold it); a session its client abandoned stops counting."""
+        now_s = time.monotonic()
+        return sum(1 for entry in list(self._sessions.values()) if now_s - entry.last_used_s <= within_s)
 
     def end_session(self, session: str) -> bool:
         with self._lock:
