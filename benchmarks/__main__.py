@@ -52,6 +52,8 @@ BENCHES = (
     Bench("serving concurrency", "bench_serve.py",
           "8 clients >= 3x the aggregate tokens/s of 1 client; outputs identical to single-client"),
     Bench("quantisation", "bench_quant.py", "planned weight bytes within 10 % of measured; answers name Paris"),
+    Bench("carbon lookup at scale", "bench_carbon_lookup.py",
+          "planning 10,000 peers from a peers file through the CLI costs <= 0.3 s more than 100 peers"),
     Bench("carbon over a simulated day", "bench_carbon_day.py",
           "re-placing deployment emits less than one that stays (synthetic diurnal series)"),
     Bench("soak under faults", "soak.py", "0 requests lost, 0 duplicated tokens, detection <= 3 s per kill"),

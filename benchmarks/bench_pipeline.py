@@ -33,9 +33,9 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.generate import (  # noqa: E402
-    PipelineClient,
     greedy_generate,
     load_tokenizer,
+    open_pipeline,
     parse_stages,
     prompt_ids,
     start_runners,
@@ -145,10 +145,10 @@ class LoopBaseline:
         return (tokens - 1) / (time.perf_counter() - started), generated
 
 
-async def interleaved_rounds(baselines: dict, transport: str, addresses: list[str], ids: list[int],
+async def interleaved_rounds(baselines: dict, transport: str, runners: list, ids: list[int],
                              tokens: int, repeats: int, best: dict[str, float]) -> dict[str, list[int]]:
     """Round after round, each contender decodes once, so drifting load on a shared machine hits all alike."""
-    client = await PipelineClient.open(transport, addresses)
+    client = await open_pipeline(transport, runners)
     outputs: dict[str, list[int]] = {}
     try:
         await greedy_generate(client, ids, 4, set(), session_id="warm-up")
@@ -223,7 +223,7 @@ def run_benchmark(args: argparse.Namespace, workdir: Path) -> None:
             continue
         runners = start_runners(str(folder), stages, transport, args.dtype)
         try:
-            outputs = asyncio.run(interleaved_rounds(baselines, transport, [r.address for r in runners], ids,
+            outputs = asyncio.run(interleaved_rounds(baselines, transport, runners, ids,
                                                      args.tokens, args.repeats, best))
         finally:
             stop_runners(runners)

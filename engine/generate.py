@@ -44,6 +44,7 @@ from engine.paths import REPO_ROOT
 
 READY_TIMEOUT_S = 600.0
 STEP_TIMEOUT_S = 300.0
+ROUTES_ACK_S = 30.0
 
 
 # ---- runner processes -------------------------------------------------------------------------
@@ -56,6 +57,7 @@ class RunnerProcess:
     layers: tuple[int, int]
     process: subprocess.Popen
     ready: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None         # the access token its pipeline's clients present (open_pipeline)
     # The runner's stderr (loading progress, logs), read as it comes: an unread pipe fills up (64 KiB)
     # and then blocks the runner mid-load or mid-generation. Only the last lines are kept, for errors.
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES))
@@ -95,11 +97,11 @@ class RunnerProcess:
 
 def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str = "fp32",
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = False) -> list[RunnerProcess]:
+                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = True) -> list[RunnerProcess]:
     """Start one runner process per stage (all load at once) and wait for each one's ready line.
 
-    `restrict_routes`: the runners send only to addresses later given by `assign_routes` (over their
-    stdin), not to any address a frame names."""
+    `restrict_routes`: the runners take the addresses they may send to from `assign_routes` (over
+    their stdin; `open_pipeline` does it); without it, they answer only on a request's own channel."""
     runners: list[RunnerProcess] = []
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
@@ -122,6 +124,18 @@ def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "i
 
 
 def _read_ready(runner: RunnerProcess, timeout_s: float) -> dict[str, Any]:
+    record = _read_record(runner, "ready", timeout_s)
+    if record is None:
+        raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not become ready: "
+                          f"{_stderr_tail(runner)}")
+    if record["ready"] is False:
+        raise InvalidInput(record.get("field") or "runner", f"{runner.layers[0]}:{runner.layers[1]}",
+                           record.get("error", "runner refused to start"))
+    return record
+
+
+def _read_record(runner: RunnerProcess, key: str, timeout_s: float) -> dict[str, Any] | None:
+    """The next JSON line the runner prints on stdout that holds `key` (None if none comes in time)."""
     import selectors
 
     deadline = time.monotonic() + timeout_s
@@ -140,13 +154,9 @@ def _read_ready(runner: RunnerProcess, timeout_s: float) -> dict[str, Any]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("ready") is True:
+            if isinstance(record, dict) and key in record:
                 return record
-            if record.get("ready") is False:
-                raise InvalidInput(record.get("field") or "runner", f"{runner.layers[0]}:{runner.layers[1]}",
-                                   record.get("error", "runner refused to start"))
-    tail = _stderr_tail(runner)
-    raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not become ready: {tail}")
+    return None
 
 
 def _stderr_tail(runner: RunnerProcess) -> str:
@@ -158,10 +168,12 @@ def _stderr_tail(runner: RunnerProcess) -> str:
     return "".join(runner.stderr_tail)[-2000:]
 
 
-def assign_routes(runners: list[RunnerProcess], addresses: list[str]) -> None:
+def assign_routes(runners: list[RunnerProcess], addresses: list[str], token: str | None = None) -> None:
     """Tell runners started with `restrict_routes` the only addresses they may send to: the pipeline's
-    stages and the ingress (a frame's `reply_to`). Each call replaces the previous list."""
-    line = json.dumps({"routes": list(addresses)}) + "\n"
+    stages and the ingress (a frame's `reply_to`). Each call replaces the previous list. With a
+    `token`, the runners serve only channels that present it (`PipelineClient.open(token=...)`).
+    Returns once every runner has confirmed (so the next step cannot race the assignment)."""
+    line = json.dumps({"routes": list(addresses), **({"token": token} if token else {})}) + "\n"
     for runner in runners:
         if runner.process.stdin is None:
             raise InvalidInput("restrict_routes", False, f"runner {runner.layers} was started without it")
@@ -171,6 +183,19 @@ def assign_routes(runners: list[RunnerProcess], addresses: list[str]) -> None:
         except BrokenPipeError:
             raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} has exited: "
                               f"{_stderr_tail(runner)}") from None
+    for runner in runners:
+        record = _read_record(runner, "routes_assigned", ROUTES_ACK_S)
+        if record is None or record["routes_assigned"] is False:
+            raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not take the routes: "
+                              f"{(record or {}).get('error') or _stderr_tail(runner)}")
+
+
+def pipeline_token(runners: list[RunnerProcess]) -> str:
+    """The access token of a set of runners (made on first use): every client of theirs presents it."""
+    token = runners[0].token or secrets.token_hex(16)
+    for runner in runners:
+        runner.token = token
+    return token
 
 
 def stop_runners(runners: list[RunnerProcess]) -> None:
@@ -202,13 +227,15 @@ class PipelineClient:
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
-    async def open(cls, transport: str, addresses: list[str]) -> PipelineClient:
+    async def open(cls, transport: str, addresses: list[str], token: str | None = None) -> PipelineClient:
         from engine.runner.server import open_node
 
         if not addresses:
             raise InvalidInput("stages", [], "expected at least one runner address")
         client = cls(await open_node(transport), addresses)
         client._first = await client.node.connect(addresses[0])
+        if token is not None:                       # the runners' access token (assign_routes)
+            await client._first.send({"type": "hello", "token": token})
         client._spawn(client._read_replies(client._first, first=True))
         client._spawn(client._accept_loop())
         return client
@@ -316,6 +343,20 @@ class PipelineClient:
         task.add_done_callback(self._tasks.discard)
 
 
+async def open_pipeline(transport: str, runners: list[RunnerProcess]) -> PipelineClient:
+    """A client for runners this process started: they are assigned the routes (their own stages and
+    this client) and a fresh access token, which the client presents; strangers get nothing."""
+    token = pipeline_token(runners)
+    addresses = [r.address for r in runners]
+    client = await PipelineClient.open(transport, addresses, token=token)
+    try:
+        await asyncio.to_thread(assign_routes, runners, [*addresses, client.node.address], token)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
 def pipeline_step(client: PipelineClient, session_id: str):
     """The decoding loop's `step` over a runner chain: ids in at the first runner, the last one's token back."""
     async def step(ids: list[int], position: int, sampling: dict[str, Any] | None) -> int:
@@ -327,8 +368,10 @@ def pipeline_step(client: PipelineClient, session_id: str):
 
 async def generate_through(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
                            eos_ids: set[int] | frozenset[int], sampling: Sampling = GREEDY,
-                           stream: TextStream | None = None, session_id: str = "gen-1") -> dict[str, Any]:
-    """engine.decoding's loop through the pipeline; ends the runners' session afterwards."""
+                           stream: TextStream | None = None, session_id: str | None = None) -> dict[str, Any]:
+    """engine.decoding's loop through the pipeline; ends the runners' session afterwards.
+    The session id is unguessable unless given (runners also bind it to this client's connection)."""
+    session_id = session_id or f"gen-{secrets.token_hex(12)}"
     try:
         result = await decode(pipeline_step(client, session_id), prompt_ids, sampling, max_new_tokens,
                               eos_ids, stream)
@@ -344,7 +387,7 @@ async def generate_through(client: PipelineClient, prompt_ids: list[int], max_ne
 
 
 async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
-                          eos_ids: set[int], session_id: str = "gen-1") -> dict[str, Any]:
+                          eos_ids: set[int], session_id: str | None = None) -> dict[str, Any]:
     """Greedy decoding through the pipeline; stops at an EOS token (kept in the output, as HF does)."""
     return await generate_through(client, prompt_ids, max_new_tokens, eos_ids, session_id=session_id)
 
@@ -388,10 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run_pipeline(args: argparse.Namespace, runners: list[RunnerProcess], ids: list[int],
                         eos: frozenset[int], sampling: Sampling, stream: TextStream) -> dict[str, Any]:
-    addresses = [r.address for r in runners]
-    client = await PipelineClient.open(args.transport, addresses)
+    client = await open_pipeline(args.transport, runners)
     try:
-        assign_routes(runners, [*addresses, client.node.address])
         return await generate_through(client, ids, args.max_new_tokens, eos, sampling, stream)
     finally:
         await client.close()

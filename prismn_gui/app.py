@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from tkinter import filedialog
 
@@ -26,11 +27,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from engine.planning.types import Weights  # noqa: E402
 from prismn_gui import export  # noqa: E402
+from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
 from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, region_around  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
+from prismn_gui.targets import disallowed_ids  # noqa: E402
+from prismn_gui.targets_panel import TargetsPanel  # noqa: E402
 from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
 from prismn_gui.worker import PlanWorker  # noqa: E402
 
@@ -78,11 +82,16 @@ class PrismnApp:
         centre = ctk.CTkFrame(self.root, fg_color="transparent")
         centre.grid(row=0, column=1, sticky="nsew", padx=3, pady=6)
         centre.grid_columnconfigure(0, weight=1)
-        centre.grid_rowconfigure(0, weight=1)
-        centre.grid_rowconfigure(1, minsize=190)   # runners / deploy area
+        centre.grid_rowconfigure(1, weight=1)
+        centre.grid_rowconfigure(2, minsize=190)   # runners / deploy area
+        self.targets_panel = TargetsPanel(centre, on_change=self.request_plan)
+        self.targets_panel.grid(row=0, column=0, sticky="ew", pady=(0, 4))
         self.tabs = ctk.CTkTabview(centre, command=self._tab_changed)
-        self.tabs.grid(row=0, column=0, sticky="nsew")
+        self.tabs.grid(row=1, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
+        self.carbon_time = CarbonTimeTab(self.tabs.add("Carbon 24 h"), self.root, theme,
+                                         on_updated=lambda: self._write_state(),
+                                         coordinator=lambda: getattr(self, "coordinator", None))
 
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
@@ -105,7 +114,7 @@ class PrismnApp:
             set_status=self._set_status,
         )
         self.deploy_area = build_deploy_area(centre, self.context)
-        self.deploy_area.grid(row=1, column=0, sticky="nsew", pady=(6, 0))
+        self.deploy_area.grid(row=2, column=0, sticky="nsew", pady=(6, 0))
         self.coordinator = None
         self._live_rows: tuple = ()
         self._deployed_stages: tuple[str, ...] = ()
@@ -144,7 +153,8 @@ class PrismnApp:
 
     def request_plan(self) -> None:
         self._request_id += 1
-        self.plan_worker.submit_plan(self.controls.request(self._request_id))
+        self.plan_worker.submit_plan(replace(self.controls.request(self._request_id),
+                                             targets=self.targets_panel.request()))
 
     def use_weights(self, weights: Weights) -> None:
         self.controls.set_weights(weights, notify=True)
@@ -169,11 +179,14 @@ class PrismnApp:
         self.map_draws_at_apply = self.map_draws
         self.outcome = outcome
         self.comparison.show(outcome)
+        self.targets_panel.show(outcome)
+        self.carbon_time.show(outcome)
         if outcome.error is None:
             carbon_stages = tuple(s.peer_id for s in outcome.carbon_plan.stages) if outcome.carbon_plan else ()
             # A deployment's colours belong to its own plan, not to another one shown later.
             self.map.show_deploy(self._stage_status if carbon_stages == self._deployed_stages else None)
             self.map.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+            self.map.fade_peers(disallowed_ids(outcome.peers, outcome.request.targets))
             self.map.show_runner_status(self._live_rows if outcome.request.live else None)
             if self.map.set_region(self._live_region(outcome)):
                 self.map_canvas.draw_idle()      # a new view: the cached basemap is stale
@@ -207,6 +220,8 @@ class PrismnApp:
     def _tab_changed(self) -> None:
         if self.tabs.get() == "Pareto":
             self.pareto_canvas.draw_idle()
+        elif self.tabs.get() == "Carbon 24 h":
+            self.carbon_time.canvas.draw_idle()
         else:
             self.map_canvas.draw_idle()
 
@@ -313,6 +328,7 @@ class PrismnApp:
     # ---- test hook ---------------------------------------------------------------------------
 
     def widget_boxes(self) -> dict[str, list[int]]:
+        self.root.update_idletasks()   # positions after any pending re-layout, so a click lands
         widgets = {f"slider_{name}": slider for name, slider in self.controls.sliders.items()}
         widgets.update({f"preset_{name.lower().replace(' ', '_')}": button
                         for name, button in self.controls.preset_buttons.items()})
@@ -320,9 +336,11 @@ class PrismnApp:
         widgets["context_entry"] = self.controls.context
         widgets["live_radio"] = self.controls.live_radio
         widgets["model_menu"] = self.controls.model_menu
+        widgets.update(self.targets_panel.widgets())
         panel_widgets = getattr(self.deploy_area, "widgets", None)
         if panel_widgets is not None:
             widgets.update({f"panel_{name}": widget for name, widget in panel_widgets().items()})
+        widgets.update(self.carbon_time.widgets())
         for name, button in self.tabs._segmented_button._buttons_dict.items():  # no public accessor
             widgets[f"tab_{name.lower()}"] = button
         boxes = {}
@@ -368,6 +386,8 @@ class PrismnApp:
             "pid": os.getpid(),
             "deploy": self._deploy_state(),
             "live_available": self.controls.live_radio.cget("state") == "normal",
+            "certificate": self.targets_panel.certificate.cget("text"),
+            "carbon_time": self.carbon_time.snapshot(),
         })
         export.write_state_json(state, self.state_file)
 

@@ -10,8 +10,8 @@ import customtkinter as ctk
 from prismn_gui.viewmodel import PlanOutcome
 
 PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
-STAGE_COLUMNS = (("#", 20), ("Peer", 104), ("GPU", 68), ("Layers", 78), ("VRAM GB used/free", 76),
-                 ("g/kWh", 42), ("Source", 56))
+STAGE_COLUMNS = (("#", 20), ("Peer", 84), ("GPU", 60), ("Layers", 72), ("VRAM GB used/free", 70),
+                 ("g/kWh", 38), ("Signal", 100))
 ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
         "VRAM utilisation")
 

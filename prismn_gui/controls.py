@@ -12,6 +12,7 @@ from tkinter import filedialog
 import customtkinter as ctk
 
 from engine.planning.types import Weights
+from prismn_gui.carbon_signals import add_signal_toggle
 from prismn_gui.cities import CITY_NAMES, CUSTOM
 from prismn_gui.viewmodel import QUANTS, SWARM_INGRESS, WEIGHT_PRESETS, PlanRequest
 
@@ -87,6 +88,7 @@ class Controls(ctk.CTkFrame):
             button.pack(side="left", padx=(0, 3))
             self.preset_buttons[name] = button
         row.add(presets_row, pady=(6, 0))
+        self.signal = add_signal_toggle(self, row, on_change=self._changed)
 
         row.add(ctk.CTkLabel(self, text="Swarm", font=bold, anchor="w"), pady=(10, 0))
         self.swarm_var = ctk.StringVar(value="file" if initial_swarm_path else "demo")
@@ -126,6 +128,7 @@ class Controls(ctk.CTkFrame):
             request_id=request_id,
             live=self.swarm_var.get() == "live",
             live_key=self.live_key if self.swarm_var.get() == "live" else (),
+            signal=self.signal.get(),
         )
 
     def live_selected(self) -> bool:

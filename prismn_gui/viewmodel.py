@@ -17,6 +17,7 @@ from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
 from engine.planning.types import Ingress, Weights
 from prismn_gui.cities import CUSTOM, city_coords
+from prismn_gui.targets import NO_TARGETS_REQUEST, TargetsRequest, plan_pair
 
 SWARM_INGRESS = "Swarm's ingress"
 QUANTS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8", "int4")
@@ -45,11 +46,13 @@ class PlanRequest:
     request_id: int = 0
     live: bool = False                # plan over the coordinator's live peers, not a file
     live_key: tuple = ()              # the live peer ids when requested: a join or death re-plans
+    signal: str = "average"           # carbon signal to plan with: "average" or "marginal"
+    targets: TargetsRequest = NO_TARGETS_REQUEST   # targets, country filter, exact (prismn_gui.targets)
 
     def planning_key(self) -> tuple:
         """Everything but the weights: the Pareto sweep depends only on this."""
         return (self.model, self.quant, self.context_text, self.ingress_choice,
-                self.lat_text, self.lon_text, self.swarm_path, self.live, self.live_key)
+                self.lat_text, self.lon_text, self.swarm_path, self.live, self.live_key, self.signal)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,11 @@ class StageRow:
     vram: str
     carbon: str
     source: str
+    signal: str = ""                  # "EMaps avg 12m" (prismn_gui.carbon_signals)
 
     def values(self) -> tuple[str, ...]:
-        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon, self.source)
+        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon,
+                self.signal or self.source)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class PlanOutcome:
     comparison: tuple[ComparisonRow, ...] = ()
     stage_rows: dict[str, tuple[StageRow, ...]] = field(default_factory=dict)
     notices: tuple[str, ...] = ()     # infeasible messages, one per infeasible plan
+    signals: dict = field(default_factory=dict)   # peer id -> CarbonSignal, when the swarm has them
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,8 @@ def percent_diff(baseline: float | None, other: float | None) -> str:
 
 def infeasible_message(plan: Plan) -> str:
     label = "VRAM baseline" if plan.policy == "vram" else "Carbon+distance"
+    if plan.binding is not None:
+        return f"{label}: infeasible — {plan.binding['message']}"
     gb = plan.shortfall_gb if plan.shortfall_gb is not None else float("nan")
     layers = plan.shortfall_layers if plan.shortfall_layers is not None else "?"
     return (f"{label}: infeasible — the swarm cannot hold {plan.model.name} ({plan.model.quant}): "
@@ -184,7 +192,9 @@ def comparison_rows(vram_plan: Plan, carbon_plan: Plan) -> tuple[ComparisonRow, 
     return tuple(rows)
 
 
-def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
+def stage_rows(plan: Plan, signals: dict | None = None) -> tuple[StageRow, ...]:
+    from prismn_gui.carbon_signals import signal_label
+    signals = signals or {}
     return tuple(
         StageRow(
             index=i + 1,
@@ -194,6 +204,7 @@ def stage_rows(plan: Plan) -> tuple[StageRow, ...]:
             vram=f"{s.vram_required_gb:.1f}/{s.vram_free_gb:.1f}",
             carbon=f"{s.carbon_g_per_kwh:.0f}",
             source=s.carbon_source,
+            signal=signal_label(signals[s.peer_id]) if s.peer_id in signals else "",
         )
         for i, s in enumerate(plan.stages)
     )
@@ -224,6 +235,7 @@ class PlanningSession:
         self._specs: dict[str, object] = {}
         self._footprints: dict[tuple, object] = {}
         self._swarms: dict[tuple, object] = {}
+        self._resolver = None              # one carbon resolver: its country map loads once
 
     def swarm_path(self, request: PlanRequest) -> str:
         if request.swarm_path:
@@ -233,15 +245,18 @@ class PlanningSession:
         from engine.swarm import DEMO_SWARM_PATH
         return str(DEMO_SWARM_PATH)
 
-    def _swarm(self, path: str):
-        from engine.swarm import load_swarm
+    def _swarm(self, path: str, signal: str = "average"):
+        from engine.carbon import CarbonResolver
+        from engine.swarm import load_swarm, with_countries
+        self._resolver = self._resolver or CarbonResolver(use_env=True)
         try:
-            key = (path, os.stat(path).st_mtime_ns)
+            key = (path, os.stat(path).st_mtime_ns, signal)
         except OSError as exc:
             raise InvalidInput("swarm", path, exc.strerror or str(exc)) from None
         if key not in self._swarms:
             self._swarms.clear()
-            self._swarms[key] = load_swarm(Path(path))
+            self._swarms[key] = with_countries(
+                load_swarm(Path(path), resolver=self._resolver, signal=signal), self._resolver)
         return self._swarms[key]
 
     def _footprint(self, request: PlanRequest):
@@ -260,21 +275,21 @@ class PlanningSession:
     def inputs(self, request: PlanRequest):
         """(footprint, swarm, ingress) for a request; raises InvalidInput naming the field."""
         fp = self._footprint(request)
-        swarm = self._swarm(self.swarm_path(request))
+        swarm = self._swarm(self.swarm_path(request), request.signal)
         ingress = parse_ingress(request.ingress_choice, request.lat_text, request.lon_text, swarm.ingress)
         if request.live:
             live_swarm = self.live_swarm
             if live_swarm is None:
                 raise InvalidInput("swarm", "live", "the coordinator is not running")
-            swarm = live_swarm(ingress)
+            from engine.swarm import with_countries
+            swarm = with_countries(live_swarm(ingress), self._resolver)
         return fp, swarm, ingress
 
     def compute(self, request: PlanRequest) -> PlanOutcome:
-        from engine.planning.planner import plan_both
         started = time.perf_counter()
         try:
             fp, swarm, ingress = self.inputs(request)
-            vram_plan, carbon_plan = plan_both(fp, swarm.peers, ingress, request.weights)
+            vram_plan, carbon_plan = plan_pair(fp, swarm.peers, ingress, request.weights, request.targets)
         except InvalidInput as exc:
             return PlanOutcome(request, error=f"{exc.field} = {exc.value!r}: {exc.reason}",
                                error_field=exc.field,
@@ -282,6 +297,7 @@ class PlanningSession:
         except PrismnError as exc:
             return PlanOutcome(request, error=str(exc), compute_ms=(time.perf_counter() - started) * 1000)
         notices = tuple(infeasible_message(p) for p in (vram_plan, carbon_plan) if not p.feasible)
+        signals = dict(zip((p.id for p in swarm.peers), swarm.signals, strict=True)) if swarm.signals else {}
         return PlanOutcome(
             request=request,
             peers=tuple(swarm.peers),
@@ -290,8 +306,9 @@ class PlanningSession:
             carbon_plan=carbon_plan,
             compute_ms=(time.perf_counter() - started) * 1000,
             comparison=comparison_rows(vram_plan, carbon_plan),
-            stage_rows={"vram": stage_rows(vram_plan), "carbon": stage_rows(carbon_plan)},
+            stage_rows={"vram": stage_rows(vram_plan, signals), "carbon": stage_rows(carbon_plan, signals)},
             notices=notices,
+            signals=signals,
         )
 
     def pareto(self, request: PlanRequest, steps: int = 6) -> ParetoOutcome:

@@ -11,14 +11,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import shapefile  # pyshp, installed with cartopy
 import shapely
 from shapely.geometry import Point, shape
 from shapely.ops import nearest_points
 from shapely.strtree import STRtree
 
+from engine.geo import EARTH_RADIUS_KM, haversine_km, haversine_many_km
 from engine.paths import ASSETS_DIR
-from engine.planning.geo import EARTH_RADIUS_KM, haversine_km
 
 COUNTRIES_SHP = (
     ASSETS_DIR / "natural_earth" / "shapefiles" / "natural_earth" / "cultural" / "ne_50m_admin_0_countries.shp"
@@ -52,6 +53,8 @@ class CountryLocator:
         self._geometries = geometries
         self._countries = countries
         self._tree = STRtree(geometries)
+        self._geometry_array = np.asarray(geometries, dtype=object)
+        shapely.prepare(self._geometry_array)
 
     def locate(self, lat: float, lon: float) -> Country | None:
         point = Point(lon, lat)
@@ -59,6 +62,61 @@ class CountryLocator:
         if len(inside):
             return self._countries[int(min(inside))]
         return self._nearest(lat, lon)
+
+    def locate_many(self, lats, lons) -> list[Country | None]:
+        """`locate` for many points in bulk: 10,000 peers in a fraction of a second.
+
+        Points inside a country: one STRtree over the points queried with each (prepared) polygon, which
+        is several times faster than querying the country tree point by point. The rest: `_nearest_many`.
+        """
+        lats = np.asarray(lats, dtype=np.float64)
+        lons = np.asarray(lons, dtype=np.float64)
+        found: list[Country | None] = [None] * len(lats)
+        if not len(lats):
+            return found
+        polygon, inside = STRtree(shapely.points(lons, lats)).query(self._geometry_array, predicate="intersects")
+        # Like `locate`, a point on a shared border takes the lowest polygon index: sort by point, then index.
+        order = np.lexsort((polygon, inside))
+        first_points, first_at = np.unique(inside[order], return_index=True)
+        for point, at in zip(first_points.tolist(), order[first_at].tolist(), strict=True):
+            found[point] = self._countries[int(polygon[at])]
+        missed = np.flatnonzero(~np.isin(np.arange(len(lats)), first_points))
+        for index, country in zip(missed.tolist(), self._nearest_many(lats[missed], lons[missed]), strict=True):
+            found[index] = country
+        return found
+
+    def _nearest_many(self, lats: np.ndarray, lons: np.ndarray) -> list[Country | None]:
+        """`_nearest` for many points: a box query, a conservative planar `dwithin` filter on prepared
+        polygons, then exact great-circle distances to the planar nearest points of what is left."""
+        if not len(lats):
+            return []
+        dlat = math.degrees(self.nearest_km / EARTH_RADIUS_KM) * 1.1
+        dlon = dlat / np.maximum(np.cos(np.radians(lats)), 0.01)
+        best_km = np.full(len(lats), np.inf)
+        best_polygon = np.full(len(lats), -1)
+        for shift in (0.0, 360.0, -360.0):
+            west, east = lons + shift - dlon, lons + shift + dlon
+            use = np.ones(len(lats), dtype=bool) if not shift else ~((-180.0 <= west) & (east <= 180.0))
+            if not use.any():
+                continue
+            rows = np.flatnonzero(use)
+            box_index, polygon = self._tree.query(shapely.box(west[rows], lats[rows] - dlat,
+                                                              east[rows], lats[rows] + dlat))
+            point_index = rows[box_index]
+            shifted = shapely.points(lons[point_index] + shift, lats[point_index])
+            # A point within nearest_km on the sphere is within dlon degrees on the plane (dlon >= dlat).
+            close = shapely.dwithin(self._geometry_array[polygon], shifted, dlon[point_index])
+            point_index, polygon, shifted = point_index[close], polygon[close], shifted[close]
+            if not len(point_index):
+                continue
+            # The planar nearest point is not the geodesic one, but within tens of km it is close.
+            lines = shapely.shortest_line(self._geometry_array[polygon], shifted)
+            start = shapely.get_coordinates(shapely.get_point(lines, 0))
+            km = haversine_many_km(lats[point_index], lons[point_index], start[:, 1], start[:, 0])
+            for p, poly, d in zip(point_index.tolist(), polygon.tolist(), km.tolist(), strict=True):
+                if d <= self.nearest_km and d < best_km[p]:
+                    best_km[p], best_polygon[p] = d, poly
+        return [None if b < 0 else self._countries[int(b)] for b in best_polygon.tolist()]
 
     def _nearest(self, lat: float, lon: float) -> Country | None:
         # Search a box a little larger than nearest_km, then measure candidates on the sphere:

@@ -1,29 +1,33 @@
-"""Live grid carbon intensity from the Electricity Maps API (v3), best effort.
+"""Electricity Maps API v3: latest, past 24 h and forecast grid-average carbon intensity, best effort.
 
-`GET {api_url}/v3/carbon-intensity/latest?lat=..&lon=..` with header `auth-token: <token>` answers
-`{"zone": "DE", "carbonIntensity": 302, ...}` in gCO2eq/kWh (lifecycle by default). Every failure
-(timeout, connection error, HTTP error, bad JSON, missing or negative field) returns None and logs a
-warning: a planning request must never fail because a carbon API is down. The token is never logged.
+Documented answers (header `auth-token: <token>`, query `lat=..&lon=..`), gCO2eq/kWh, lifecycle:
+  GET /v3/carbon-intensity/latest    {"zone": "DE", "carbonIntensity": 302, "datetime": "2026-..Z", ...}
+  GET /v3/carbon-intensity/history   {"zone": "DE", "history": [{"carbonIntensity": .., "datetime": ..}, ..]}
+  GET /v3/carbon-intensity/forecast  {"zone": "DE", "forecast": [{"carbonIntensity": .., "datetime": ..}, ..]}
+The forecast needs a paid plan: a free token gets 401/403 there, reported as a clear note while latest
+and history keep working. Every failure gives None / an empty series with a note, never an exception:
+a planning request must never fail because a carbon API is down. The token is never logged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import requests
 
+from engine.carbon.http import DEFAULT_FAILURE_PAUSE_S, DEFAULT_TIMEOUT_S, PoliteJson, Reply, usable_intensity
+from engine.carbon_values import CarbonSeries, CarbonSignal, CarbonSource, SignalKind, utc
+
 DEFAULT_API_URL = "https://api.electricitymap.org"
+API_URL_ENV = "ELECTRICITYMAPS_API_URL"
 LATEST_PATH = "/v3/carbon-intensity/latest"
-DEFAULT_TIMEOUT_S = 3.0
+HISTORY_PATH = "/v3/carbon-intensity/history"
+FORECAST_PATH = "/v3/carbon-intensity/forecast"
 # Electricity Maps publishes hourly values, so a 15 min cache loses little and spares the quota.
 DEFAULT_CACHE_TTL_S = 900.0
-# After a failure the API is skipped for this long, for every coordinate: with 40 peers and a dead
-# endpoint, each peer would otherwise wait out its own timeout.
-DEFAULT_FAILURE_PAUSE_S = 60.0
 # Two decimals is ~1 km: far finer than any grid zone, coarse enough to share answers between
 # peers in the same data centre.
 COORDINATE_DECIMALS = 2
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class ElectricityMapsClient:
-    """Latest carbon intensity by coordinate, with a TTL cache keyed by the rounded coordinate."""
+    """Grid-average intensity by coordinate; answers cached per rounded coordinate."""
 
     def __init__(
         self,
@@ -43,80 +47,82 @@ class ElectricityMapsClient:
         failure_pause_s: float = DEFAULT_FAILURE_PAUSE_S,
         clock: Callable[[], float] = time.monotonic,
         session: requests.Session | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._token = token
-        self.api_url = api_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.cache_ttl_s = cache_ttl_s
-        self.failure_pause_s = failure_pause_s
-        self._clock = clock
-        self._session = session or requests.Session()
-        self._cache: dict[tuple[float, float], tuple[float, float | None]] = {}  # key -> (expires, value)
-        self._paused_until = -math.inf
-        self._lock = threading.Lock()
+        self._headers = {"auth-token": token}
+        self._http = PoliteJson(
+            "Electricity Maps", api_url, timeout_s=timeout_s, cache_ttl_s=cache_ttl_s,
+            failure_pause_s=failure_pause_s, clock=clock, session=session, logger=log,
+        )
+        self._now = wall_clock
+
+    @property
+    def api_url(self) -> str:
+        return self._http.base_url
+
+    def latest(self, lat: float, lon: float) -> CarbonSignal | None:
+        reply = self._get(LATEST_PATH, lat, lon)
+        if not reply.ok:
+            return None
+        signal = self._signal(reply.payload, reply.payload, self._now())
+        if signal is None:
+            log.warning("Electricity Maps answer for lat=%s lon=%s has no usable carbonIntensity: %.60r",
+                        lat, lon, reply.payload)
+        return signal
 
     def latest_g_per_kwh(self, lat: float, lon: float) -> float | None:
-        key = (round(lat, COORDINATE_DECIMALS), round(lon, COORDINATE_DECIMALS))
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] > now:
-                return cached[1]
-            if now < self._paused_until:
-                log.debug("Electricity Maps paused after a failure; skipping %s", key)
-                return None
-        value, pause = self._fetch(*key)
-        now = self._clock()
-        with self._lock:
-            ttl_s = self.cache_ttl_s if value is not None else self.failure_pause_s
-            self._cache[key] = (now + ttl_s, value)
-            if pause:
-                self._paused_until = now + self.failure_pause_s
-        return value
+        signal = self.latest(lat, lon)
+        return None if signal is None else signal.g_per_kwh
 
-    def _fetch(self, lat: float, lon: float) -> tuple[float | None, bool]:
-        """(value, pause): value None on any failure; pause when the whole endpoint looks unusable."""
-        url = self.api_url + LATEST_PATH
-        where = f"lat={lat} lon={lon}"
-        try:
-            response = self._session.get(
-                url,
-                params={"lat": lat, "lon": lon},
-                headers={"auth-token": self._token},
-                timeout=self.timeout_s,
-            )
-        except requests.Timeout:
-            log.warning("Electricity Maps timed out after %.1f s at %s (%s)", self.timeout_s, url, where)
-            return None, True
-        except (requests.RequestException, UnicodeError) as error:
-            # UnicodeError: http.client encodes header values as latin-1, so a token holding any
-            # other character fails before anything is sent, outside requests' own exceptions.
-            log.warning("Electricity Maps unreachable at %s (%s): %s", url, where, type(error).__name__)
-            return None, True
-        if response.status_code != 200:
-            # 401/403 (bad token), 429 (quota) and 5xx hit every coordinate alike; other 4xx (e.g. a
-            # point outside every zone) concern this coordinate only.
-            status = response.status_code
-            log.warning("Electricity Maps answered HTTP %d for %s", status, where)
-            return None, status in (401, 403, 429) or status >= 500
-        try:
-            payload = response.json()
-        except ValueError:
-            log.warning("Electricity Maps answered non-JSON for %s", where)
-            return None, False
-        raw = payload.get("carbonIntensity") if isinstance(payload, dict) else None
-        value = _usable_intensity(raw)
+    def history(self, lat: float, lon: float) -> CarbonSeries:
+        """The past 24 h, hourly, oldest first."""
+        return self._series(HISTORY_PATH, "history", lat, lon)
+
+    def forecast(self, lat: float, lon: float) -> CarbonSeries:
+        """The coming hours (24-72 h depending on the plan); a free token gets a note saying so."""
+        return self._series(FORECAST_PATH, "forecast", lat, lon, plan_gated=True)
+
+    def _get(self, path: str, lat: float, lon: float, plan_gated: bool = False) -> Reply:
+        lat, lon = round(lat, COORDINATE_DECIMALS), round(lon, COORDINATE_DECIMALS)
+        return self._http.get(path, {"lat": lat, "lon": lon}, headers=self._headers,
+                              where=f"lat={lat} lon={lon}", plan_gated=plan_gated)
+
+    def _series(self, path: str, field: str, lat: float, lon: float, plan_gated: bool = False) -> CarbonSeries:
+        reply = self._get(path, lat, lon, plan_gated=plan_gated)
+        if plan_gated and reply.status in (401, 402, 403):
+            return CarbonSeries(note=(
+                f"Electricity Maps refused the {field} ({reply.problem}): forecasts need a paid "
+                "Electricity Maps plan; this token's plan does not include them"))
+        if not reply.ok:
+            return CarbonSeries(note=f"Electricity Maps {field} unavailable: {reply.problem}")
+        payload = reply.payload
+        rows = payload.get(field) if isinstance(payload, dict) else None
+        if not isinstance(rows, list):
+            return CarbonSeries(note=f"Electricity Maps {field} answer has no '{field}' list")
+        now = self._now()
+        points = [s for s in (self._signal(row, payload, now) for row in rows) if s is not None]
+        points.sort(key=lambda s: s.at)
+        skipped = len(rows) - len(points)
+        return CarbonSeries(tuple(points), f"{skipped} unusable point(s) skipped" if skipped else "")
+
+    @staticmethod
+    def _signal(row: object, payload: object, now: datetime) -> CarbonSignal | None:
+        if not isinstance(row, dict):
+            return None
+        value = usable_intensity(row.get("carbonIntensity"))
         if value is None:
-            log.warning("Electricity Maps answer for %s has no usable carbonIntensity: %.40r", where, raw)
-        return value, False
+            return None
+        at = _time(row.get("datetime")) or now
+        zone = row.get("zone") or (payload.get("zone") if isinstance(payload, dict) else None)
+        return CarbonSignal(value, CarbonSource.ELECTRICITYMAPS, SignalKind.AVERAGE, at,
+                            round((at - now).total_seconds() / 3600.0, 3),
+                            str(zone)[:40] if isinstance(zone, str) else "")
 
 
-def _usable_intensity(raw: object) -> float | None:
-    """The value as a float when it is a finite number >= 0 (JSON true is not 1), else None."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+def _time(raw: object) -> datetime | None:
+    if not isinstance(raw, str):
         return None
     try:
-        value = float(raw)
-    except OverflowError:  # a JSON integer too large for a float
+        return utc(raw)
+    except ValueError:
         return None
-    return value if math.isfinite(value) and value >= 0 else None

@@ -1,6 +1,7 @@
 """The runner's join mode: `python -m engine.runner --ticket T --lat .. --lon ..` (or this module).
 
-The agent dials the coordinator named in the ticket, joins with the secret, beats once per
+The agent dials the coordinator named in the ticket, joins (proving the join secret and its own key,
+after the coordinator proved the ticket's key: engine.coordinator.auth), beats once per
 `heartbeat_s` with fresh NVML metrics, loads the stage it is told to (reporting progress), serves
 forward requests for it, and reconnects by itself whenever the coordinator goes away (three missing
 pings or a dropped connection). A stage it holds survives reconnects: it tells the coordinator in
@@ -30,6 +31,7 @@ from typing import Any
 import torch  # noqa: E402
 
 from engine import GB
+from engine.coordinator.auth import NotTheCoordinator, SigningKey, runner_handshake, runner_key_path
 from engine.coordinator.messages import (
     COORDINATOR_TO_RUNNER,
     FRAME_LIMITS,
@@ -38,13 +40,14 @@ from engine.coordinator.messages import (
     validate,
 )
 from engine.coordinator.registry import MISSED_BEATS
-from engine.coordinator.ticket import Ticket, decode_ticket
+from engine.coordinator.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
 from engine.decoding import Sampling, pick_token
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.metrics import read_metrics
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
 from engine.transport.tcp_channel import parse_host_port, tcp_connect
+from engine.validate import printable_text
 
 log = logging.getLogger("prismn.agent")
 
@@ -72,11 +75,15 @@ class AgentConfig:
     dtype: str = "fp32"
     device: str | None = None
     exit_with_pid: int | None = None      # a local runner ends with the app that spawned it
+    keep_key: bool = False                # keep the runner key on disk (a fixed --id)
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        # Owns this peer id at the coordinator; kept on disk for a fixed --id (rejoins after a restart).
+        self.key = (SigningKey.load_or_create(runner_key_path(config.peer_id)) if config.keep_key
+                    else SigningKey.generate())
         self.executor: Any = None                     # engine.runner.stage.StageExecutor
         self.loaded: dict[str, Any] | None = None     # the deploy message of the stage held
         self.loaded_bytes = 0
@@ -109,6 +116,8 @@ class Agent:
                     delay_s = RECONNECT_MIN_S
                 except (ConnectionClosed, TimeoutError, InvalidInput) as exc:   # FrameError included
                     log.info("connection to the coordinator ended: %s", exc)
+                except NotTheCoordinator as exc:      # an impostor must not stop us: try again later
+                    log.warning("%s; retrying", exc)
                 finally:
                     self.channel = None
                     try:
@@ -123,9 +132,8 @@ class Agent:
                 await node.close()
 
     async def _session(self, channel: Channel) -> None:
-        await channel.send(await asyncio.to_thread(self._join_message))
-        header, payload = await asyncio.wait_for(channel.recv(), WELCOME_TIMEOUT_S)
-        msg = validate(header, payload, frozenset({"welcome", "refused"}))
+        join = await asyncio.to_thread(self._join_message)
+        msg = await runner_handshake(channel, self.config.ticket, self.key, join, WELCOME_TIMEOUT_S)
         if msg["type"] == "refused":
             raise Refused(f"the coordinator refused this runner: {msg['reason']}")
         heartbeat_s = msg["heartbeat_s"]
@@ -137,7 +145,7 @@ class Agent:
             while True:
                 try:
                     header, payload = await asyncio.wait_for(channel.recv(), silence_s)
-                    msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"welcome", "refused"})
+                    msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"challenge", "welcome", "refused"})
                 except TimeoutError:
                     raise ConnectionClosed(f"no word from the coordinator for {silence_s:g} s") from None
                 except FrameError as exc:
@@ -161,6 +169,11 @@ class Agent:
         elif kind == "end_session":
             if self.executor is not None:
                 self.executor.end_session(msg["session_id"])
+        elif kind == "release":
+            # A re-placement moved this stage elsewhere: give the memory back (a newer load wins).
+            if self.loaded is not None and self.loaded.get("deployment_id") == msg["deployment_id"]:
+                self._load_generation += 1
+                self.executor, self.loaded, self.loaded_bytes = None, None, 0
         elif kind == "error":
             log.warning("the coordinator reports: %s", msg["reason"])
 
@@ -183,7 +196,7 @@ class Agent:
 
     def _join_message(self) -> dict[str, Any]:
         cfg = self.config
-        return {"type": "join", "protocol": PROTOCOL_VERSION, "secret": cfg.ticket.secret, "peer_id": cfg.peer_id,
+        return {"type": "join", "protocol": PROTOCOL_VERSION, "peer_id": cfg.peer_id,
                 "name": cfg.name, "lat": cfg.lat, "lon": cfg.lon, "carbon_g_per_kwh": cfg.carbon_g_per_kwh,
                 "tflops": cfg.tflops, "loaded": self.loaded, **self._metrics()}
 
@@ -354,7 +367,10 @@ def default_peer_id(name: str) -> str:
 def parse_args(argv: list[str] | None) -> AgentConfig:
     parser = argparse.ArgumentParser(prog="python -m engine.runner --ticket",
                                      description="Join a Prismn coordinator and serve a pipeline stage.")
-    parser.add_argument("--ticket", required=True, help="the ticket the coordinator printed")
+    tickets = parser.add_mutually_exclusive_group()
+    tickets.add_argument("--ticket", help="the ticket the coordinator printed (other local users can read a "
+                                          "command line: prefer --ticket-file or $PRISMN_TICKET)")
+    tickets.add_argument("--ticket-file", help="a file holding the ticket (keep it owner-only)")
     parser.add_argument("--lat", type=float, required=True, help="latitude of this machine (-90..90)")
     parser.add_argument("--lon", type=float, required=True, help="longitude of this machine (-180..180)")
     parser.add_argument("--vram-gb", type=float, default=None, help="report this much free VRAM (demos)")
@@ -376,11 +392,32 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     peer_id = args.peer_id or default_peer_id(args.name)
     if not PEER_ID_PATTERN.match(peer_id):
         raise InvalidInput("--id", peer_id, "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)")
-    if len(args.name) > 64:
-        raise InvalidInput("--name", args.name, "expected at most 64 characters")
-    return AgentConfig(ticket=decode_ticket(args.ticket), peer_id=peer_id, name=args.name or peer_id,
+    printable_text(args.name, "--name", max_chars=64)
+    return AgentConfig(ticket=decode_ticket(read_ticket(args.ticket, args.ticket_file)), peer_id=peer_id, name=args.name or peer_id,
                        lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
-                       tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid)
+                       tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid,
+                       keep_key=args.peer_id is not None)
+
+
+TICKET_ENV = "PRISMN_TICKET"
+
+
+def read_ticket(text: str | None, path: str | None) -> str:
+    """The ticket from --ticket, else --ticket-file (read with a bound), else $PRISMN_TICKET."""
+    if text is not None:
+        return text
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_TICKET_CHARS + 1)
+        except OSError as exc:
+            raise InvalidInput("--ticket-file", path, f"cannot read it ({exc.strerror})") from None
+        if len(data) > MAX_TICKET_CHARS:
+            raise InvalidInput("--ticket-file", path, f"longer than a ticket ({MAX_TICKET_CHARS} chars)")
+        return data.decode("utf-8", errors="replace")
+    if os.environ.get(TICKET_ENV):
+        return os.environ[TICKET_ENV]
+    raise InvalidInput("--ticket", None, f"give --ticket, --ticket-file or ${TICKET_ENV}")
 
 
 def main(argv: list[str] | None = None) -> int:

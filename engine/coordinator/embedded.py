@@ -208,6 +208,40 @@ class EmbeddedCoordinator:
         running = self._require()
         return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat, sampling, stop)
 
+    # ---- re-placement (engine.coordinator.replacement) --------------------------------------
+
+    def enable_replacement(self, **options: Any) -> None:
+        """Re-evaluate the deployment on a schedule and when peers join or leave; options as
+        Replacement's (period_s, horizon_h, threshold, mode "auto"/"ask", signal, resolver, on_change)."""
+        running = self._require()
+
+        async def enable() -> None:
+            from engine.coordinator.replacement import Replacement
+            if running.replacement is not None:
+                await running.replacement.stop()
+            running.replacement = Replacement(running.coordinator, running.ingress, **options)
+            running.replacement.start()
+
+        self._call(enable).result(STOP_TIMEOUT_S)
+
+    def check_replacement(self) -> concurrent.futures.Future[Any]:
+        """One check now (fresh intensities); the future's result is the MigrationDecision or None."""
+        return self._call(self._replacement().check)
+
+    def accept_migration(self) -> concurrent.futures.Future[Any]:
+        """Carry out the waiting proposal ("ask" mode); the result is the MigrationRecord or None."""
+        return self._call(self._replacement().accept)
+
+    def replacement_snapshot(self) -> dict[str, Any] | None:
+        replacement = self._require().replacement
+        return None if replacement is None else replacement.snapshot()
+
+    def _replacement(self) -> Any:
+        replacement = self._require().replacement
+        if replacement is None:
+            raise InvalidInput("replacement", None, "not enabled: call enable_replacement() first")
+        return replacement
+
     # ---- plumbing -------------------------------------------------------------------------
 
     def _require(self) -> server.Running:

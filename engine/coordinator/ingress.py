@@ -20,6 +20,7 @@ import torch
 
 from engine.coordinator.deployment import READY, Deployment, ProgressCallback, footprint_for, replan
 from engine.coordinator.links import PeerLink, PeerLost
+from engine.coordinator.replacement import TrafficGate
 from engine.coordinator.service import Coordinator, new_session_id
 from engine.decoding import (
     GREEDY,
@@ -52,6 +53,7 @@ class Ingress:
         self._footprints: dict[tuple[str, str], ModelFootprint] = {}     # (model name, quant) ->
         self._texts: dict[str, tuple[Any, frozenset[int]]] = {}      # model -> (tokenizer or None, eos ids)
         self._recovery_lock = asyncio.Lock()
+        self.traffic = TrafficGate()      # requests in flight and their rate; a migration switches between them
         self._started_s = time.monotonic()
         # The loop keeps only weak references to tasks: an unreferenced end_session could vanish mid-send.
         self._background: set[asyncio.Task[None]] = set()
@@ -135,6 +137,15 @@ class Ingress:
     async def generate(self, prompt: str | Sequence[int], max_new_tokens: int,
                        on_token: TokenCallback | None = None, chat: bool = True,
                        sampling: Sampling = GREEDY, stop: Sequence[str] = ()) -> dict[str, Any]:
+        """`_generate` through the traffic gate (engine.coordinator.replacement)."""
+        async with self.traffic.request() as request:
+            result = await self._generate(prompt, max_new_tokens, on_token, chat, sampling, stop)
+            request["tokens"] = len(result["token_ids"])
+            return result
+
+    async def _generate(self, prompt: str | Sequence[int], max_new_tokens: int,
+                        on_token: TokenCallback | None = None, chat: bool = True,
+                        sampling: Sampling = GREEDY, stop: Sequence[str] = ()) -> dict[str, Any]:
         """Generation through the deployed pipeline (engine.decoding's loop); streams text deltas to
         `on_token`.
 

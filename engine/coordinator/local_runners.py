@@ -77,10 +77,12 @@ def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
     processes = []
     for city in chosen[:n]:
         log_file: IO[bytes] = open(log_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', city.peer_id)}.log", "ab")
-        command = [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket,
+        # The ticket goes in the environment: /proc/PID/environ is the owner's, the command line is not.
+        command = [sys.executable, "-m", "engine.coordinator.agent",
                    "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb:.6f}",
                    "--name", city.name, "--id", city.peer_id, "--exit-with-pid", str(os.getpid())]
-        processes.append(subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, stdout=log_file,
+        processes.append(subprocess.Popen(command, cwd=str(REPO_ROOT), env={**env, "PRISMN_TICKET": ticket},
+                                          stdout=log_file,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         log_file.close()            # the child holds its own descriptor
     return processes

@@ -10,6 +10,7 @@ Nothing here is ever pickled or evaluated.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from engine.errors import InvalidInput
 from engine.transport.frames import DTYPES, FrameLimits, check_tensor_fields
 from engine.validate import finite_number
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2                    # 2: the join handshake of engine.coordinator.auth
 MAX_HEADER_BYTES = 16 * 1024            # JSON header; the largest (join) is well under 1 KiB
 MAX_TENSOR_BYTES = 256 * 2**20          # hidden states of a long prompt on a wide model
 # What both ends' transports enforce before reading a frame: larger lengths drop the connection.
@@ -26,6 +27,7 @@ FRAME_LIMITS = FrameLimits(max_header_bytes=MAX_HEADER_BYTES, max_payload_bytes=
 MAX_TEXT_CHARS = 2000                   # error strings, names
 MAX_TENSOR_DIMS = 4
 
+HEX_PATTERN = re.compile(r"^[0-9a-f]*$")
 PEER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 # what a stage may exchange: token ids in, hidden states / logits out
 STAGE_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
@@ -45,6 +47,19 @@ def _peer_id_rule(value: str) -> str | None:
     return None if PEER_ID_PATTERN.match(value) else "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)"
 
 
+def _hex_rule(chars: int) -> Callable[[str], str | None]:
+    def rule(value: str) -> str | None:
+        return None if len(value) == chars and HEX_PATTERN.match(value) else f"expected {chars} hex digits"
+    return rule
+
+
+def _printable_rule(value: str) -> str | None:
+    """Names and GPU models reach terminals, logs and the GUI: no control characters (newlines, ANSI
+    escapes) and no lone surrogates."""
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    return None if bad is None else f"contains the control character or lone surrogate {ascii(bad)}"
+
+
 def _dtype_rule(value: str) -> str | None:
     return None if value in STAGE_DTYPES and value in DTYPES else f"expected one of {list(STAGE_DTYPES)}"
 
@@ -59,8 +74,11 @@ GB_VALUE = Field("float", low=0.0, high=1e6)
 TEXT = Field("str", low=0, high=MAX_TEXT_CHARS)
 DTYPE = Field("str", low=1, high=16, check=_dtype_rule)
 SHAPE = Field("shape")
+NONCE = Field("str", low=64, high=64, check=_hex_rule(64))
+PUBLIC_KEY = Field("str", low=64, high=64, check=_hex_rule(64))
+SIGNATURE = Field("str", low=128, high=128, check=_hex_rule(128))
 _METRICS = {
-    "gpu": Field("str", nullable=True, low=0, high=128),
+    "gpu": Field("str", nullable=True, low=0, high=128, check=_printable_rule),
     "total_vram_gb": GB_VALUE,
     "free_vram_gb": GB_VALUE,
     "utilization_pct": Field("float", nullable=True, low=0.0, high=100.0),
@@ -79,11 +97,14 @@ _STAGE = {
 # only the types the other sends (see RUNNER_TO_COORDINATOR / COORDINATOR_TO_RUNNER).
 SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
     # runner -> coordinator
+    "join_hello": ({"protocol": Field("int", low=1, high=1000), "nonce": NONCE}, 0),
     "join": ({
         "protocol": Field("int", low=1, high=1000),
-        "secret": Field("str", low=1, high=256),
+        "key": PUBLIC_KEY,                       # the runner's Ed25519 key: the peer id is bound to it
+        "proof": Field("str", low=64, high=64, check=_hex_rule(64)),   # HMAC(join secret, transcript)
+        "signature": SIGNATURE,                  # the runner key's signature of the transcript
         "peer_id": PEER_ID,
-        "name": Field("str", low=0, high=64),
+        "name": Field("str", low=0, high=64, check=_printable_rule),
         "lat": LAT,
         "lon": LON,
         "carbon_g_per_kwh": Field("float", nullable=True, low=0.0, high=5000.0),
@@ -100,6 +121,7 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
     "result": ({"request_id": REQUEST_ID, "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
     "failed": ({"request_id": REQUEST_ID, "error": TEXT}, 0),
     # coordinator -> runner
+    "challenge": ({"nonce": NONCE, "signature": SIGNATURE}, 0),
     "welcome": ({"peer_id": PEER_ID, "heartbeat_s": Field("float", low=0.05, high=60.0)}, 0),
     "refused": ({"reason": TEXT}, 0),
     "deploy": (dict(_STAGE), 0),
@@ -109,12 +131,14 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
                  "dtype": DTYPE, "shape": SHAPE, "sampling": Field("sampling", required=False, nullable=True)},
                 MAX_TENSOR_BYTES),
     "end_session": ({"session_id": SESSION_ID}, 0),
+    "release": ({"deployment_id": DEPLOYMENT_ID}, 0),    # drop the stage of that deployment (re-placement)
     "ping": ({}, 0),                    # the coordinator's own heartbeat: runners notice it is gone
     "error": ({"reason": TEXT}, 0),
 }
-RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "load_failed",
+RUNNER_TO_COORDINATOR = frozenset({"join_hello", "join", "heartbeat", "load_progress", "ready", "load_failed",
                                    "result", "failed"})
-COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "forward", "end_session", "ping", "error"})
+COORDINATOR_TO_RUNNER = frozenset({"challenge", "welcome", "refused", "deploy", "forward", "end_session", "release",
+                                   "ping", "error"})
 
 
 def validate(header: Any, payload: bytes, allowed: frozenset[str]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def spec_from_config(config: Mapping[str, Any], name: str | None = None) -> Mode
     if not isinstance(config, Mapping):
         raise InvalidInput("config", type(config).__name__, "expected a JSON object (dict)")
     architecture = config.get("model_type")
-    if architecture not in _TIED_BY_DEFAULT:
+    if not isinstance(architecture, str) or architecture not in _TIED_BY_DEFAULT:
         raise InvalidInput(
             "model_type", architecture, f"unsupported architecture; supported: {', '.join(ARCHITECTURES)}"
         )

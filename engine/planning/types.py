@@ -5,18 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from engine.carbon_values import CarbonSource  # noqa: F401  (re-exported: Peer carries one)
+
 
 class Policy(StrEnum):
     VRAM = "vram"        # baseline: most free VRAM first, ignores carbon and distance
     CARBON = "carbon"    # carbon + distance (+ VRAM) weighted score
-
-
-class CarbonSource(StrEnum):
-    EXPLICIT = "explicit"
-    ELECTRICITYMAPS = "electricitymaps"
-    REGION = "region"
-    COUNTRY = "country"
-    DEFAULT = "default"
 
 
 @dataclass(frozen=True)
@@ -31,6 +25,7 @@ class Peer:
     tflops: float | None = None      # dense fp16/bf16 TFLOPS; None -> GPU table / default
     power_w: float | None = None     # board power under load; None -> GPU table / default
     rtt_ms: float | None = None      # measured round trip to the ingress, overrides distance
+    country: str | None = None       # ISO 3166 alpha-2 under (lat, lon), resolved by the shell
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,14 @@ transport node, then prints ONE JSON line on stdout when ready::
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
 prints {"ready": false, "error": ..., "field": ...} and exits with status 2. With `--routes-from-stdin`
-the runner sends only to the addresses its parent writes to stdin ({"routes": [...]} lines), as
-`python -m engine generate` does; without it, to any address a frame names.
+the runner sends only to the addresses its parent writes to stdin ({"routes": [...], "token": T}
+lines, each confirmed with {"routes_assigned": n} on stdout), as `python -m engine generate` does,
+and serves only channels that present T; without it, it dials nobody and answers each request on
+the channel it came in on. Strangers are bounded either way (engine.runner.limits).
 
 `python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
-stage (engine.coordinator.agent).
+stage (engine.coordinator.agent); `--ticket-file F` or $PRISMN_TICKET keep the ticket (which holds the
+join secret) out of the command line other local users can read.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout-s", type=float, default=600.0,
                         help="free a session's KV cache after this long without a request")
     parser.add_argument("--routes-from-stdin", action="store_true",
-                        help='send only to the addresses read from stdin, one JSON line {"routes": [...]} '
-                             "each (the process that started this runner); without it, to any address")
+                        help='send only to the addresses read from stdin, one JSON line {"routes": [...], '
+                             '"token": T} each (the process that started this runner); without it, answer '
+                             "only on a request's own channel")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--log-level", default="WARNING")
     return parser
@@ -112,9 +116,15 @@ async def _serve(args: argparse.Namespace) -> None:
         await server.close()
 
 
+async def _allow(server: Any, routes: Any, token: Any) -> None:
+    server.allow_routes(routes, token)
+
+
 def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> None:
-    """Each stdin line {"routes": [...]} replaces the addresses the server may send to. Only the parent
-    process holds this pipe, so these are the routes it assigned, not ones a network peer named."""
+    """Each stdin line {"routes": [...], "token": T} replaces the addresses the server may send to
+    (and the access token callers must present). Only the parent process holds this pipe, so these
+    are the routes it assigned, not ones a network peer named. Each line is answered on stdout with
+    {"routes_assigned": count} once in force, or {"routes_assigned": false, "error": ...}."""
     import threading
 
     def read() -> None:
@@ -124,20 +134,21 @@ def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> 
                 if not isinstance(record, dict) or "routes" not in record:
                     raise InvalidInput("routes", line.strip()[:80], 'expected {"routes": [addresses]}')
                 routes = record["routes"]
-                # Checked here too, so a bad line is reported and the last good routes stay.
-                if not isinstance(routes, list) or not all(isinstance(a, str) and a for a in routes):
-                    raise InvalidInput("routes", str(routes)[:80], "expected a list of address strings")
+                # allow_routes checks both before changing anything: a bad line keeps the last good one.
+                asyncio.run_coroutine_threadsafe(_allow(server, routes, record.get("token")), loop).result()
             except (ValueError, InvalidInput) as exc:     # json.JSONDecodeError is a ValueError
                 logging.getLogger(__name__).warning("ignoring a routes line: %s", exc)
+                _emit(sys.stdout, {"routes_assigned": False, "error": str(exc)})
                 continue
-            loop.call_soon_threadsafe(server.allow_routes, routes)
+            _emit(sys.stdout, {"routes_assigned": len(routes)})
 
     threading.Thread(target=read, name="routes-from-stdin", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(arg == "--ticket" or arg.startswith("--ticket=") for arg in argv):
+    joining = any(arg.split("=")[0] in ("--ticket", "--ticket-file") for arg in argv)
+    if joining or (os.environ.get("PRISMN_TICKET") and not any(a.split("=")[0] == "--model" for a in argv)):
         # Join mode: the coordinator tells this runner which stage to load (engine.coordinator.agent).
         from engine.coordinator.agent import main as agent_main
 

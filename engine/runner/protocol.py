@@ -2,6 +2,7 @@
 
 Requests (driver or previous stage -> runner)::
 
+    hello        {token}            first, when the runner was given an access token with its routes
     forward      {request_id, session_id, position, want, route, reply_to} + tensor (ids or hidden)
     end_session  {session_id, route, reply_to}
     ping         {}
@@ -12,12 +13,14 @@ position, or every position with `all_positions`), or "hidden" (only meaningful 
 at a middle stage). `route` lists the addresses of the stages still to run after this one: a runner
 sends its output as a new `forward` to route[0] with route[1:], so hidden states flow runner to
 runner; the stage that finds the route empty delivers a `result` to `reply_to` (the ingress, closing
-the tour) or, when `reply_to` is null, back on the channel the request came in on. A runner started
-with `--routes-from-stdin` (as `python -m engine generate` starts them) dials only the addresses its
-parent assigned and refuses a frame whose route or reply_to names any other (RunnerServer.allow_routes).
+the tour) or, when `reply_to` is null, back on the channel the request came in on. A runner dials
+only the addresses its parent assigned (`--routes-from-stdin`, as `python -m engine generate` starts
+them) and refuses a frame whose route or reply_to names any other (RunnerServer.allow_routes); with
+none assigned, it answers only on the request's own channel. A session belongs to the caller that
+opened it: another caller can neither step nor end it.
 
-Replies: `result` {request_id, session_id, dtype, shape} + tensor, `session_ended` {session_id,
-ended}, `pong` {info}, and `error` {reason, field, request_id?} for any frame that was refused.
+Replies: `hello` {ok}, `result` {request_id, session_id, dtype, shape} + tensor, `session_ended`
+{session_id, ended}, `pong` {info, only to callers that presented the token}, and `error` {reason, field, request_id?} for any frame that was refused.
 """
 
 from __future__ import annotations

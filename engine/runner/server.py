@@ -9,11 +9,17 @@ limits, a stream cut inside a frame) closes that one channel. Other channels and
 
 `RunnerServer.handlers` maps frame type -> coroutine(channel, header, payload): a coordinator link
 adds its own types (join, deploy, ...) there.
+
+What a stranger may take is bounded (engine.runner.limits): idle and mid-frame timeouts, a payload
+cap from the model's size, sessions bound to the caller that opened them, per-caller session, cache
+and frame-rate limits. When the process that started the runner assigns an access token with the
+routes, a channel must first say `hello` {token}; until then it gets nothing but an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +30,7 @@ import torch
 from engine.decoding import pick_token
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.batching import StepQueue
+from engine.runner.limits import RateLimiter, RunnerLimits, SessionOwners, payload_limit
 from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward
 from engine.runner.stage import StageExecutor, Step
 from engine.transport.base import Channel, ConnectionClosed, Node
@@ -40,21 +47,30 @@ MAX_CHANNELS = 64
 
 
 class RunnerServer:
-    """`restrict_routes`: send only to addresses given to `allow_routes` (the next stages and the
-    ingress that started this runner), never to whatever a frame's `route`/`reply_to` names; frames
-    that need a route wait until one is assigned. Without it, any address is dialled (trusted LANs)."""
+    """Sends only to addresses given to `allow_routes` (the next stages and the ingress that started
+    this runner), never to whatever a frame's `route`/`reply_to` names: until routes are assigned, a
+    result goes back only on the channel its request came in on. `restrict_routes` makes frames that
+    name a route wait (up to ROUTES_WAIT_S) for the assignment instead of being refused at once."""
 
     def __init__(self, executor: StageExecutor, node: Node, info: dict[str, Any] | None = None,
-                 restrict_routes: bool = False, max_channels: int = MAX_CHANNELS) -> None:
+                 restrict_routes: bool = False, max_channels: int = MAX_CHANNELS,
+                 limits: RunnerLimits | None = None) -> None:
         self.executor = executor
         self.node = node
         self.info = dict(info or {})
         self.restrict_routes = restrict_routes
         self.max_channels = max_channels
+        self.limits = limits or RunnerLimits()
+        config = executor.config
+        max_positions = int(getattr(config, "max_position_embeddings", 0) or 0) or 131_072
+        self.channel_limits = self.limits.frame_limits(payload_limit(max_positions, executor.hidden_size))
+        self._owners = SessionOwners(self.limits)
+        self._token: str | None = None     # with one, a channel must say hello {token} first
         self._open_channels = 0
         self._allowed_routes: frozenset[str] = frozenset()
         self._routes_assigned = asyncio.Event()
         self.handlers: dict[str, Handler] = {
+            "hello": self._on_hello,
             "forward": self._on_forward,
             "end_session": self._on_end_session,
             "ping": self._on_ping,
@@ -91,7 +107,8 @@ class RunnerServer:
             self._open_channels -= 1
 
     async def serve_channel(self, channel: Channel) -> None:
-        """Read frames until the peer goes; each goes to its handler, errors go back as `error` frames."""
+        """Read frames until the peer goes, or is silent too long; each goes to its handler, errors
+        go back as `error` frames."""
         async def refuse(exc: FrameError) -> None:
             self.frames_refused += 1
             if exc.recoverable:
@@ -99,27 +116,51 @@ class RunnerServer:
             else:
                 log.info("closing channel from %s: %s", channel.peer, exc)
 
+        channel.limits = self.channel_limits
+        rate = RateLimiter(self.limits.max_frames_per_s)
         try:
-            async for header, payload in channel.frames(refuse):
-                handler = self.handlers.get(header["type"])
-                if handler is None:
+            async for header, payload in channel.frames(refuse, first_frame_s=self.limits.first_frame_s,
+                                                        idle_s=self.limits.idle_channel_s):
+                if not rate.allow():
                     self.frames_refused += 1
                     await self._send_error(channel, InvalidInput(
-                        "type", header["type"], f"unknown frame type; expected one of {sorted(self.handlers)}"),
-                        header)
+                        "rate", header["type"], f"over {self.limits.max_frames_per_s:g} frames/s"), header)
                     continue
-                try:
-                    await handler(channel, header, payload)
-                except (InvalidInput, PrismnError) as exc:     # ConnectionClosed too: of a next hop
-                    self.frames_refused += 1
-                    await self._send_error(channel, exc, header)
-                except Exception as exc:  # a compute failure must not take the runner down
-                    log.exception("handler %s failed", header["type"])
-                    await self._send_error(channel, exc, header)
+                if not await self._handle(channel, header, payload):
+                    return
         except ConnectionClosed:
             return
         finally:
             await channel.close()
+
+    async def _handle(self, channel: Channel, header: dict[str, Any], payload: bytes) -> bool:
+        """Run one frame's handler; False when the channel must close (it did not authenticate)."""
+        handler = self.handlers.get(header["type"])
+        if handler is None:
+            self.frames_refused += 1
+            await self._send_error(channel, InvalidInput(
+                "type", header["type"], f"unknown frame type; expected one of {sorted(self.handlers)}"), header)
+            return True
+        if header["type"] != "hello" and self.restrict_routes and not self._routes_assigned.is_set():
+            try:          # the access token comes with the routes: judge the frame once it is known
+                await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
+            except TimeoutError:
+                pass
+        if header["type"] != "hello" and self._token is not None and not getattr(channel, "authenticated", False):
+            self.frames_refused += 1
+            await self._send_error(channel, InvalidInput("hello", None, "say hello with this runner's access token "
+                                                         "first"), header)
+            return False
+        try:
+            await handler(channel, header, payload)
+        except (InvalidInput, PrismnError) as exc:     # ConnectionClosed too: of a next hop
+            self.frames_refused += 1
+            await self._send_error(channel, exc, header)
+            return not (header["type"] == "hello" and isinstance(exc, InvalidInput))
+        except Exception as exc:  # a compute failure must not take the runner down
+            log.exception("handler %s failed", header["type"])
+            await self._send_error(channel, exc, header)
+        return True
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -130,21 +171,29 @@ class RunnerServer:
         await self.node.close()
         self.steps.close()
 
-    def allow_routes(self, addresses: list[str] | tuple[str, ...]) -> None:
-        """The addresses this runner may send to from now on (replaces the previous set)."""
+    def allow_routes(self, addresses: list[str] | tuple[str, ...], token: str | None = None) -> None:
+        """The addresses this runner may send to from now on (replaces the previous set); with a
+        `token`, channels must present it in a `hello` frame before anything else."""
         if not isinstance(addresses, (list, tuple)):
             raise InvalidInput("routes", _short(addresses), "expected a list of addresses")
         for index, address in enumerate(addresses):
             if not isinstance(address, str) or not address:
                 raise InvalidInput(f"routes[{index}]", _short(address), "expected an address string")
+        if token is not None and (not isinstance(token, str) or not 16 <= len(token) <= 256):
+            raise InvalidInput("token", "...", "expected a string of 16..256 characters")
         self._allowed_routes = frozenset(addresses)
+        if token is not None:
+            self._token = token
         self._routes_assigned.set()
 
     async def _check_routes(self, route: tuple[str, ...], reply_to: str | None) -> None:
         """Refuse, before any compute, a frame naming an address this runner was not assigned:
         otherwise anyone who can reach a runner could have it ship hidden states anywhere."""
-        if not self.restrict_routes or (not route and reply_to is None):
+        if not route and reply_to is None:
             return
+        if not self._routes_assigned.is_set() and not self.restrict_routes:
+            raise InvalidInput("route", list(route) or reply_to, "no routes were assigned to this runner "
+                               "(a stand-alone runner answers only on the request's own channel)")
         try:
             await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
         except TimeoutError:
@@ -156,14 +205,31 @@ class RunnerServer:
 
     # ---- handlers -------------------------------------------------------------------------
 
+    async def _on_hello(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
+        token = header.get("token")
+        if self._token is None and self.restrict_routes:
+            try:          # the token comes with the routes, which may arrive just after the first frame
+                await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
+            except TimeoutError:
+                pass
+        if self._token is not None:
+            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._token.encode()):
+                raise InvalidInput("token", "...", "not this runner's access token")
+            channel.authenticated = True  # type: ignore[attr-defined]
+        await channel.send({"type": "hello", "ok": True})
+
     async def _on_ping(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
-        await channel.send({"type": "pong", "info": self.info, "sessions": len(self.executor.sessions()),
-                            "frames_refused": self.frames_refused, "request_id": header.get("request_id")})
+        reply: dict[str, Any] = {"type": "pong", "request_id": header.get("request_id")}
+        if getattr(channel, "authenticated", False):    # what runs here is for its pipeline only
+            reply.update(info=self.info, sessions=len(self.executor.sessions()), frames_refused=self.frames_refused)
+        await channel.send(reply)
 
     async def _on_end_session(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
         session_id, route, reply_to = parse_end_session(header)
         await self._check_routes(route, reply_to)
+        self._owners.check_end(channel.peer, session_id, set(self.executor.sessions()))
         ended = self.executor.end_session(session_id)
+        self._owners.forget(session_id)
         if route:
             try:
                 await self._send_to(route[0], {"type": "end_session", "session_id": session_id,
@@ -180,12 +246,16 @@ class RunnerServer:
         request = parse_forward(header)
         await self._check_routes(request.route, request.reply_to)
         inputs = frame_to_tensor(header, payload)
+        length = int(inputs.shape[1]) if inputs.dim() >= 2 else 0
+        self._owners.check(channel.peer, request.session_id, request.position, length,
+                           set(self.executor.sessions()))
         if request.route and self.executor.last:
             raise InvalidInput("route", list(request.route), "the last stage cannot forward further")
         if request.want == "hidden" and self.executor.last:
             raise InvalidInput("want", "hidden", "the last stage returns logits or a token")
         try:
             output = await self._compute_step(request, inputs)
+            self._owners.record(channel.peer, request.session_id, request.position + length)
             if request.route:
                 out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next())
                 await self._send_to(request.route[0], out_header, out_payload)
@@ -240,6 +310,8 @@ class RunnerServer:
             link = self._links.get(address)
             if link is None or link.closed:
                 link = await self.node.connect(address)
+                if self._token is not None:     # the stages of one pipeline share its access token
+                    await link.send({"type": "hello", "token": self._token})
                 self._links[address] = link
                 self._spawn(self._drain_link(address, link))
             return link
@@ -282,9 +354,18 @@ class RunnerServer:
 
 
 def error_header(exc: Exception, header: dict[str, Any] | None) -> dict[str, Any]:
-    """An `error` frame naming the field when the error knows it; echoes the request's ids."""
-    out: dict[str, Any] = {"type": "error", "reason": str(exc)[:2000],
-                           "field": getattr(exc, "field", None), "error": type(exc).__name__}
+    """An `error` frame naming the field when the error knows it; echoes the request's ids.
+
+    Only our own errors are quoted: another exception's text (a C++ backtrace from torch, with
+    library paths and addresses) stays in this runner's log; the caller learns what failed.
+    """
+    if isinstance(exc, PrismnError):
+        reason = str(exc)[:2000]
+    else:
+        kind = header.get("type") if header else None
+        reason = f"{type(exc).__name__} while handling {kind or 'a frame'} (details in the runner's log)"
+    out: dict[str, Any] = {"type": "error", "reason": reason, "field": getattr(exc, "field", None),
+                           "error": type(exc).__name__}
     if header:
         for key in ("request_id", "session_id", "type"):
             if key in header:

@@ -82,8 +82,9 @@ class StageExecutor:
         return int(self.config.hidden_size)
 
     def sessions(self) -> list[str]:
-        with self._lock:
-            return sorted(self._sessions)
+        # No lock: a compute round holds it for a whole batch, and the event loop asks this per frame.
+        # list(dict) copies the keys in one step under the GIL.
+        return sorted(list(self._sessions))
 
     def active_sessions(self, within_s: float) -> int:
         """Sessions that computed a step in the last `within_s` (read without the lock: a compute
@@ -92,8 +93,9 @@ class StageExecutor:
         return sum(1 for entry in list(self._sessions.values()) if now_s - entry.last_used_s <= within_s)
 
     def end_session(self, session: str) -> bool:
-        with self._lock:
-            return self._sessions.pop(session, None) is not None
+        # No lock (the event loop calls this; a round may hold the lock for a whole batch): dict.pop is
+        # one step under the GIL, and a round computing this session only updates its orphaned entry.
+        return self._sessions.pop(session, None) is not None
 
     def expire_idle(self, now_s: float | None = None) -> list[str]:
         now_s = time.monotonic() if now_s is None else now_s

@@ -44,3 +44,13 @@ def test_a_point_far_at_sea_has_no_country(locator: CountryLocator) -> None:
 def test_the_nearest_distance_is_configurable() -> None:
     strict = CountryLocator(nearest_km=1.0)
     assert strict.locate(53.55, 5.0) is None
+
+
+def test_the_bulk_lookup_agrees_with_one_point_at_a_time(locator) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    lats = np.concatenate([rng.uniform(-60, 72, 400), [51.5, 0.0, 64.8, -16.5, 53.35]])
+    lons = np.concatenate([rng.uniform(-180, 180, 400), [-0.12, -30.0, -179.99, 179.9, -6.0]])
+    assert locator.locate_many(lats, lons) == [locator.locate(a, b) for a, b in zip(lats, lons, strict=True)]
+    assert locator.locate_many([], []) == []

@@ -54,11 +54,12 @@ def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int) 
 
 def spawn_runner(ticket: str, peer_id: str, lat: float, lon: float, vram_gb: float, log_dir: Path,
                  extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # The ticket in the environment (as the app's local runners get it), the runner key in the test's dir.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PRISMN_TICKET": ticket, "PRISMN_HOME": str(log_dir)}
     log_file = open(log_dir / f"{peer_id}.log", "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket, "--id", peer_id,
+            [sys.executable, "-m", "engine.coordinator.agent", "--id", peer_id,
              "--name", peer_id, "--lat", str(lat), "--lon", str(lon), "--vram-gb", f"{vram_gb:.9f}", *extra],
             cwd=str(REPO_ROOT), env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:

@@ -6,6 +6,7 @@ mid-generation -> coordinator restart on the same store -> the last spare lost (
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -38,6 +39,11 @@ class Swarm:
         self.folder = folder
         self.store_spec = f"sqlite:{tmp_path}/store/prismn.sqlite3"
         self.log_dir = tmp_path
+        # Everything the coordinator logs goes to a file too, for the secrets check at the end.
+        self.log_handler = logging.FileHandler(tmp_path / "coordinator.log")
+        self.root_level = logging.getLogger().level
+        logging.getLogger().addHandler(self.log_handler)
+        logging.getLogger().setLevel(logging.DEBUG)
         self.coordinator = self.start_coordinator()
         self.footprint = footprint(load_spec(str(folder)))
         self.processes = {peer_id: spawn_runner(self.coordinator.ticket, peer_id, lat, lon,
@@ -63,6 +69,9 @@ class Swarm:
                 process.kill()
             process.wait(10)
         self.coordinator.stop()
+        logging.getLogger().removeHandler(self.log_handler)
+        logging.getLogger().setLevel(self.root_level)
+        self.log_handler.close()
 
 
 def wait_for(condition, timeout_s: float, what: str):
@@ -188,3 +197,21 @@ def test_when_the_rest_cannot_hold_the_model_the_user_gets_the_shortfall(swarm):
     swarm.kill(stages[0].peer_id)
     with pytest.raises(InfeasiblePlan, match="cannot hold the model: short by"):
         swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS).result(60)
+
+
+def test_no_secret_is_logged_or_stored_anywhere_after_the_whole_run(swarm):
+    """Logs of the coordinator and every runner, the store (with its WAL), the deployment's model
+    file, the peer-key bindings and the runners' keys: none holds the join secret or the ticket.
+    Only the coordinator's own identity file keeps the secret (owner-only, it must)."""
+    ticket = swarm.coordinator.ticket
+    secret = decode_ticket(ticket).secret
+    swarm.log_handler.flush()
+    checked = []
+    for path in sorted(swarm.log_dir.rglob("*")):
+        if path.is_file() and path.name != "coordinator_identity.json":
+            data = path.read_bytes()
+            assert secret.encode() not in data and ticket.encode() not in data, path
+            checked.append(path.name)
+    assert {"coordinator.log", "paris.log", "prismn.sqlite3", "coordinator_peer_keys.jsonl"} <= set(checked)
+    assert any(name.endswith(".key") for name in checked) and "joined: paris" in \
+        (swarm.log_dir / "coordinator.log").read_text()

@@ -59,7 +59,7 @@ def test_only_assigned_routes_are_served_and_strangers_get_nothing(restricted_ru
 
 
 def test_routes_need_a_runner_started_to_take_them(tiny_llama):
-    runners = start_runners(str(tiny_llama), [(0, 6)], "tcp", ready_timeout_s=120)
+    runners = start_runners(str(tiny_llama), [(0, 6)], "tcp", ready_timeout_s=120, restrict_routes=False)
     try:
         with pytest.raises(InvalidInput) as caught:
             assign_routes(runners, ["127.0.0.1:1"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.errors import PrismnError
-from engine.generate import PipelineClient, start_runners, stop_runners
+from engine.generate import open_pipeline, start_runners, stop_runners
 from tests.engine.runner.conftest import PROMPT_IDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -17,7 +17,7 @@ STEP_TIMEOUT_S = 90      # far above a step here; the errors must come well befo
 
 
 async def step_then_kill(runners, victim_index: int) -> PrismnError:
-    client = await PipelineClient.open("tcp", [r.address for r in runners])
+    client = await open_pipeline("tcp", runners)
     try:
         token = await client.forward("s", 0, torch.tensor([PROMPT_IDS]), timeout_s=STEP_TIMEOUT_S)
         victim = runners[victim_index].process
