@@ -115,12 +115,13 @@ class RunnersPanel(ctk.CTkFrame):
         self.prompt_entry.bind("<Return>", lambda _e: self._generate())
         self.generate_button = ctk.CTkButton(prompt_row, text="Generate", width=90, command=self._generate)
         self.generate_button.pack(side="left", padx=(6, 0))
-        self.serving = ServingControls(self, font=small)
-        self.serving.pack(fill="x", padx=10, pady=2)
         self.output = ctk.CTkTextbox(self, height=48, font=small, wrap="word")
         self.output.pack(fill="x", padx=10, pady=2)
-        self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
-        self.stats.pack(fill="x", padx=10, pady=(0, 6))
+        stats_row = ctk.CTkFrame(self, fg_color="transparent")
+        stats_row.pack(fill="x", padx=10, pady=(0, 6))
+        self.stats = ctk.CTkLabel(stats_row, text="", anchor="w", font=small)
+        self.stats.pack(side="left", fill="x", expand=True)
+        self.serving = ServingControls(prompt_row, stats_row, font=small)
 
     def _sync_buttons(self) -> None:
         running = self.coordinator is not None

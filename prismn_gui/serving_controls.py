@@ -24,23 +24,31 @@ def app_api_bind() -> str:
     return f"127.0.0.1:{APP_API_PORT}"
 
 
-class ServingControls(ctk.CTkFrame):
-    def __init__(self, master: Any, font: Any = None) -> None:
-        super().__init__(master, fg_color="transparent")
-        ctk.CTkLabel(self, text="temperature", font=font).pack(side="left")
-        self.temperature_entry = ctk.CTkEntry(self, width=48, font=font)
+class ServingControls:
+    """Two small pieces placed in rows the panel already has (its height must not grow): the sampling
+    entries beside Generate, the API address with its copy button at the right of the stats line."""
+
+    def __init__(self, prompt_row: Any, stats_row: Any, font: Any = None) -> None:
+        sampling = ctk.CTkFrame(prompt_row, fg_color="transparent")
+        sampling.pack(side="left", padx=(6, 0))
+        ctk.CTkLabel(sampling, text="temp", font=font).pack(side="left")
+        self.temperature_entry = ctk.CTkEntry(sampling, width=40, font=font)
         self.temperature_entry.insert(0, f"{DEFAULT_TEMPERATURE:g}")
-        self.temperature_entry.pack(side="left", padx=(4, 10))
-        ctk.CTkLabel(self, text="max tokens", font=font).pack(side="left")
-        self.max_tokens_entry = ctk.CTkEntry(self, width=56, font=font)
+        self.temperature_entry.pack(side="left", padx=(2, 6))
+        ctk.CTkLabel(sampling, text="max", font=font).pack(side="left")
+        self.max_tokens_entry = ctk.CTkEntry(sampling, width=46, font=font)
         self.max_tokens_entry.insert(0, str(DEFAULT_MAX_TOKENS))
-        self.max_tokens_entry.pack(side="left", padx=(4, 10))
-        ctk.CTkLabel(self, text="API", font=font).pack(side="left")
-        self.api_entry = ctk.CTkEntry(self, font=font, placeholder_text="shown once a model is deployed")
-        self.api_entry.pack(side="left", fill="x", expand=True, padx=(4, 4))
+        self.max_tokens_entry.pack(side="left", padx=(2, 0))
+
+        api = ctk.CTkFrame(stats_row, fg_color="transparent")
+        api.pack(side="right")
+        self.copy_api_button = ctk.CTkButton(api, text="Copy API", width=70, height=24, state="disabled",
+                                             command=self._copy)
+        self.copy_api_button.pack(side="right")
+        self.api_entry = ctk.CTkEntry(api, width=190, height=24, font=font,
+                                      placeholder_text="API: once a model is deployed")
+        self.api_entry.pack(side="right", padx=(0, 4))
         self.api_entry.configure(state="readonly")
-        self.copy_api_button = ctk.CTkButton(self, text="Copy", width=56, state="disabled", command=self._copy)
-        self.copy_api_button.pack(side="left")
 
     def sampling(self) -> Sampling:
         """The temperature entry as engine.decoding.Sampling (InvalidInput naming `temperature`)."""
@@ -66,5 +74,5 @@ class ServingControls(ctk.CTkFrame):
     def _copy(self) -> None:
         url = self.api_entry.get()
         if url:
-            self.clipboard_clear()
-            self.clipboard_append(url)
+            self.api_entry.clipboard_clear()
+            self.api_entry.clipboard_append(url)
