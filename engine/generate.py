@@ -1,4 +1,4 @@
-"""`python -m engine generate`: greedy generation through a pipeline of runner processes.
+"""`python -m engine generate`: generation through a pipeline of runner processes (engine.decoding's loop).
 
 This process is the ingress: it tokenizes, starts one `python -m engine.runner` per stage, and sends
 each step to the first stage with the route of the remaining stages; hidden states go runner to
@@ -24,11 +24,21 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from engine.decoding import (
+    GREEDY,
+    Sampling,
+    TextStream,
+    check_max_tokens,
+    check_stop,
+    decode,
+    eos_token_ids,
+    load_tokenizer,
+    prompt_ids,
+)
 from engine.errors import InvalidInput, PrismnError
 from engine.paths import REPO_ROOT
 
@@ -236,14 +246,16 @@ class PipelineClient:
         return client
 
     async def forward(self, session_id: str, position: int, inputs: torch.Tensor, want: str = "token",
-                      all_positions: bool = False, timeout_s: float = STEP_TIMEOUT_S) -> torch.Tensor:
+                      all_positions: bool = False, timeout_s: float = STEP_TIMEOUT_S,
+                      sampling: dict[str, Any] | None = None) -> torch.Tensor:
         from engine.transport.frames import frame_to_tensor, tensor_to_frame
 
         # Unguessable: anyone who can reach this node could otherwise post a `result` for the next id.
         request_id = secrets.randbits(52)
         header, payload = tensor_to_frame(
             "forward", inputs, request_id=request_id, session_id=session_id, position=position, want=want,
-            all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address)
+            all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address,
+            **({"sampling": sampling} if sampling is not None else {}))
         try:
             reply, reply_payload = await self._request(("request", request_id), header, payload, timeout_s)
         except TimeoutError:
@@ -350,61 +362,39 @@ async def open_pipeline(transport: str, runners: list[RunnerProcess]) -> Pipelin
     return client
 
 
-async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
-                          eos_ids: set[int], session_id: str | None = None) -> dict[str, Any]:
-    """Greedy decoding through the pipeline; stops at an EOS token (kept in the output, as HF does).
+def pipeline_step(client: PipelineClient, session_id: str):
+    """The decoding loop's `step` over a runner chain: ids in at the first runner, the last one's token back."""
+    async def step(ids: list[int], position: int, sampling: dict[str, Any] | None) -> int:
+        tensor = await client.forward(session_id, position, torch.tensor([ids], dtype=torch.int64),
+                                      want="token", sampling=sampling)
+        return int(tensor.reshape(-1)[-1])
+    return step
+
+
+async def generate_through(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
+                           eos_ids: set[int] | frozenset[int], sampling: Sampling = GREEDY,
+                           stream: TextStream | None = None, session_id: str | None = None) -> dict[str, Any]:
+    """engine.decoding's loop through the pipeline; ends the runners' session afterwards.
     The session id is unguessable unless given (runners also bind it to this client's connection)."""
     session_id = session_id or f"gen-{secrets.token_hex(12)}"
-    new_ids: list[int] = []
-    started = time.perf_counter()
-    inputs = torch.tensor([prompt_ids], dtype=torch.int64)
-    position = 0
-    first_token_s = None
     try:
-        for _ in range(max_new_tokens):
-            token = int(await client.forward(session_id, position, inputs, want="token"))
-            if first_token_s is None:
-                first_token_s = time.perf_counter() - started
-            position += inputs.shape[1]
-            new_ids.append(token)
-            if token in eos_ids:
-                break
-            inputs = torch.tensor([[token]], dtype=torch.int64)
+        result = await decode(pipeline_step(client, session_id), prompt_ids, sampling, max_new_tokens,
+                              eos_ids, stream)
     finally:
         await client.end_session(session_id)
-    total_s = time.perf_counter() - started
-    decode_s = total_s - (first_token_s or 0.0)
+    new_ids, total_s = result.token_ids, result.total_s
+    decode_s = total_s - result.first_token_s
     decode_tokens = max(0, len(new_ids) - 1)
-    return {"token_ids": new_ids, "total_s": total_s, "prefill_s": first_token_s,
+    return {"token_ids": new_ids, "finish_reason": result.finish_reason, "total_s": total_s,
+            "prefill_s": result.first_token_s,
             "tokens_per_s": len(new_ids) / total_s if total_s > 0 else 0.0,
             "decode_tokens_per_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else None}
 
 
-# ---- tokenizer side ---------------------------------------------------------------------------
-
-def load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
-def prompt_ids(tokenizer, prompt: str, chat: bool) -> list[int]:
-    if chat:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(prompt)["input_ids"])
-
-
-def eos_token_ids(folder: Path, tokenizer) -> set[int]:
-    ids: set[int] = set()
-    generation = Path(folder) / "generation_config.json"
-    if generation.is_file():
-        value = json.loads(generation.read_text()).get("eos_token_id")
-        ids.update(value if isinstance(value, list) else [value] if value is not None else [])
-    if not ids and tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
+async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
+                          eos_ids: set[int], session_id: str | None = None) -> dict[str, Any]:
+    """Greedy decoding through the pipeline; stops at an EOS token (kept in the output, as HF does)."""
+    return await generate_through(client, prompt_ids, max_new_tokens, eos_ids, session_id=session_id)
 
 
 def parse_stages(text: str) -> list[tuple[int, int]]:
@@ -430,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stages", required=True, help="layer ranges, e.g. 0:10,10:20,20:30")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="0 = off")
+    parser.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
+    parser.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     parser.add_argument("--transport", default="iroh", choices=("iroh", "tcp"))
     parser.add_argument("--quant", default=None, choices=("fp32", "bf16", "fp16", "int8", "int4"),
                         help="how the stages hold their weights (default: --dtype, else fp32)")
@@ -443,10 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_pipeline(args: argparse.Namespace, runners: list[RunnerProcess], ids: list[int],
-                        eos: set[int]) -> dict[str, Any]:
+                        eos: frozenset[int], sampling: Sampling, stream: TextStream) -> dict[str, Any]:
     client = await open_pipeline(args.transport, runners)
     try:
-        return await greedy_generate(client, ids, args.max_new_tokens, eos)
+        return await generate_through(client, ids, args.max_new_tokens, eos, sampling, stream)
     finally:
         await client.close()
 
@@ -455,8 +450,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.runner.model_source import resolve_model
     from engine.runner.shards import load_config
 
-    if args.max_new_tokens < 1:
-        raise InvalidInput("max_new_tokens", args.max_new_tokens, "expected >= 1")
+    check_max_tokens(args.max_new_tokens, "max_new_tokens")
+    sampling = Sampling.create(args.temperature, args.top_p, args.top_k, args.seed).with_seed(secrets.randbits(63))
+    stop = check_stop(args.stop)
     source = resolve_model(args.model)              # converts a GGUF once, before the runners start
     config = load_config(source.folder)
     stages = parse_stages(args.stages)
@@ -467,16 +463,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chat = source.instruct if args.chat is None else args.chat
     ids = prompt_ids(tokenizer, args.prompt, chat)
     eos = eos_token_ids(source.folder, tokenizer)
+    stream = TextStream(tokenizer, stop=stop)
     runners = start_runners(str(source.folder), stages, args.transport, args.dtype, restrict_routes=True,
                             quant=args.quant)
     try:
-        result = asyncio.run(_run_pipeline(args, runners, ids, eos))
+        result = asyncio.run(_run_pipeline(args, runners, ids, eos, sampling, stream))
     finally:
         stop_runners(runners)
     return {
         "model": source.name, "transport": args.transport, "dtype": runners[0].ready.get("dtype"),
         "quant": runners[0].ready.get("quant"), "chat": chat,
-        "prompt_ids": ids, "text": tokenizer.decode(result["token_ids"], skip_special_tokens=True),
+        "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
+                     "seed": sampling.seed},
+        "prompt_ids": ids, "text": stream.sent,
         **result,
         "stages": [{"layers": list(r.layers), "address": r.address, "load_s": r.ready.get("load_s"),
                     "device": r.ready.get("device"), "metrics": r.ready.get("metrics"), "pid": r.ready.get("pid"),

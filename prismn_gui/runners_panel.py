@@ -22,6 +22,7 @@ from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.plan import Plan
 from engine.runner.model_source import SMOLLM2_NAMES
 from prismn_gui.local_model import LocalModelMenu
+from prismn_gui.serving_controls import ServingControls, app_api_bind
 from prismn_gui.status_colours import STATUS_COLOURS, status_colour
 
 __all__ = ["STATUS_COLOURS", "RunnersPanel"]
@@ -29,7 +30,6 @@ __all__ = ["STATUS_COLOURS", "RunnersPanel"]
 POLL_MS = 50
 REFRESH_MS = 1000
 MAX_LOCAL_RUNNERS = 8
-DEFAULT_MAX_NEW_TOKENS = 64
 HINT_IDLE = "Start the coordinator, then local runners (or runners elsewhere with the ticket)."
 # What runners on this machine serve: the bundled SmolLM2 (no download), as its preset name.
 LOCAL_MODEL = "smollm2-135m"
@@ -120,8 +120,11 @@ class RunnersPanel(ctk.CTkFrame):
         self.generate_button.pack(side="left", padx=(6, 0))
         self.output = ctk.CTkTextbox(self, height=48, font=small, wrap="word")
         self.output.pack(fill="x", padx=10, pady=2)
-        self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
-        self.stats.pack(fill="x", padx=10, pady=(0, 6))
+        stats_row = ctk.CTkFrame(self, fg_color="transparent")
+        stats_row.pack(fill="x", padx=10, pady=(0, 6))
+        self.stats = ctk.CTkLabel(stats_row, text="", anchor="w", font=small)
+        self.stats.pack(side="left", fill="x", expand=True)
+        self.serving = ServingControls(prompt_row, stats_row, font=small)
 
     def _sync_buttons(self) -> None:
         running = self.coordinator is not None
@@ -139,7 +142,7 @@ class RunnersPanel(ctk.CTkFrame):
     def _start_coordinator(self) -> None:
         self.start_button.configure(state="disabled")
         self.hint.configure(text="Starting the coordinator…")
-        coordinator = EmbeddedCoordinator(self._store_spec)
+        coordinator = EmbeddedCoordinator(self._store_spec, api_bind=app_api_bind())
 
         def start() -> None:              # binding and opening the store take a moment: off the Tk thread
             try:
@@ -206,8 +209,9 @@ class RunnersPanel(ctk.CTkFrame):
         self.stats.configure(text="generating…")
         self.generate_button.configure(state="disabled")
         try:        # the ingress applies the chat template of instruct models itself
-            future = self.coordinator.generate(prompt, DEFAULT_MAX_NEW_TOKENS,
-                                               lambda text: self._events.put(("token", text)))
+            future = self.coordinator.generate(prompt, self.serving.max_tokens(),
+                                               lambda text: self._events.put(("token", text)),
+                                               sampling=self.serving.sampling())
         except Exception as exc:    # e.g. the coordinator stopped meanwhile: shown like any failure
             future = Future()
             future.set_exception(exc)
@@ -239,6 +243,8 @@ class RunnersPanel(ctk.CTkFrame):
         elif kind == "deployed":
             self.deploy_button.configure(state="normal")
             self.hint.configure(text=_outcome_text(args[0], lambda dep_id: f"Deployed ({dep_id[:8]}): ready."))
+            if self.coordinator is not None and self.coordinator.deployment_status() is not None:
+                self.serving.show_api(self.coordinator.api_url)
         elif kind == "token":
             self.output.insert("end", args[0])
             self.output.see("end")

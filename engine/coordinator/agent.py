@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch  # noqa: E402
+
 from engine import GB
 from engine.coordinator.auth import NotTheCoordinator, SigningKey, runner_handshake, runner_key_path
 from engine.coordinator.messages import (
@@ -39,6 +41,7 @@ from engine.coordinator.messages import (
 )
 from engine.coordinator.registry import MISSED_BEATS
 from engine.coordinator.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
+from engine.decoding import Sampling, pick_token
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.metrics import read_metrics
 from engine.transport.base import Channel, ConnectionClosed, Node
@@ -87,6 +90,7 @@ class Agent:
         self.channel: Channel | None = None
         self._load_generation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._steps: Any = None                       # engine.runner.batching.StepQueue of `executor`
 
     # ---- connection lifecycle -------------------------------------------------------------
 
@@ -260,16 +264,36 @@ class Agent:
         log.info("stage ready: layers %s:%s of %s", msg["layer_start"], msg["layer_end"], msg["model"])
         await self._send({"type": "ready", "deployment_id": deployment_id})
 
+    def _steps_for(self, executor: Any) -> Any:
+        """The compute queue of the stage held now (a new stage gets a new queue)."""
+        from engine.runner.batching import StepQueue
+
+        if self._steps is None or self._steps.executor is not executor:
+            if self._steps is not None:
+                self._steps.close()
+            self._steps = StepQueue(executor)
+        return self._steps
+
     async def _forward(self, channel: Channel, msg: dict[str, Any], payload: bytes) -> None:
         request_id = msg["request_id"]
         executor = self.executor
         try:
             if executor is None:
                 raise InvalidInput("forward", request_id, "no stage loaded")
+            from engine.runner.stage import Step
+
             tensor = frame_to_tensor(msg, payload)
-            out = await asyncio.to_thread(executor.forward, msg["session_id"], msg["position"], tensor, True)
-            if executor.last:
-                out = out[:, -1, :].argmax(dim=-1, keepdim=True)       # greedy: [1, 1] int64
+            sampling = Sampling.from_wire(msg.get("sampling"))
+            token_position = msg["position"] + tensor.shape[1]
+
+            def finish(out: torch.Tensor) -> torch.Tensor:     # on the compute thread
+                if not executor.last:
+                    return out
+                # only the token travels back: [1, 1] int64
+                return torch.tensor([[pick_token(out[0, -1], sampling, token_position)]], dtype=torch.int64)
+
+            out = await self._steps_for(executor).submit(Step(msg["session_id"], msg["position"], tensor), True,
+                                                          finish)
             header, body = tensor_to_frame("result", out, request_id=request_id)
         except Exception as exc:
             header, body = {"type": "failed", "request_id": request_id,

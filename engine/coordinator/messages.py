@@ -133,8 +133,10 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
     "refused": ({"reason": TEXT}, 0),
     "deploy": (dict(_STAGE), 0),
     # `position`: the session position of the tensor's first token (0 = prefill)
+    # `sampling`: how the last stage picks the token (engine.decoding.Sampling.wire; absent = greedy)
     "forward": ({"request_id": REQUEST_ID, "session_id": SESSION_ID, "position": Field("int", low=0, high=2**31),
-                 "dtype": DTYPE, "shape": SHAPE}, MAX_TENSOR_BYTES),
+                 "dtype": DTYPE, "shape": SHAPE, "sampling": Field("sampling", required=False, nullable=True)},
+                MAX_TENSOR_BYTES),
     "end_session": ({"session_id": SESSION_ID}, 0),
     "release": ({"deployment_id": DEPLOYMENT_ID}, 0),    # drop the stage of that deployment (re-placement)
     "ping": ({}, 0),                    # the coordinator's own heartbeat: runners notice it is gone
@@ -196,6 +198,11 @@ def _check_value(value: Any, spec: Field, where: str) -> Any:
                 or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 2**31 for d in value)):
             raise InvalidInput(where, _short(value), f"expected a list of 1..{MAX_TENSOR_DIMS} sizes >= 0")
         value = list(value)
+    elif spec.kind == "sampling":
+        from engine.decoding import Sampling
+
+        Sampling.from_wire(value)           # raises InvalidInput naming sampling.<field>
+        value = dict(value)
     elif spec.kind == "stage":
         if not isinstance(value, dict):
             raise InvalidInput(where, _short(value), "expected an object")

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.decoding import Sampling
 from engine.errors import InvalidInput
 
 WANTS = ("token", "logits", "hidden")
@@ -45,12 +46,14 @@ class ForwardRequest:
     all_positions: bool
     route: tuple[str, ...]
     reply_to: str | None
+    sampling: Sampling | None = None        # how the last stage picks the token (None: greedy)
 
     def header_for_next(self) -> dict[str, Any]:
         """Fields of the `forward` this stage sends on to route[0]."""
         return {"request_id": self.request_id, "session_id": self.session_id, "position": self.position,
                 "want": self.want, "all_positions": self.all_positions, "route": list(self.route[1:]),
-                "reply_to": self.reply_to}
+                "reply_to": self.reply_to,
+                **({"sampling": self.sampling.wire()} if self.sampling is not None else {})}
 
 
 def parse_forward(header: dict[str, Any]) -> ForwardRequest:
@@ -62,6 +65,7 @@ def parse_forward(header: dict[str, Any]) -> ForwardRequest:
         all_positions=_bool(header, "all_positions", default=False),
         route=_route(header),
         reply_to=_address(header.get("reply_to"), "reply_to"),
+        sampling=Sampling.from_wire(header.get("sampling")),
     )
 
 

@@ -1,7 +1,8 @@
 """Serve one stage over a transport node: a table of frame handlers around a `StageExecutor`.
 
 Every accepted channel gets its own task; frames on one channel are handled in order. Compute runs
-on one worker thread (a stage computes one step at a time) so the event loop keeps answering pings
+on one worker thread behind the compute queue (engine.runner.batching: decode steps of different
+sessions waiting together run as one batched forward pass) so the event loop keeps answering pings
 and reading other channels meanwhile. A bad frame costs only itself: it is answered with an `error`
 frame and the channel keeps serving; a frame that loses the stream position (a length over the
 limits, a stream cut inside a frame) closes that one channel. Other channels and sessions go on.
@@ -22,15 +23,16 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
+from engine.decoding import pick_token
 from engine.errors import InvalidInput, PrismnError
+from engine.runner.batching import StepQueue
 from engine.runner.limits import RateLimiter, RunnerLimits, SessionOwners, payload_limit
 from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward
-from engine.runner.stage import StageExecutor
+from engine.runner.stage import StageExecutor, Step
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
 
@@ -73,7 +75,7 @@ class RunnerServer:
             "end_session": self._on_end_session,
             "ping": self._on_ping,
         }
-        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self.steps = StepQueue(executor)
         self._links: dict[str, Channel] = {}
         self._link_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,7 +169,7 @@ class RunnerServer:
             await link.close()
         self._links.clear()
         await self.node.close()
-        self._compute.shutdown(wait=False, cancel_futures=True)
+        self.steps.close()
 
     def allow_routes(self, addresses: list[str] | tuple[str, ...], token: str | None = None) -> None:
         """The addresses this runner may send to from now on (replaces the previous set); with a
@@ -252,8 +254,7 @@ class RunnerServer:
         if request.want == "hidden" and self.executor.last:
             raise InvalidInput("want", "hidden", "the last stage returns logits or a token")
         try:
-            output = await asyncio.get_running_loop().run_in_executor(
-                self._compute, self._compute_step, request, inputs)
+            output = await self._compute_step(request, inputs)
             self._owners.record(channel.peer, request.session_id, request.position + length)
             if request.route:
                 out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next())
@@ -269,15 +270,19 @@ class RunnerServer:
                                                   session_id=request.session_id, position=request.position)
         await self._deliver(channel, request.reply_to, out_header, out_payload)
 
-    def _compute_step(self, request: ForwardRequest, inputs: torch.Tensor) -> torch.Tensor:
+    async def _compute_step(self, request: ForwardRequest, inputs: torch.Tensor) -> torch.Tensor:
         executor = self.executor
         last_only = executor.last and not request.all_positions
-        output = executor.forward(request.session_id, request.position, inputs, last_only=last_only)
-        if not executor.last:
-            return output
-        if request.want == "token":
-            return output[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
-        return output.float().cpu()
+
+        def finish(output: torch.Tensor) -> torch.Tensor:        # on the compute thread
+            if not executor.last:
+                return output
+            if request.want == "token":
+                token = pick_token(output[0, -1], request.sampling, request.position + inputs.shape[1])
+                return torch.tensor([[token]], dtype=torch.int64)
+            return output.float().cpu()
+
+        return await self.steps.submit(Step(request.session_id, request.position, inputs), last_only, finish)
 
     # ---- sending --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pytest
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.coordinator.local_runners import runner_vram_gb
 from engine.coordinator.ticket import Ticket, decode_ticket
+from engine.decoding import Sampling
 from engine.errors import InfeasiblePlan
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.timeout(240)
 PROMPT = "Prismn places models"
 MAX_NEW_TOKENS = 48
 INGRESS = Ingress(lat=50.11, lon=8.68, name="Frankfurt")
+SEEDED = Sampling(temperature=1.0, top_k=40, seed=2026)
 CITIES = {"paris": (48.86, 2.35), "madrid": (40.42, -3.70), "warsaw": (52.23, 21.01)}
 
 
@@ -131,9 +133,15 @@ def test_deploy_reports_progress_and_generation_matches_the_monolithic_model(swa
     assert "".join(streamed) == result["text"]
     assert result["tokens_per_s"] > 0 and result["recoveries"] == 0
     assert result["g_co2"] == pytest.approx(MAX_NEW_TOKENS * plan.metrics.g_co2_per_1k_tokens / 1000)
+    sampled = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, sampling=SEEDED).result(60)
+    assert sampled["token_ids"] != reference                    # it really sampled
+    assert swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, sampling=SEEDED).result(60)["token_ids"] == \
+        sampled["token_ids"]
+    swarm.sampled_reference = sampled["token_ids"]
 
 
 def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_and_identical(swarm, reference):
+    """Sampled with a seed: the retry after the failover draws the very same tokens."""
     victim = swarm.coordinator.deployment_status()["plan"].stages[-1].peer_id
     killed_at = []
     dead_after_s = []
@@ -150,10 +158,10 @@ def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_a
                              for p in swarm.coordinator.all_peers()), 10, "the death")
         dead_after_s.append(time.monotonic() - killed_at[0])
 
-    result = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, on_token).result(120)
+    result = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, on_token, sampling=SEEDED).result(120)
     assert killed_at, "the generation ended before the runner could be killed"
     assert result["recoveries"] == 1
-    assert result["token_ids"] == reference
+    assert result["token_ids"] == swarm.sampled_reference
     assert "".join(streamed) == result["text"]                 # nothing repeated, nothing missing
     wait_for(lambda: dead_after_s, 10, "the death to be timed")
     assert dead_after_s[0] <= 3.3         # 3 missed beats of 1 s after the last one, checked every 0.1 s
