@@ -186,6 +186,7 @@ def _no_unknown_keys(obj: Mapping[str, Any], allowed: set[str], path: str) -> No
     for key in obj:
         if key not in allowed:
             where = f"{path}.{key}" if path else str(key)
+            where = where if key else f"{path or '<top level>'} key ''"      # an empty key still names a place
             raise InvalidInput(where, obj[key], "unknown field; expected one of " + ", ".join(sorted(allowed)))
 
 
