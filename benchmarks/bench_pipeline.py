@@ -148,7 +148,7 @@ class LoopBaseline:
 async def interleaved_rounds(baselines: dict, transport: str, runners: list, ids: list[int],
                              tokens: int, repeats: int, best: dict[str, float]) -> dict[str, list[int]]:
     """Round after round, each contender decodes once, so drifting load on a shared machine hits all alike."""
-    client = await open_pipeline(runners, transport)
+    client = await open_pipeline(transport, runners)
     outputs: dict[str, list[int]] = {}
     try:
         await greedy_generate(client, ids, 4, set(), session_id="warm-up")

@@ -68,8 +68,14 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=_int_flag("context"), default=4096, help="tokens of KV cache (default 4096)")
     p.add_argument("--batch", type=_int_flag("batch"), default=1)
     p.add_argument("--group-size", type=_int_flag("group_size"), default=128, help="int4 group size")
+    _device_kind_flag(p)
     p.add_argument("--safety-margin", type=_float_flag("safety_margin"), default=0.10,
                    help="fraction of each peer's free VRAM kept unused (default 0.10)")
+
+
+def _device_kind_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device-kind", default="cuda", choices=("cuda", "cpu"),
+                   help="how the peers hold int4 weights: packed (cuda, default) or one per byte (cpu)")
 
 
 def _swarm_flags(p: argparse.ArgumentParser) -> None:
@@ -117,6 +123,78 @@ def _float_flag(field: str):
     return _checked(parse)
 
 
+def _target_flags(p: argparse.ArgumentParser) -> None:
+    """Targets and placement constraints (engine.planning.targets), and exact mode."""
+    p.add_argument("--max-ms-per-token", type=_float_flag("max_ms_per_token"), default=None,
+                   help="carbon plan: est. ms/token at most this")
+    p.add_argument("--max-g-co2-per-1k", type=_float_flag("max_g_co2_per_1k"), default=None,
+                   help="carbon plan: gCO2 per 1,000 tokens at most this")
+    p.add_argument("--max-peers", type=_int_flag("max_peers"), default=None, help="both plans: at most N peers")
+    p.add_argument("--allow-countries", type=_checked(_countries("allow_countries")), default=None,
+                   help="both plans: only peers in these ISO 3166 alpha-2 countries, e.g. DE,FR")
+    p.add_argument("--deny-countries", type=_checked(_countries("deny_countries")), default=frozenset(),
+                   help="both plans: no peers in these countries")
+    p.add_argument("--exclude-peers", type=_checked(_peer_ids), default=frozenset(),
+                   help="both plans: never these peer ids (comma-separated)")
+    p.add_argument("--exact", action="store_true",
+                   help="carbon plan: solve the MILP (HiGHS) and certify the greedy plan's gap")
+    p.add_argument("--time-limit", type=_float_flag("time_limit"), default=10.0,
+                   help="exact mode's time limit in seconds (default 10)")
+
+
+def _countries(field_name: str):
+    def parse(text: str) -> frozenset[str]:
+        from engine.planning.targets import country_code
+
+        codes = [c for c in (part.strip() for part in text.split(",")) if c]
+        if not codes:
+            raise InvalidInput(field_name, text, "expected ISO 3166 alpha-2 codes such as DE,FR")
+        return frozenset(country_code(c, field_name) for c in codes)
+    parse.__name__ = field_name
+    return parse
+
+
+def _peer_ids(text: str) -> frozenset[str]:
+    ids = [p for p in (part.strip() for part in text.split(",")) if p]
+    if not ids:
+        raise InvalidInput("exclude_peers", text, "expected peer ids separated by commas")
+    return frozenset(ids)
+
+
+def _targets(args: argparse.Namespace):
+    from engine.planning.targets import Targets
+
+    return Targets(max_ms_per_token=args.max_ms_per_token, max_g_co2_per_1k=args.max_g_co2_per_1k,
+                   max_peers=args.max_peers, allow_countries=args.allow_countries,
+                   deny_countries=args.deny_countries, exclude_peers=args.exclude_peers)
+
+
+def _plan_pair(args: argparse.Namespace):
+    """(VRAM baseline, carbon plan, swarm) for the flags: plain sliders, to targets, or exact."""
+    fp = _footprint(args)
+    swarm = _swarm(args)
+    return (*_plans_for(args, fp, swarm), swarm)
+
+
+def _plans_for(args: argparse.Namespace, fp, swarm):
+    from engine.planning.planner import plan_both
+
+    targets = _targets(args)
+    if targets.allow_countries is not None or targets.deny_countries:
+        from engine.swarm import with_countries
+
+        swarm = with_countries(swarm)
+    if args.exact:
+        from engine.planning.exact import plan_both_exact
+
+        return plan_both_exact(fp, swarm.peers, swarm.ingress, args.weights, targets, args.time_limit)
+    if targets.any:
+        from engine.planning.to_targets import plan_both_to_targets
+
+        return plan_both_to_targets(fp, swarm.peers, swarm.ingress, args.weights, targets)
+    return plan_both(fp, swarm.peers, swarm.ingress, args.weights)
+
+
 def _coordinate_flag(field: str, limit: float):
     def parse(text: str) -> float:
         try:
@@ -134,18 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="place a model on a swarm with one policy")
     _model_flags(plan)
     _swarm_flags(plan)
+    _target_flags(plan)
     plan.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.CARBON.value)
     plan.add_argument("--json", action="store_true", help="print the prismn.plan/1 JSON")
 
     compare = sub.add_parser("compare", help="both policies side by side")
     _model_flags(compare)
     _swarm_flags(compare)
+    _target_flags(compare)
     compare.add_argument("--json", action="store_true", help="print {\"vram\": plan, \"carbon\": plan}")
 
     inspect = sub.add_parser("inspect-model", help="parameter and byte sizes of a model")
     inspect.add_argument("model")
     inspect.add_argument("--quant", default="bf16")
     inspect.add_argument("--group-size", type=_int_flag("group_size"), default=128)
+    _device_kind_flag(inspect)
     inspect.add_argument("--json", action="store_true")
 
     add_carbon_parser(sub, _coordinate_flag)
@@ -159,7 +240,7 @@ def _footprint(args: argparse.Namespace):
 
     spec = load_spec(args.model)
     return footprint(spec, quant=args.quant, context=args.context, batch=args.batch,
-                     group_size=args.group_size, safety_margin=args.safety_margin)
+                     group_size=args.group_size, safety_margin=args.safety_margin, device_kind=args.device_kind)
 
 
 def _swarm(args: argparse.Namespace):
@@ -172,9 +253,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from engine.plan_text import describe_plan
     from engine.planning.planner import make_plan
 
-    fp = _footprint(args)
-    swarm = _swarm(args)
-    plan = make_plan(fp, swarm.peers, swarm.ingress, Policy(args.policy), args.weights)
+    if args.exact and args.policy != Policy.CARBON.value:
+        raise InvalidInput("exact", args.policy, "exact mode plans the carbon policy")
+    if args.exact or _targets(args).any:
+        vram_plan, carbon_plan, swarm = _plan_pair(args)
+        plan = carbon_plan if args.policy == Policy.CARBON.value else vram_plan
+    else:
+        swarm = _swarm(args)
+        plan = make_plan(_footprint(args), swarm.peers, swarm.ingress, Policy(args.policy), args.weights)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else
           describe_plan(plan) + "\n" + signal_summary(swarm.signals, args.signal))
     return EXIT_OK if plan.feasible else EXIT_INFEASIBLE
@@ -182,11 +268,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from engine.plan_text import compare_plans
-    from engine.planning.planner import plan_both
 
-    fp = _footprint(args)
-    swarm = _swarm(args)
-    vram_plan, carbon_plan = plan_both(fp, swarm.peers, swarm.ingress, args.weights)
+    vram_plan, carbon_plan, swarm = _plan_pair(args)
     if args.json:
         print(json.dumps({"vram": vram_plan.to_dict(), "carbon": carbon_plan.to_dict()}, indent=2))
     else:
@@ -197,7 +280,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from engine.model import inspect_model, load_spec
 
-    info = inspect_model(load_spec(args.model), quant=args.quant, group_size=args.group_size)
+    info = inspect_model(load_spec(args.model), quant=args.quant, group_size=args.group_size,
+                         device_kind=args.device_kind)
     if args.json:
         print(json.dumps(info, indent=2))
     else:

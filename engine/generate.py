@@ -1,4 +1,4 @@
-"""`python -m engine generate`: greedy generation through a pipeline of runner processes.
+"""`python -m engine generate`: generation through a pipeline of runner processes (engine.decoding's loop).
 
 This process is the ingress: it tokenizes, starts one `python -m engine.runner` per stage, and sends
 each step to the first stage with the route of the remaining stages; hidden states go runner to
@@ -24,18 +24,28 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from engine.decoding import (
+    GREEDY,
+    Sampling,
+    TextStream,
+    check_max_tokens,
+    check_stop,
+    decode,
+    eos_token_ids,
+    load_tokenizer,
+    prompt_ids,
+)
 from engine.errors import InvalidInput, PrismnError
 from engine.paths import REPO_ROOT
 from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, Location, WanEmulation
 
 READY_TIMEOUT_S = 600.0
 STEP_TIMEOUT_S = 300.0
-ROUTES_ACK_TIMEOUT_S = 60.0      # a runner applies new routes in milliseconds; slow only when starved
+ROUTES_ACK_S = 60.0      # a runner applies new routes in milliseconds; slow only when starved
 
 
 # ---- runner processes -------------------------------------------------------------------------
@@ -48,6 +58,7 @@ class RunnerProcess:
     layers: tuple[int, int]
     process: subprocess.Popen
     ready: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None         # the access token its pipeline's clients present (open_pipeline)
     # The runner's stderr (loading progress, logs), read as it comes: an unread pipe fills up (64 KiB)
     # and then blocks the runner mid-load or mid-generation. Only the last lines are kept, for errors.
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES))
@@ -85,15 +96,17 @@ class RunnerProcess:
                 stream.close()
 
 
-def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str = "fp32",
+def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "iroh", dtype: str | None = "fp32",
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  ready_timeout_s: float = READY_TIMEOUT_S, locations: list[Location] | None = None,
+                  ready_timeout_s: float = READY_TIMEOUT_S, restrict_routes: bool = True,
+                  quant: str | None = None, locations: list[Location] | None = None,
                   wan_bandwidth_mbps: float | None = None) -> list[RunnerProcess]:
     """Start one runner process per stage (all load at once) and wait for each one's ready line.
 
-    The runners send only to addresses later given by `assign_routes` (over their stdin), never to
-    any address a frame names. With `locations` (one (lat, lon) per stage) each runner sits at its
-    place and delays its frames as the WAN between places would (`wan_bandwidth_mbps`)."""
+    `restrict_routes`: the runners take the addresses they may send to from `assign_routes` (over
+    their stdin; `open_pipeline` does it), never any address a frame names; without it, they answer
+    only on a request's own channel. With `locations` (one (lat, lon) per stage) each runner sits at
+    its place and delays its frames as the WAN between places would (`wan_bandwidth_mbps`)."""
     if locations is not None and len(locations) != len(stages):
         raise InvalidInput("locations", len(locations), f"expected one (lat, lon) per stage ({len(stages)})")
     runners: list[RunnerProcess] = []
@@ -102,13 +115,15 @@ def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "i
     try:
         for index, (start, end) in enumerate(stages):
             command = [sys.executable, "-m", "engine.runner", "--model", model, "--layers", f"{start}:{end}",
-                       "--listen", transport, "--dtype", dtype, "--routes-from-stdin", *(extra_args or [])]
+                       "--listen", transport, *_dtype_args(dtype, quant), *(extra_args or [])]
+            if restrict_routes:
+                command.append("--routes-from-stdin")
             if locations is not None:
                 lat, lon = locations[index]
                 command += ["--lat", str(lat), "--lon", str(lon), "--emulate-wan"]
                 if wan_bandwidth_mbps is not None:
                     command += ["--wan-bandwidth-mbps", str(wan_bandwidth_mbps)]
-            process = subprocess.Popen(command, stdin=subprocess.PIPE,
+            process = subprocess.Popen(command, stdin=subprocess.PIPE if restrict_routes else subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        env=child_env, cwd=str(REPO_ROOT))
             runners.append(RunnerProcess((start, end), process))
@@ -120,7 +135,23 @@ def start_runners(model: str, stages: list[tuple[int, int]], transport: str = "i
     return runners
 
 
+def _dtype_args(dtype: str | None, quant: str | None) -> list[str]:
+    return [*(["--dtype", dtype] if dtype else []), *(["--quant", quant] if quant else [])]
+
+
 def _read_ready(runner: RunnerProcess, timeout_s: float) -> dict[str, Any]:
+    record = _read_record(runner, "ready", timeout_s)
+    if record is None:
+        raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not become ready: "
+                          f"{_stderr_tail(runner)}")
+    if record["ready"] is False:
+        raise InvalidInput(record.get("field") or "runner", f"{runner.layers[0]}:{runner.layers[1]}",
+                           record.get("error", "runner refused to start"))
+    return record
+
+
+def _read_record(runner: RunnerProcess, key: str, timeout_s: float) -> dict[str, Any] | None:
+    """The next JSON line the runner prints on stdout that holds `key` (None if none comes in time)."""
     import selectors
 
     deadline = time.monotonic() + timeout_s
@@ -139,13 +170,9 @@ def _read_ready(runner: RunnerProcess, timeout_s: float) -> dict[str, Any]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("ready") is True:
+            if isinstance(record, dict) and key in record:
                 return record
-            if record.get("ready") is False:
-                raise InvalidInput(record.get("field") or "runner", f"{runner.layers[0]}:{runner.layers[1]}",
-                                   record.get("error", "runner refused to start"))
-    tail = _stderr_tail(runner)
-    raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not become ready: {tail}")
+    return None
 
 
 def _stderr_tail(runner: RunnerProcess) -> str:
@@ -157,52 +184,38 @@ def _stderr_tail(runner: RunnerProcess) -> str:
     return "".join(runner.stderr_tail)[-2000:]
 
 
-def assign_routes(runners: list[RunnerProcess], addresses: list[str],
+def assign_routes(runners: list[RunnerProcess], addresses: list[str], token: str | None = None,
                   locations: dict[str, Location] | None = None) -> None:
-    """Tell the runners the only addresses they may send to: the pipeline's stages and the ingress (a
-    frame's `reply_to`), and where each one is (emulated WAN). Each call replaces the previous list."""
-    line = json.dumps({"routes": list(addresses), "locations": {a: list(p) for a, p in (locations or {}).items()}})
-    line += "\n"
-    _write_routes(runners, line)
-    for runner in runners:            # applied once each says so: a step sent now is never refused
-        _read_json_line(runner, "routes_assigned", ROUTES_ACK_TIMEOUT_S)
-
-
-def _write_routes(runners: list[RunnerProcess], line: str) -> None:
+    """Tell runners started with `restrict_routes` the only addresses they may send to: the pipeline's
+    stages and the ingress (a frame's `reply_to`), and where each one is (emulated WAN). Each call
+    replaces the previous list. With a `token`, the runners serve only channels that present it
+    (`PipelineClient.open(token=...)`). Returns once every runner has confirmed (so the next step
+    cannot race the assignment)."""
+    line = json.dumps({"routes": list(addresses), **({"token": token} if token else {}),
+                       "locations": {a: list(p) for a, p in (locations or {}).items()}}) + "\n"
     for runner in runners:
         if runner.process.stdin is None:
-            raise InvalidInput("runners", runner.layers, "this runner's stdin is closed: it takes no routes")
+            raise InvalidInput("restrict_routes", False, f"runner {runner.layers} was started without it "
+                               "(its stdin is closed: it takes no routes)")
         try:
             runner.process.stdin.write(line)
             runner.process.stdin.flush()
         except BrokenPipeError:
             raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} has exited: "
                               f"{_stderr_tail(runner)}") from None
+    for runner in runners:
+        record = _read_record(runner, "routes_assigned", ROUTES_ACK_S)
+        if record is None or record["routes_assigned"] is False:
+            raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not take the routes: "
+                              f"{(record or {}).get('error') or _stderr_tail(runner)}")
 
 
-def _read_json_line(runner: RunnerProcess, key: str, timeout_s: float) -> dict[str, Any]:
-    """The next JSON line on the runner's stdout that has `key`."""
-    import selectors
-
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as selector:
-        selector.register(runner.process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
-                if runner.process.poll() is not None:
-                    break
-                continue
-            line = runner.process.stdout.readline()
-            if not line:
-                break
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and key in record:
-                return record
-    raise PrismnError(f"runner for layers {runner.layers[0]}:{runner.layers[1]} did not confirm its {key}: "
-                      f"{_stderr_tail(runner)}")
+def pipeline_token(runners: list[RunnerProcess]) -> str:
+    """The access token of a set of runners (made on first use): every client of theirs presents it."""
+    token = runners[0].token or secrets.token_hex(16)
+    for runner in runners:
+        runner.token = token
+    return token
 
 
 def stop_runners(runners: list[RunnerProcess]) -> None:
@@ -211,7 +224,6 @@ def stop_runners(runners: list[RunnerProcess]) -> None:
 
 
 # ---- the ingress side of the pipeline ---------------------------------------------------------
-
 
 
 class PipelineClient:
@@ -237,27 +249,31 @@ class PipelineClient:
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
-    async def open(cls, transport: str, addresses: list[str], wan: WanEmulation | None = None,
-                   first_location: Location | None = None) -> PipelineClient:
+    async def open(cls, transport: str, addresses: list[str], token: str | None = None,
+                   wan: WanEmulation | None = None, first_location: Location | None = None) -> PipelineClient:
         from engine.runner.server import open_node
 
         if not addresses:
             raise InvalidInput("stages", [], "expected at least one runner address")
         client = cls(await open_node(transport), addresses, wan, first_location)
         client._first = await client.node.connect(addresses[0])
+        if token is not None:                       # the runners' access token (assign_routes)
+            await client._first.send({"type": "hello", "token": token})
         client._spawn(client._read_replies(client._first, first=True))
         client._spawn(client._accept_loop())
         return client
 
     async def forward(self, session_id: str, position: int, inputs: torch.Tensor, want: str = "token",
-                      all_positions: bool = False, timeout_s: float = STEP_TIMEOUT_S) -> torch.Tensor:
+                      all_positions: bool = False, timeout_s: float = STEP_TIMEOUT_S,
+                      sampling: dict[str, Any] | None = None) -> torch.Tensor:
         from engine.transport.frames import frame_to_tensor, tensor_to_frame
 
         # Unguessable: anyone who can reach this node could otherwise post a `result` for the next id.
         request_id = secrets.randbits(52)
         header, payload = tensor_to_frame(
             "forward", inputs, request_id=request_id, session_id=session_id, position=position, want=want,
-            all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address)
+            all_positions=all_positions, route=self.addresses[1:], reply_to=self.node.address,
+            **({"sampling": sampling} if sampling is not None else {}))
         try:
             reply, reply_payload = await self._request(("request", request_id), header, payload, timeout_s)
         except TimeoutError:
@@ -352,21 +368,23 @@ class PipelineClient:
         task.add_done_callback(self._tasks.discard)
 
 
-async def open_pipeline(runners: list[RunnerProcess], transport: str,
+async def open_pipeline(transport: str, runners: list[RunnerProcess],
                         ingress: Location | None = None) -> PipelineClient:
-    """A client at the ingress of `runners` (in stage order), with the routes assigned to them.
-    Given the ingress's place, the ingress -> first stage leg is emulated too when runners emulate."""
+    """A client for runners this process started: they are assigned the routes (their own stages and
+    this client) and a fresh access token, which the client presents; strangers get nothing. Given
+    the ingress's place, the ingress -> first stage leg is emulated too when the runners emulate."""
+    token = pipeline_token(runners)
     addresses = [r.address for r in runners]
     places = [_location(r.ready) for r in runners]
     emulated = ingress is not None and all(r.ready.get("emulated_wan") for r in runners)
     wan = WanEmulation(ingress, runners[0].ready.get("wan_bandwidth_mbps") or DEFAULT_BANDWIDTH_MBPS) \
         if emulated else None
-    client = await PipelineClient.open(transport, addresses, wan, places[0])
+    client = await PipelineClient.open(transport, addresses, token=token, wan=wan, first_location=places[0])
     try:
         locations = {a: p for a, p in zip(addresses, places, strict=True) if p is not None}
         if ingress is not None:
             locations[client.node.address] = ingress
-        assign_routes(runners, [*addresses, client.node.address], locations)
+        await asyncio.to_thread(assign_routes, runners, [*addresses, client.node.address], token, locations)
     except BaseException:
         await client.close()
         raise
@@ -378,59 +396,39 @@ def _location(ready: dict[str, Any]) -> Location | None:
     return None if lat is None or lon is None else (float(lat), float(lon))
 
 
-async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
-                          eos_ids: set[int], session_id: str = "gen-1") -> dict[str, Any]:
-    """Greedy decoding through the pipeline; stops at an EOS token (kept in the output, as HF does)."""
-    new_ids: list[int] = []
-    started = time.perf_counter()
-    inputs = torch.tensor([prompt_ids], dtype=torch.int64)
-    position = 0
-    first_token_s = None
+def pipeline_step(client: PipelineClient, session_id: str):
+    """The decoding loop's `step` over a runner chain: ids in at the first runner, the last one's token back."""
+    async def step(ids: list[int], position: int, sampling: dict[str, Any] | None) -> int:
+        tensor = await client.forward(session_id, position, torch.tensor([ids], dtype=torch.int64),
+                                      want="token", sampling=sampling)
+        return int(tensor.reshape(-1)[-1])
+    return step
+
+
+async def generate_through(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
+                           eos_ids: set[int] | frozenset[int], sampling: Sampling = GREEDY,
+                           stream: TextStream | None = None, session_id: str | None = None) -> dict[str, Any]:
+    """engine.decoding's loop through the pipeline; ends the runners' session afterwards.
+    The session id is unguessable unless given (runners also bind it to this client's connection)."""
+    session_id = session_id or f"gen-{secrets.token_hex(12)}"
     try:
-        for _ in range(max_new_tokens):
-            token = int(await client.forward(session_id, position, inputs, want="token"))
-            if first_token_s is None:
-                first_token_s = time.perf_counter() - started
-            position += inputs.shape[1]
-            new_ids.append(token)
-            if token in eos_ids:
-                break
-            inputs = torch.tensor([[token]], dtype=torch.int64)
+        result = await decode(pipeline_step(client, session_id), prompt_ids, sampling, max_new_tokens,
+                              eos_ids, stream)
     finally:
         await client.end_session(session_id)
-    total_s = time.perf_counter() - started
-    decode_s = total_s - (first_token_s or 0.0)
+    new_ids, total_s = result.token_ids, result.total_s
+    decode_s = total_s - result.first_token_s
     decode_tokens = max(0, len(new_ids) - 1)
-    return {"token_ids": new_ids, "total_s": total_s, "prefill_s": first_token_s,
+    return {"token_ids": new_ids, "finish_reason": result.finish_reason, "total_s": total_s,
+            "prefill_s": result.first_token_s,
             "tokens_per_s": len(new_ids) / total_s if total_s > 0 else 0.0,
             "decode_tokens_per_s": decode_tokens / decode_s if decode_s > 0 and decode_tokens else None}
 
 
-# ---- tokenizer side ---------------------------------------------------------------------------
-
-def load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
-def prompt_ids(tokenizer, prompt: str, chat: bool) -> list[int]:
-    if chat:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(prompt)["input_ids"])
-
-
-def eos_token_ids(folder: Path, tokenizer) -> set[int]:
-    ids: set[int] = set()
-    generation = Path(folder) / "generation_config.json"
-    if generation.is_file():
-        value = json.loads(generation.read_text()).get("eos_token_id")
-        ids.update(value if isinstance(value, list) else [value] if value is not None else [])
-    if not ids and tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
+async def greedy_generate(client: PipelineClient, prompt_ids: list[int], max_new_tokens: int,
+                          eos_ids: set[int], session_id: str | None = None) -> dict[str, Any]:
+    """Greedy decoding through the pipeline; stops at an EOS token (kept in the output, as HF does)."""
+    return await generate_through(client, prompt_ids, max_new_tokens, eos_ids, session_id=session_id)
 
 
 def parse_locations(text: str, count: int) -> list[Location]:
@@ -472,8 +470,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stages", required=True, help="layer ranges, e.g. 0:10,10:20,20:30")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0, help="0 = off")
+    parser.add_argument("--seed", type=int, default=None, help="same seed, same text (default: random)")
+    parser.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     parser.add_argument("--transport", default="iroh", choices=("iroh", "tcp"))
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--quant", default=None, choices=("fp32", "bf16", "fp16", "int8", "int4"),
+                        help="how the stages hold their weights (default: --dtype, else fp32)")
+    parser.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"),
+                        help="compute dtype (default: the quant's own; bf16 for int8/int4)")
     parser.add_argument("--chat", dest="chat", action="store_true", default=None,
                         help="apply the chat template (default: on when the tokenizer has one)")
     parser.add_argument("--no-chat", dest="chat", action="store_false")
@@ -488,10 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_pipeline(args: argparse.Namespace, runners: list[RunnerProcess], ids: list[int],
-                        eos: set[int]) -> dict[str, Any]:
-    client = await open_pipeline(runners, args.transport, args.ingress)
+                        eos: frozenset[int], sampling: Sampling, stream: TextStream) -> dict[str, Any]:
+    client = await open_pipeline(args.transport, runners, args.ingress)
     try:
-        return await greedy_generate(client, ids, args.max_new_tokens, eos)
+        return await generate_through(client, ids, args.max_new_tokens, eos, sampling, stream)
     finally:
         await client.close()
 
@@ -500,8 +506,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.runner.model_source import resolve_model
     from engine.runner.shards import load_config
 
-    if args.max_new_tokens < 1:
-        raise InvalidInput("max_new_tokens", args.max_new_tokens, "expected >= 1")
+    check_max_tokens(args.max_new_tokens, "max_new_tokens")
+    sampling = Sampling.create(args.temperature, args.top_p, args.top_k, args.seed).with_seed(secrets.randbits(63))
+    stop = check_stop(args.stop)
     source = resolve_model(args.model)              # converts a GGUF once, before the runners start
     config = load_config(source.folder)
     stages = parse_stages(args.stages)
@@ -512,20 +519,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chat = source.instruct if args.chat is None else args.chat
     ids = prompt_ids(tokenizer, args.prompt, chat)
     eos = eos_token_ids(source.folder, tokenizer)
+    stream = TextStream(tokenizer, stop=stop)
     locations = parse_locations(args.locations, len(stages)) if args.locations else None
     args.ingress = parse_locations(args.ingress, 1)[0] if args.ingress else (locations[0] if locations else None)
-    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, locations=locations,
-                            wan_bandwidth_mbps=args.wan_bandwidth_mbps)
+    runners = start_runners(str(source.folder), stages, args.transport, args.dtype, restrict_routes=True,
+                            quant=args.quant, locations=locations, wan_bandwidth_mbps=args.wan_bandwidth_mbps)
     try:
-        result = asyncio.run(_run_pipeline(args, runners, ids, eos))
+        result = asyncio.run(_run_pipeline(args, runners, ids, eos, sampling, stream))
     finally:
         stop_runners(runners)
     return {
-        "model": source.name, "transport": args.transport, "dtype": args.dtype, "chat": chat,
-        "prompt_ids": ids, "text": tokenizer.decode(result["token_ids"], skip_special_tokens=True),
+        "model": source.name, "transport": args.transport, "dtype": runners[0].ready.get("dtype"),
+        "quant": runners[0].ready.get("quant"), "chat": chat,
+        "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
+                     "seed": sampling.seed},
+        "prompt_ids": ids, "text": stream.sent,
         **result,
         "stages": [{"layers": list(r.layers), "address": r.address, "load_s": r.ready.get("load_s"),
-                    "device": r.ready.get("device"), "metrics": r.ready.get("metrics"), "pid": r.ready.get("pid")}
+                    "device": r.ready.get("device"), "metrics": r.ready.get("metrics"), "pid": r.ready.get("pid"),
+                    "weight_bytes": r.ready.get("memory", {}).get("weight_bytes"), "memory": r.ready.get("memory")}
                    for r in runners],
     }
 

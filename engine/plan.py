@@ -67,6 +67,10 @@ class Plan:
     shortfall_gb: float | None = None
     shortfall_layers: int | None = None
     schema: str = field(default=SCHEMA)
+    # Optional (planning to targets, exact mode); absent from the JSON when None.
+    targets: dict[str, Any] | None = None      # the constraints asked (engine.planning.targets)
+    binding: dict[str, Any] | None = None      # {constraint, asked, reachable, message}
+    certificate: dict[str, Any] | None = None  # {objective, optimum, bound, gap, ...}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,6 +86,9 @@ class Plan:
         if not self.feasible:
             out["shortfall_gb"] = self.shortfall_gb
             out["shortfall_layers"] = self.shortfall_layers
+        for name in _OPTIONAL_OBJECTS:
+            if getattr(self, name) is not None:
+                out[name] = dict(getattr(self, name))
         return out
 
     @classmethod
@@ -90,6 +97,33 @@ class Plan:
 
 
 # ---- validation of plans that crossed a file or the network -------------------------------
+
+_OPTIONAL_OBJECTS = ("targets", "binding", "certificate")
+_BINDING_KEYS = ("constraint", "message")
+_CERTIFICATE_NUMBERS = ("optimum", "bound")
+_CERTIFICATE_OPTIONAL = ("objective", "gap")   # null when no greedy plan met the targets
+
+
+def _optional_objects(data: dict[str, Any]) -> dict[str, Any]:
+    """targets / binding / certificate when present: JSON objects with their key fields checked."""
+    out: dict[str, Any] = {}
+    for name in _OPTIONAL_OBJECTS:
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise InvalidInput(name, value, "expected an object or null")
+        out[name] = value
+    if "binding" in out:
+        for key in _BINDING_KEYS:
+            _require(out["binding"], key, str, "binding.")
+    if "certificate" in out:
+        for key in _CERTIFICATE_NUMBERS:
+            _require(out["certificate"], key, float, "certificate.")
+        for key in _CERTIFICATE_OPTIONAL:
+            if out["certificate"].get(key) is not None:
+                _require(out["certificate"], key, float, "certificate.")
+    return out
 
 def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in data:
@@ -163,16 +197,21 @@ def _parse_plan(data: Any) -> Plan:
             g_co2_per_1k_tokens=_require(m, "g_co2_per_1k_tokens", float, "metrics."),
             vram_utilization=_require(m, "vram_utilization", float, "metrics."),
         )
+    extra = _optional_objects(data)
     if feasible:
         _check_layers_cover(stages, model.num_layers)
         if metrics is None:     # every reader of a feasible plan (CLI, GUI, store) shows them
             raise InvalidInput("metrics", data.get("metrics"), "a feasible plan carries its metrics")
         return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,
-                    ingress=ingress, feasible=True, stages=stages, metrics=metrics)
+                    ingress=ingress, feasible=True, stages=stages, metrics=metrics, **extra)
+    if "binding" in extra and data.get("shortfall_gb") is None:
+        # Infeasible because of a target, not VRAM: the binding constraint says why.
+        return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,
+                    ingress=ingress, feasible=False, stages=(), metrics=metrics, **extra)
     return Plan(policy=_require(data, "policy", str, ""), weights=weights, model=model,
                 ingress=ingress, feasible=False, stages=(), metrics=metrics,
                 shortfall_gb=_require(data, "shortfall_gb", float, ""),
-                shortfall_layers=_require(data, "shortfall_layers", int, ""))
+                shortfall_layers=_require(data, "shortfall_layers", int, ""), **extra)
 
 
 def _check_layers_cover(stages: tuple[Stage, ...], num_layers: int) -> None:

@@ -23,8 +23,22 @@ def percent_change(baseline: float, other: float) -> float | None:
 
 
 def shortfall_message(plan: Plan) -> str:
+    """Why an infeasible plan is: the binding target when one binds, else the VRAM shortfall."""
+    if plan.binding is not None:
+        return f"infeasible: {plan.binding['message']}"
     return (f"infeasible: the swarm is short by {plan.shortfall_gb:.2f} GB "
             f"and {plan.shortfall_layers} layer(s)")
+
+
+def certificate_message(plan: Plan) -> str | None:
+    """'greedy plan within 1.8 % of optimal (proven optimum)' for a plan with a certificate."""
+    cert = plan.certificate
+    if cert is None:
+        return None
+    proof = "proven optimum" if cert.get("proven_optimal") else "best bound after the time limit"
+    if cert.get("gap") is None:
+        return f"no greedy plan met the targets; the exact plan does ({proof})"
+    return f"greedy plan within {cert['gap'] * 100:.1f} % of optimal ({proof})"
 
 
 def comparison_rows(baseline: Plan, other: Plan) -> list[tuple[str, str, str, str]]:
@@ -67,7 +81,8 @@ def describe_plan(plan: Plan) -> str:
     summary = (f"{m.peers_used} peers, tour {m.tour_km:,.0f} km, {m.est_ms_per_token:.1f} ms/token, "
                f"{m.g_co2_per_1k_tokens:.3g} gCO2/1k tokens, {m.avg_carbon_g_per_kwh:.0f} gCO2/kWh, "
                f"VRAM {m.vram_utilization:.0%}")
-    return f"{title}\n{stages}\n{summary}"
+    certificate = certificate_message(plan)
+    return f"{title}\n{stages}\n{summary}" + (f"\n{certificate}" if certificate else "")
 
 
 def compare_plans(vram_plan: Plan, carbon_plan: Plan) -> str:
@@ -79,4 +94,7 @@ def compare_plans(vram_plan: Plan, carbon_plan: Plan) -> str:
             parts.append(_table(("#", "peer", "GPU", "layers", "VRAM GB", "gCO2/kWh"), stage_rows(plan)))
         else:
             parts.append(f"\n{name}: {shortfall_message(plan)}")
+    certificate = certificate_message(carbon_plan)
+    if certificate:
+        parts.append(f"\n{certificate}")
     return "\n".join(parts)

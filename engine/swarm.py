@@ -6,7 +6,8 @@ Format (JSON object):
                 "carbon_g_per_kwh": 40,      # optional: explicit value, wins over everything
                 "region": "europe-west9",    # optional: Google Cloud region for the offline value
                 "gpu": "A100 80GB",          # optional: GPU table name (engine.planning.gpus)
-                "tflops": 312, "power_w": 400, "rtt_ms": 9.5}],   # optional overrides
+                "tflops": 312, "power_w": 400, "rtt_ms": 9.5,     # optional overrides
+                "country": "FR"}],           # optional: ISO 3166 alpha-2, else found by location
      "description": "..."}                   # optional, ignored
 Every bad value raises InvalidInput naming its path (``peers[2].free_vram_gb``) and the value.
 Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a value.
@@ -14,19 +15,21 @@ Unknown keys are rejected too, so a typo ("free_vram") cannot silently drop a va
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.carbon import CarbonResolver
 from engine.carbon_values import CarbonSignal, SignalKind
 from engine.errors import InvalidInput
 from engine.paths import ASSETS_DIR
+from engine.planning.targets import country_code
 from engine.planning.types import Ingress, Peer
-from engine.validate import finite_number
+from engine.validate import finite_number, printable_text, read_json_file
 
 DEMO_SWARM_PATH = ASSETS_DIR / "swarms" / "demo.json"
 MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a stray multi-GB file
@@ -34,7 +37,7 @@ MAX_PEERS_FILE_BYTES = 16 * 2**20  # a peers file is small; refuse to read a str
 _ROOT_KEYS = {"ingress", "peers", "description"}
 _INGRESS_KEYS = {"name", "lat", "lon"}
 _PEER_REQUIRED = ("id", "lat", "lon", "free_vram_gb")
-_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms")
+_PEER_OPTIONAL = ("carbon_g_per_kwh", "region", "gpu", "tflops", "power_w", "rtt_ms", "country")
 
 
 @dataclass(frozen=True)
@@ -118,22 +121,7 @@ def load_swarm(
     signal: SignalKind = SignalKind.AVERAGE,
 ) -> Swarm:
     """Read and parse a peers file; unreadable files and bad JSON raise InvalidInput("peers_file", path, ...)."""
-    path = Path(path)
-    try:
-        if path.stat().st_size > MAX_PEERS_FILE_BYTES:
-            raise InvalidInput("peers_file", str(path), f"larger than {MAX_PEERS_FILE_BYTES} bytes")
-        # utf-8-sig: Windows editors (Notepad, PowerShell 5 Out-File) start UTF-8 with a BOM.
-        text = path.read_text(encoding="utf-8-sig")
-    except InvalidInput:
-        raise
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput("peers_file", str(path), f"cannot read: {error}") from error
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(
-            "peers_file", str(path), f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
-        ) from error
+    data = read_json_file(path, "peers_file", MAX_PEERS_FILE_BYTES)
     return parse_swarm(data, resolver=resolver, ingress_override=ingress_override, signal=signal)
 
 
@@ -156,16 +144,36 @@ def _peer_fields(raw: Any, path: str) -> dict[str, Any]:
     peer_id = _text(obj["id"], f"{path}.id")
     lat = _coordinate(obj, "lat", path, 90.0)
     lon = _coordinate(obj, "lon", path, 180.0)
-    free_vram_gb = _number(obj["free_vram_gb"], f"{path}.free_vram_gb", minimum=0.0)
-    explicit = _optional_number(obj, "carbon_g_per_kwh", path, minimum=0.0)
+    # Upper bounds far above any real device or grid, low enough that no estimate overflows to inf.
+    free_vram_gb = _number(obj["free_vram_gb"], f"{path}.free_vram_gb", minimum=0.0, maximum=1e6)
+    explicit = _optional_number(obj, "carbon_g_per_kwh", path, minimum=0.0, maximum=5000.0)
     region = _optional_text(obj, "region", path)
     gpu = _optional_text(obj, "gpu", path)
     # Zero TFLOPS or zero watts would make time and energy estimates meaningless (divide by zero).
-    tflops = _optional_number(obj, "tflops", path, minimum=0.0, allow_zero=False)
-    power_w = _optional_number(obj, "power_w", path, minimum=0.0, allow_zero=False)
-    rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0)
+    tflops = _optional_number(obj, "tflops", path, minimum=0.001, maximum=1e5)
+    power_w = _optional_number(obj, "power_w", path, minimum=0.001, maximum=1e5)
+    rtt_ms = _optional_number(obj, "rtt_ms", path, minimum=0.0, maximum=1e6)
+    country = _optional_text(obj, "country", path)
+    if country is not None:
+        country = country_code(country, f"{path}.country")
     return dict(id=peer_id, lat=lat, lon=lon, free_vram_gb=free_vram_gb, explicit=explicit, region=region,
-                gpu=gpu, tflops=tflops, power_w=power_w, rtt_ms=rtt_ms)
+                gpu=gpu, tflops=tflops, power_w=power_w, rtt_ms=rtt_ms, country=country)
+
+
+def with_countries(swarm: Swarm, resolver: CarbonResolver | None = None) -> Swarm:
+    """The swarm with each peer's country (ISO 3166 alpha-2) found under its coordinates where the
+    file did not give one: the same Natural Earth lookup the carbon resolver uses. Done on demand
+    (placement by country), since reading the country polygons takes about a second."""
+    if all(p.country is not None for p in swarm.peers):
+        return swarm
+    locator = (resolver if resolver is not None else CarbonResolver(use_env=False)).locator
+    todo = [i for i, p in enumerate(swarm.peers) if p.country is None]
+    found = locator.locate_many(np.array([swarm.peers[i].lat for i in todo]),
+                                np.array([swarm.peers[i].lon for i in todo]))
+    peers = list(swarm.peers)
+    for i, country in zip(todo, found, strict=True):
+        peers[i] = replace(peers[i], country=country.iso2 if country is not None else None)
+    return replace(swarm, peers=tuple(peers))
 
 
 def _object(raw: Any, path: str) -> Mapping[str, Any]:
@@ -178,12 +186,14 @@ def _no_unknown_keys(obj: Mapping[str, Any], allowed: set[str], path: str) -> No
     for key in obj:
         if key not in allowed:
             where = f"{path}.{key}" if path else str(key)
+            where = where if key else f"{path or '<top level>'} key ''"      # an empty key still names a place
             raise InvalidInput(where, obj[key], "unknown field; expected one of " + ", ".join(sorted(allowed)))
 
 
 def _text(raw: Any, path: str) -> str:
     if not isinstance(raw, str):
         raise InvalidInput(path, raw, f"expected a string, got {_kind(raw)}")
+    printable_text(raw, path)            # ids and names reach terminals and tables
     if not raw.strip():
         raise InvalidInput(path, raw, "must not be empty")
     return raw.strip()
@@ -195,16 +205,18 @@ def _optional_text(obj: Mapping[str, Any], key: str, path: str) -> str | None:
     return _text(obj[key], f"{path}.{key}")
 
 
-def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool = True) -> float:
-    return finite_number(raw, path, minimum=minimum, above_minimum=not allow_zero)
+def _number(raw: Any, path: str, minimum: float | None = None, allow_zero: bool = True,
+            maximum: float | None = None) -> float:
+    return finite_number(raw, path, minimum=minimum, above_minimum=not allow_zero, maximum=maximum)
 
 
 def _optional_number(
-    obj: Mapping[str, Any], key: str, path: str, minimum: float, allow_zero: bool = True
+    obj: Mapping[str, Any], key: str, path: str, minimum: float, allow_zero: bool = True,
+    maximum: float | None = None,
 ) -> float | None:
     if key not in obj or obj[key] is None:
         return None
-    return _number(obj[key], f"{path}.{key}", minimum=minimum, allow_zero=allow_zero)
+    return _number(obj[key], f"{path}.{key}", minimum=minimum, allow_zero=allow_zero, maximum=maximum)
 
 
 def _coordinate(obj: Mapping[str, Any], key: str, path: str, limit: float) -> float:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from tkinter import filedialog
 
@@ -33,6 +34,8 @@ from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
 from prismn_gui.map_hover import MapHover, add_navigation  # noqa: E402
 from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, region_around  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
+from prismn_gui.targets import disallowed_ids  # noqa: E402
+from prismn_gui.targets_panel import TargetsPanel  # noqa: E402
 from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
 from prismn_gui.window_size import initial_size, minimum_size  # noqa: E402
 from prismn_gui.worker import PlanWorker  # noqa: E402
@@ -82,10 +85,12 @@ class PrismnApp:
         centre = ctk.CTkFrame(self.root, fg_color="transparent")
         centre.grid(row=0, column=1, sticky="nsew", padx=3, pady=6)
         centre.grid_columnconfigure(0, weight=1)
-        centre.grid_rowconfigure(0, weight=1)
-        centre.grid_rowconfigure(1, minsize=190)   # runners / deploy area
+        centre.grid_rowconfigure(1, weight=1)
+        centre.grid_rowconfigure(2, minsize=190)   # runners / deploy area
+        self.targets_panel = TargetsPanel(centre, on_change=self.request_plan)
+        self.targets_panel.grid(row=0, column=0, sticky="ew", pady=(0, 4))
         self.tabs = ctk.CTkTabview(centre, command=self._tab_changed)
-        self.tabs.grid(row=0, column=0, sticky="nsew")
+        self.tabs.grid(row=1, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
         self.carbon_time = CarbonTimeTab(self.tabs.add("Carbon 24 h"), self.root, theme,
                                          on_updated=lambda: self._write_state(),
@@ -114,7 +119,7 @@ class PrismnApp:
             set_status=self._set_status,
         )
         self.deploy_area = build_deploy_area(centre, self.context)
-        self.deploy_area.grid(row=1, column=0, sticky="nsew", pady=(6, 0))
+        self.deploy_area.grid(row=2, column=0, sticky="nsew", pady=(6, 0))
         self.coordinator = None
         self._live_rows: tuple = ()
         self._deployed_stages: tuple[str, ...] = ()
@@ -155,7 +160,8 @@ class PrismnApp:
 
     def request_plan(self) -> None:
         self._request_id += 1
-        self.plan_worker.submit_plan(self.controls.request(self._request_id))
+        self.plan_worker.submit_plan(replace(self.controls.request(self._request_id),
+                                             targets=self.targets_panel.request()))
 
     def use_weights(self, weights: Weights) -> None:
         self.controls.set_weights(weights, notify=True)
@@ -180,12 +186,14 @@ class PrismnApp:
         self.map_draws_at_apply = self.map_draws
         self.outcome = outcome
         self.comparison.show(outcome)
+        self.targets_panel.show(outcome)
         self.carbon_time.show(outcome)
         if outcome.error is None:
             carbon_stages = tuple(s.peer_id for s in outcome.carbon_plan.stages) if outcome.carbon_plan else ()
             # A deployment's colours belong to its own plan, not to another one shown later.
             self.map.show_deploy(self._stage_status if carbon_stages == self._deployed_stages else None)
             self.map.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+            self.map.fade_peers(disallowed_ids(outcome.peers, outcome.request.targets))
             self.map.show_runner_status(self._live_rows if outcome.request.live else None)
             if self.map.set_region(self._live_region(outcome)):
                 self.map_canvas.draw_idle()      # a new view: the cached basemap is stale
@@ -335,6 +343,7 @@ class PrismnApp:
         widgets["context_entry"] = self.controls.context
         widgets["live_radio"] = self.controls.live_radio
         widgets["model_menu"] = self.controls.model_menu
+        widgets.update(self.targets_panel.widgets())
         panel_widgets = getattr(self.deploy_area, "widgets", None)
         if panel_widgets is not None:
             widgets.update({f"panel_{name}": widget for name, widget in panel_widgets().items()})
@@ -386,6 +395,7 @@ class PrismnApp:
             "live_available": self.controls.live_radio.cget("state") == "normal",
             "measured": dict(self.comparison.measured.shown),
             "window": [self.root.winfo_width(), self.root.winfo_height()],
+            "certificate": self.targets_panel.certificate.cget("text"),
             "carbon_time": self.carbon_time.snapshot(),
         })
         export.write_state_json(state, self.state_file)

@@ -345,6 +345,19 @@ class MapFigure:
         self._scatter.set_edgecolors(edges)
         self._scatter.set_linewidths(widths)
 
+    def fade_peers(self, peer_ids: frozenset[str]) -> None:
+        """Nearly hide peers a placement constraint rules out (after `show`, which re-dims)."""
+        if self._scatter is None or not peer_ids:
+            return
+        out = np.array([pid in peer_ids for pid in self._peer_ids], dtype=bool)
+        faces = self._scatter.get_facecolors().copy()
+        faces[out] = (0.55, 0.55, 0.55, 0.12)
+        self._scatter.set_facecolors(faces)
+        edges = self._scatter.get_edgecolors().copy()
+        if len(edges) == len(out):
+            edges[out, 3] = 0.1
+            self._scatter.set_edgecolors(edges)
+
     def artist_counts(self) -> dict[str, int]:
         """For tests: how many dynamic artists (tours, labels, legend), rings and ready legs are on the map."""
         return {"dynamic": len(self._dynamic), "peers": len(self._peer_ids),

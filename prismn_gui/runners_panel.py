@@ -22,6 +22,8 @@ from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.plan import Plan
 from engine.runner.model_source import SMOLLM2_NAMES
 from prismn_gui.live_chart import LiveChart
+from prismn_gui.local_model import LocalModelMenu
+from prismn_gui.serving_controls import ServingControls, app_api_bind
 from prismn_gui.status_colours import STATUS_COLOURS, status_colour
 
 __all__ = ["STATUS_COLOURS", "RunnersPanel"]
@@ -29,7 +31,6 @@ __all__ = ["STATUS_COLOURS", "RunnersPanel"]
 POLL_MS = 50
 REFRESH_MS = 1000
 MAX_LOCAL_RUNNERS = 8
-DEFAULT_MAX_NEW_TOKENS = 64
 HINT_IDLE = "Start the coordinator, then local runners (or runners elsewhere with the ticket)."
 # What runners on this machine serve: the bundled SmolLM2 (no download), as its preset name.
 LOCAL_MODEL = "smollm2-135m"
@@ -88,6 +89,8 @@ class RunnersPanel(ctk.CTkFrame):
                                               width=60)
         self.runner_count.set("3")
         self.runner_count.pack(side="left", padx=4)
+        self.local_model = LocalModelMenu(row, on_message=lambda text: self.hint.configure(text=text))
+        self.local_model.pack(side="left", padx=4)
         self.local_button = ctk.CTkButton(row, text="Start local runners", width=130, command=self._start_local)
         self.local_button.pack(side="left")
         self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
@@ -129,8 +132,11 @@ class RunnersPanel(ctk.CTkFrame):
         self.output.grid(row=0, column=0, sticky="nsew", padx=(0, 4))
         self.chart = LiveChart(answer, dark=ctk.get_appearance_mode() == "Dark")
         self.chart.grid(row=0, column=1, sticky="nsew")
-        self.stats = ctk.CTkLabel(self, text="", anchor="w", font=small)
-        self.stats.pack(fill="x", padx=10, pady=(0, 4))
+        self._stats_row = stats_row = ctk.CTkFrame(self, fg_color="transparent")
+        stats_row.pack(fill="x", padx=10, pady=(0, 4))
+        self.stats = ctk.CTkLabel(stats_row, text="", anchor="w", font=small)
+        self.stats.pack(side="left", fill="x", expand=True)
+        self.serving = ServingControls(prompt_row, stats_row, font=small)
         self._answer_shown = False
 
     def _sync_buttons(self) -> None:
@@ -150,7 +156,7 @@ class RunnersPanel(ctk.CTkFrame):
     def _start_coordinator(self) -> None:
         self.start_button.configure(state="disabled")
         self.hint.configure(text="Starting the coordinator…")
-        coordinator = EmbeddedCoordinator(self._store_spec)
+        coordinator = EmbeddedCoordinator(self._store_spec, api_bind=app_api_bind())
 
         def start() -> None:              # binding and opening the store take a moment: off the Tk thread
             try:
@@ -174,6 +180,8 @@ class RunnersPanel(ctk.CTkFrame):
         # the window then plans SmolLM2 over the live peers, so Deploy matches what they hold.
         plan = self._get_plan()
         model = plan.model.name if plan is not None and plan.model.name.lower() in SMOLLM2_NAMES else LOCAL_MODEL
+        if self.local_model.folder is not None:            # "Model folder…": a local HF folder instead
+            model = str(self.local_model.folder)
         count = int(self.runner_count.get())
         try:
             ids = self.coordinator.start_local_runners(count, model=model)
@@ -224,7 +232,8 @@ class RunnersPanel(ctk.CTkFrame):
         self._emit("deploy_started", plan)
         self.deploy_button.configure(state="disabled")
         self.hint.configure(text=f"Deploying {plan.model.name} on the live runners…")
-        future = self.coordinator.deploy(plan, lambda *event: self._events.put(("progress", *event)))
+        future = self.coordinator.deploy(plan, lambda *event: self._events.put(("progress", *event)),
+                                         model=self.local_model.model_for(plan.model.name))
         future.add_done_callback(lambda done: self._events.put(("deployed", done)))
 
     def _generate(self) -> None:
@@ -232,7 +241,7 @@ class RunnersPanel(ctk.CTkFrame):
         if self.coordinator is None or not prompt:
             return
         if not self._answer_shown:
-            self._answer.pack(fill="x", padx=10, pady=2, before=self.stats)
+            self._answer.pack(fill="x", padx=10, pady=2, before=self._stats_row)
             self._answer_shown = True
         self.output.delete("1.0", "end")
         self.stats.configure(text="generating…")
@@ -240,8 +249,9 @@ class RunnersPanel(ctk.CTkFrame):
         status = self.coordinator.deployment_status()
         self.chart.begin(status["plan"] if status else None)
         try:        # the ingress applies the chat template of instruct models itself
-            future = self.coordinator.generate(prompt, DEFAULT_MAX_NEW_TOKENS,
-                                               lambda text: self._events.put(("token", text)))
+            future = self.coordinator.generate(prompt, self.serving.max_tokens(),
+                                               lambda text: self._events.put(("token", text)),
+                                               sampling=self.serving.sampling())
         except Exception as exc:    # e.g. the coordinator stopped meanwhile: shown like any failure
             future = Future()
             future.set_exception(exc)
@@ -277,6 +287,8 @@ class RunnersPanel(ctk.CTkFrame):
                 self._continue_both()
             else:
                 self._both.clear()
+            if self.coordinator is not None and self.coordinator.deployment_status() is not None:
+                self.serving.show_api(self.coordinator.api_url)
         elif kind == "token":
             self.output.insert("end", args[0])
             self.output.see("end")

@@ -17,6 +17,7 @@ from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
 from engine.planning.types import Ingress, Weights
 from prismn_gui.cities import CUSTOM, city_coords
+from prismn_gui.targets import NO_TARGETS_REQUEST, TargetsRequest, plan_pair
 
 SWARM_INGRESS = "Swarm's ingress"
 QUANTS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8", "int4")
@@ -46,6 +47,7 @@ class PlanRequest:
     live: bool = False                # plan over the coordinator's live peers, not a file
     live_key: tuple = ()              # the live peer ids when requested: a join or death re-plans
     signal: str = "average"           # carbon signal to plan with: "average" or "marginal"
+    targets: TargetsRequest = NO_TARGETS_REQUEST   # targets, country filter, exact (prismn_gui.targets)
 
     def planning_key(self) -> tuple:
         """Everything but the weights: the Pareto sweep depends only on this."""
@@ -163,6 +165,8 @@ def percent_diff(baseline: float | None, other: float | None) -> str:
 
 def infeasible_message(plan: Plan) -> str:
     label = "VRAM baseline" if plan.policy == "vram" else "Carbon+distance"
+    if plan.binding is not None:
+        return f"{label}: infeasible — {plan.binding['message']}"
     gb = plan.shortfall_gb if plan.shortfall_gb is not None else float("nan")
     layers = plan.shortfall_layers if plan.shortfall_layers is not None else "?"
     return (f"{label}: infeasible — the swarm cannot hold {plan.model.name} ({plan.model.quant}): "
@@ -234,6 +238,7 @@ class PlanningSession:
         self._specs: dict[str, object] = {}
         self._footprints: dict[tuple, object] = {}
         self._swarms: dict[tuple, object] = {}
+        self._resolver = None              # one carbon resolver: its country map loads once
 
     def swarm_path(self, request: PlanRequest) -> str:
         if request.swarm_path:
@@ -244,31 +249,35 @@ class PlanningSession:
         return str(DEMO_SWARM_PATH)
 
     def _swarm(self, path: str, signal: str = "average"):
-        from engine.swarm import load_swarm
+        from engine.carbon import CarbonResolver
+        from engine.swarm import load_swarm, with_countries
+        self._resolver = self._resolver or CarbonResolver(use_env=True)
         try:
             key = (path, os.stat(path).st_mtime_ns, signal)
         except OSError as exc:
             raise InvalidInput("swarm", path, exc.strerror or str(exc)) from None
         if key not in self._swarms:
             self._swarms.clear()
-            self._swarms[key] = load_swarm(Path(path), signal=signal)
+            self._swarms[key] = with_countries(
+                load_swarm(Path(path), resolver=self._resolver, signal=signal), self._resolver)
         return self._swarms[key]
 
-    def _footprint(self, request: PlanRequest):
+    def _footprint(self, request: PlanRequest, device_kind: str = "cuda"):
         from engine.model import footprint, load_spec
         if request.quant not in QUANTS:
             raise InvalidInput("quant", request.quant, f"expected one of {QUANTS}")
         context = parse_context(request.context_text)
-        key = (request.model, request.quant, context)
+        key = (request.model, request.quant, context, device_kind)
         if key not in self._footprints:
             if request.model not in self._specs:
                 self._specs[request.model] = load_spec(request.model)
             self._footprints[key] = footprint(self._specs[request.model], quant=request.quant,
-                                              context=context)
+                                              context=context, device_kind=device_kind)
         return self._footprints[key]
 
     def inputs(self, request: PlanRequest):
         """(footprint, swarm, ingress) for a request; raises InvalidInput naming the field."""
+        from engine.model.sizing import device_kind_for
         fp = self._footprint(request)
         swarm = self._swarm(self.swarm_path(request), request.signal)
         ingress = parse_ingress(request.ingress_choice, request.lat_text, request.lon_text, swarm.ingress)
@@ -276,15 +285,18 @@ class PlanningSession:
             live_swarm = self.live_swarm
             if live_swarm is None:
                 raise InvalidInput("swarm", "live", "the coordinator is not running")
-            swarm = live_swarm(ingress, fp.name)      # with what the runners measured for this model
+            from engine.swarm import with_countries
+            # with what the runners measured for this model
+            swarm = with_countries(live_swarm(ingress, fp.name), self._resolver)
+            # Live runners may be CPU processes, which hold int4 differently (engine.model.sizing).
+            fp = self._footprint(request, device_kind_for(p.gpu for p in swarm.peers))
         return fp, swarm, ingress
 
     def compute(self, request: PlanRequest) -> PlanOutcome:
-        from engine.planning.planner import plan_both
         started = time.perf_counter()
         try:
             fp, swarm, ingress = self.inputs(request)
-            vram_plan, carbon_plan = plan_both(fp, swarm.peers, ingress, request.weights)
+            vram_plan, carbon_plan = plan_pair(fp, swarm.peers, ingress, request.weights, request.targets)
         except InvalidInput as exc:
             return PlanOutcome(request, error=f"{exc.field} = {exc.value!r}: {exc.reason}",
                                error_field=exc.field,

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# GPU check for one NVIDIA GPU (H100 class), under 8 minutes:
+# GPU check for one NVIDIA GPU (H100 class), under 15 minutes:
 #   1. NVML readings through engine.runner.metrics (GPU name, VRAM, utilisation, power);
 #   2. CUDA runners: the pipeline stages below load on the GPU and report device + NVML in their ready line;
 #   3. a 2-stage pipeline (layers 0:16, 16:32) of a Llama-3.1-8B-shaped model with random bf16 weights
 #      vs the monolithic model on the same GPU: decode tokens/s, ratio (goal >= 0.8), and whether the
-#      pipeline's greedy tokens equal the one-process loop's.
+#      pipeline's greedy tokens equal the one-process loop's;
+#   4. the same 8B shape through 2 CUDA runner stages at bf16 / int8 / int4 (weight-only, torchao:
+#      Int8WeightOnly; Int4WeightOnly tinygemm packing): decode tokens/s and each stage's resident
+#      weight bytes measured vs planned (device kind cuda).
 # Usage: bash scripts/gpu_check.sh        (PYTHON=... to pick the interpreter; default .venv or python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +42,9 @@ if "$PYTHON" -c "import iroh" 2>/dev/null; then TRANSPORT=iroh; fi
 echo "== 2-stage Llama-3.1-8B-shaped pipeline (random bf16) vs monolithic, same GPU =="
 timeout 420 "$PYTHON" benchmarks/bench_pipeline.py --random-preset llama-3.1-8b --dtype bf16 --device cuda \
   --stages 0:16,16:32 --tokens 64 --repeats 3 --transports "$TRANSPORT"
+
+echo "== Llama-3.1-8B-shaped pipeline at bf16 / int8 / int4: tokens/s, weight bytes measured vs planned =="
+timeout 480 "$PYTHON" benchmarks/bench_quant.py --random-preset llama-3.1-8b --device cuda \
+  --stages 0:16,16:32 --quants bf16,int8,int4 --tokens 64
 
 echo "== done in $(( $(date +%s) - START )) s =="

@@ -1,7 +1,17 @@
 """Headless coordinator: `python -m engine.coordinator [--store sqlite:PATH|mongodb://...]`.
 
-Prints the ticket runners join with (`python -m engine.runner --ticket T --lat .. --lon ..`), then
-the live peers whenever they change. Optionally deploys a plan file and answers prompts from stdin.
+    python -m engine.coordinator --transport tcp --bind-host 127.0.0.1 --store sqlite:PATH \\
+        --api-bind 127.0.0.1:PORT --model smollm2 --min-peers 3
+
+Serving, in order:
+1. start the coordinator; print `ticket: T` (runners join with `python -m engine.runner --ticket T ...`);
+2. start the OpenAI-compatible API; print `api: http://HOST:PORT/v1` (and `api key: K` when bound beyond
+   loopback without PRISMN_API_KEY);
+3. deploy: `--plan FILE` once its runners joined, or with `--model`, once `--min-peers` runners are live,
+   plan over them (`--policy`, `--weights`, `--quant`, `--context` as in `engine plan`; the ingress is
+   `--ingress LAT,LON`, else the live runners' mean position) and deploy;
+4. serve until stopped, printing the peers whenever they change; when a deployed runner is lost,
+   re-plan over the live ones and redeploy (a request in flight does the same and retries).
 """
 
 from __future__ import annotations
@@ -14,28 +24,95 @@ import sys
 from pathlib import Path
 
 from engine.coordinator import server
-from engine.errors import PrismnError
+from engine.coordinator.deployment import LOST
+from engine.errors import InfeasiblePlan, InvalidInput, PrismnError
 from engine.plan import Plan
+
+log = logging.getLogger("prismn.coordinator")
+
+WATCH_S = 0.5
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from engine.api.server import start_api
+
     running = await server.start(args.store, transport=args.transport, bind_host=args.bind_host)
     print(f"ticket: {running.ticket}", flush=True)
+    api = None
     try:
+        if args.api_bind != "none":
+            api = await start_api(running.ingress, args.api_bind, max_in_flight=args.max_in_flight)
+            print(f"api: {api.url}", flush=True)
+            if api.key_generated:
+                print(f"api key: {api.api_key}", flush=True)
         if args.plan:
             plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
             await _wait_for_peers(running, {s.peer_id for s in plan.stages}, args.wait_s)
-            dep = await running.ingress.deploy(plan, args.model, _print_progress)
-            print(f"deployed {dep.id} on {len(plan.stages)} runner(s)", flush=True)
-        last_rows = None
-        while True:
-            rows = [(r["id"], r["status"], round(r["free_vram_gb"], 2)) for r in running.coordinator.peer_rows]
-            if rows != last_rows:
-                print("peers: " + (", ".join(f"{i} {s} {v} GB" for i, s, v in rows) or "none"), flush=True)
-                last_rows = rows
-            await asyncio.sleep(1.0)
+            await running.ingress.deploy(plan, args.model, _print_progress)
+        await _watch(running, args)
     finally:
+        if api is not None:
+            await api.close()
         await running.close()
+
+
+async def _watch(running: server.Running, args: argparse.Namespace) -> None:
+    """Print peer changes; with --model, plan + deploy once enough runners are live, and re-plan on loss."""
+    last_rows, last_failure, announced = None, None, None
+    while True:
+        rows = [(r["id"], r["status"], round(r["free_vram_gb"], 2)) for r in running.coordinator.peer_rows]
+        if rows != last_rows:
+            print("peers: " + (", ".join(f"{i} {s} {v} GB" for i, s, v in rows) or "none"), flush=True)
+            last_rows = rows
+            try:
+                await _keep_deployed(running, args)
+                last_failure = None
+            except (InfeasiblePlan, PrismnError) as exc:
+                if str(exc) != last_failure:
+                    print(f"not deployed: {exc}", flush=True)
+                    last_failure = str(exc)
+                # infeasible: wait for the peers to change; anything else: try again next round
+                last_rows = rows if isinstance(exc, InfeasiblePlan) else None
+        dep = running.coordinator.deployment
+        if dep is not None and dep.ready and dep.id != announced:
+            # one line whichever way it got ready: deployed, re-planned, or its runners rejoined
+            print(f"deployed {dep.id} on {len(dep.plan.stages)} runner(s): "
+                  + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in dep.plan.stages), flush=True)
+            announced = dep.id
+        await asyncio.sleep(WATCH_S)
+
+
+async def _keep_deployed(running: server.Running, args: argparse.Namespace) -> None:
+    dep = running.coordinator.deployment
+    live = running.coordinator.live_peers()
+    if dep is None:
+        if args.model is None or args.plan or len(live) < args.min_peers:
+            return
+        plan = await asyncio.to_thread(_plan_over, live, args)
+        print(f"planned {plan.model.name} over {len(plan.stages)} of {len(live)} runner(s) "
+              f"({args.policy}): " + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in plan.stages),
+              flush=True)
+        await running.ingress.deploy(plan, args.model, _print_progress)
+    elif any(status == LOST for status in dep.status.values()) or not all(
+            running.coordinator.registry.is_alive(p) for p in dep.status):
+        print("a deployed runner was lost: re-planning over the live runners", flush=True)
+        await running.ingress.ensure_ready()
+
+
+def _plan_over(live, args: argparse.Namespace) -> Plan:
+    from engine.model import footprint, load_spec
+    from engine.planning.planner import make_plan
+    from engine.planning.types import Ingress, Policy
+
+    fp = footprint(load_spec(args.model), quant=args.quant, context=args.context)
+    peers = tuple(record.as_peer() for record in live)
+    ingress = args.ingress or Ingress(lat=sum(p.lat for p in peers) / len(peers),
+                                      lon=sum(p.lon for p in peers) / len(peers), name="runners' mean")
+    plan = make_plan(fp, peers, ingress, Policy(args.policy), args.weights)
+    if not plan.feasible:
+        raise InfeasiblePlan(plan.shortfall_gb or 0.0, plan.shortfall_layers or 0,
+                             f"{len(peers)} live runner(s) cannot hold {plan.model.name}; waiting for more")
+    return plan
 
 
 async def _wait_for_peers(running: server.Running, peer_ids: set[str], wait_s: float) -> None:
@@ -51,16 +128,55 @@ def _print_progress(peer_id: str, fraction: float, status: str) -> None:
     print(f"  {peer_id}: {status} {fraction:.0%}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from engine.cli import _checked, _float_flag, _int_flag, parse_ingress, parse_weights
+    from engine.planning.types import Policy, Weights
+
     parser = argparse.ArgumentParser(prog="python -m engine.coordinator", description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=None, help="sqlite:PATH or mongodb://... (default: user data dir)")
     parser.add_argument("--transport", default="iroh", choices=server.TRANSPORTS)
-    parser.add_argument("--bind-host", default="0.0.0.0", help="interface to listen on")
+    parser.add_argument("--bind-host", default="0.0.0.0", help="interface runners connect to")
+    parser.add_argument("--api-bind", default="127.0.0.1:8000",
+                        help="HOST:PORT of the OpenAI-compatible API (default 127.0.0.1:8000; 'none': off); "
+                             "beyond loopback a bearer key is required (PRISMN_API_KEY or generated)")
+    parser.add_argument("--max-in-flight", type=_int_flag("max_in_flight"), default=32,
+                        help="API requests served at once; more get 429")
     parser.add_argument("--plan", default=None, help="deploy this plan JSON once its runners have joined")
-    parser.add_argument("--model", default=None, help="model source runners load (default: the plan's model)")
-    parser.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the plan's runners")
+    parser.add_argument("--model", default=None,
+                        help="model to serve (a preset such as smollm2, a folder, a .gguf); without --plan it is "
+                             "planned over the live runners once --min-peers joined")
+    parser.add_argument("--min-peers", type=_int_flag("min_peers"), default=1,
+                        help="runners to wait for before planning (default 1)")
+    parser.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.CARBON.value)
+    parser.add_argument("--weights", type=_checked(parse_weights), default=Weights(),
+                        help="carbon=X,distance=Y,vram=Z (as in engine plan)")
+    parser.add_argument("--quant", default="bf16", help="fp32|bf16|fp16|int8|int4 (sizing, as in engine plan)")
+    parser.add_argument("--context", type=_int_flag("context"), default=4096, help="tokens of KV cache")
+    parser.add_argument("--ingress", type=_checked(parse_ingress), default=None,
+                        help="LAT,LON of the ingress (default: the live runners' mean position)")
+    parser.add_argument("--wait-s", type=_float_flag("wait_s"), default=60.0,
+                        help="how long to wait for the plan's runners")
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.cli import _FlagError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.min_peers < 1:
+            raise InvalidInput("min_peers", args.min_peers, "expected >= 1")
+        if args.api_bind != "none":
+            from engine.api.server import parse_bind
+
+            parse_bind(args.api_bind)
+    except _FlagError as exc:
+        print(f"error: {exc.error}", file=sys.stderr)
+        return 2
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         asyncio.run(_serve(args))

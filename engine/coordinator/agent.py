@@ -1,16 +1,19 @@
 """The runner's join mode: `python -m engine.runner --ticket T --lat .. --lon ..` (or this module).
 
-The agent dials the coordinator named in the ticket, joins with the secret, beats once per
+The agent dials the coordinator named in the ticket, joins (proving the join secret and its own key,
+after the coordinator proved the ticket's key: engine.coordinator.auth), beats once per
 `heartbeat_s` with fresh NVML metrics, loads the stage it is told to (reporting progress and then
 its own measured step times), and reconnects by itself whenever the coordinator goes away (three
 missing pings or a dropped connection). A stage it holds survives reconnects: it tells the
 coordinator in its next join, so a restarted coordinator need not reload anything.
 
 Steps travel the plan's tour: the agent listens on its own node (address in its join) with the same
-`RunnerServer` as `python -m engine generate`'s runners. A step enters stage 1 from the ingress (over
-this coordinator connection), goes runner to runner, and the last stage sends the token back to the
-ingress. The deploy message assigns the only addresses it may send to: the later stages and the
-ingress, which it reaches over its coordinator connection.
+`RunnerServer` as `python -m engine generate`'s runners (the one routing code path, its compute
+queue batching concurrent sessions, its token picker on the last stage). A step enters stage 1 from
+the ingress (over this coordinator connection), goes runner to runner, and the last stage sends the
+token back to the ingress. The deploy message assigns the only addresses it may send to (the later
+stages and the ingress, which it reaches over its coordinator connection) and the pipeline's access
+token: stages present it to the next stage and serve only channels that present it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import GB
+from engine.coordinator.auth import NotTheCoordinator, SigningKey, runner_handshake, runner_key_path
 from engine.coordinator.messages import (
     COORDINATOR_TO_RUNNER,
     FRAME_LIMITS,
@@ -43,7 +47,7 @@ from engine.coordinator.messages import (
     validate,
 )
 from engine.coordinator.registry import MISSED_BEATS
-from engine.coordinator.ticket import Ticket, decode_ticket
+from engine.coordinator.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.energy import CPU_WATTS_PER_CORE, EnergyMeter
 from engine.runner.metrics import read_metrics
@@ -52,6 +56,7 @@ from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError
 from engine.transport.tcp_channel import TcpNode, parse_host_port, tcp_connect
 from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, WanEmulation
+from engine.validate import printable_text
 
 log = logging.getLogger("prismn.agent")
 
@@ -83,11 +88,15 @@ class AgentConfig:
     emulate_wan: bool = False             # delay sent frames as the WAN from (lat, lon) would
     wan_bandwidth_mbps: float = DEFAULT_BANDWIDTH_MBPS
     bind: str | None = None               # where to listen for the previous stage (TCP); None: auto
+    keep_key: bool = False                # keep the runner key on disk (a fixed --id)
 
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        # Owns this peer id at the coordinator; kept on disk for a fixed --id (rejoins after a restart).
+        self.key = (SigningKey.load_or_create(runner_key_path(config.peer_id)) if config.keep_key
+                    else SigningKey.generate())
         self.executor: Any = None                     # engine.runner.stage.StageExecutor
         self.loaded: dict[str, Any] | None = None     # the deploy message of the stage held
         self.loaded_bytes = 0
@@ -126,6 +135,8 @@ class Agent:
                     delay_s = RECONNECT_MIN_S
                 except (ConnectionClosed, TimeoutError, InvalidInput) as exc:   # FrameError included
                     log.info("connection to the coordinator ended: %s", exc)
+                except NotTheCoordinator as exc:      # an impostor must not stop us: try again later
+                    log.warning("%s; retrying", exc)
                 finally:
                     self.channel = None
                     try:
@@ -139,9 +150,8 @@ class Agent:
             await self.server.close()
 
     async def _session(self, channel: Channel) -> None:
-        await channel.send(await asyncio.to_thread(self._join_message))
-        header, payload = await asyncio.wait_for(channel.recv(), WELCOME_TIMEOUT_S)
-        msg = validate(header, payload, frozenset({"welcome", "refused"}))
+        join = await asyncio.to_thread(self._join_message)
+        msg = await runner_handshake(channel, self.config.ticket, self.key, join, WELCOME_TIMEOUT_S)
         if msg["type"] == "refused":
             raise Refused(f"the coordinator refused this runner: {msg['reason']}")
         heartbeat_s = msg["heartbeat_s"]
@@ -155,7 +165,7 @@ class Agent:
             while True:
                 try:
                     header, payload = await asyncio.wait_for(channel.recv(), silence_s)
-                    msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"welcome", "refused"})
+                    msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"challenge", "welcome", "refused"})
                 except TimeoutError:
                     raise ConnectionClosed(f"no word from the coordinator for {silence_s:g} s") from None
                 except FrameError as exc:
@@ -203,7 +213,8 @@ class Agent:
         hops = [*msg.get("routes", []), msg["reply_to"]]
         self._ingress = msg["reply_to"]["address"]
         self.server.pin(self._ingress, channel)
-        self.server.allow_routes([h["address"] for h in hops], {h["address"]: (h["lat"], h["lon"]) for h in hops})
+        self.server.allow_routes([h["address"] for h in hops], msg.get("token"),
+                                 {h["address"]: (h["lat"], h["lon"]) for h in hops})
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -230,7 +241,7 @@ class Agent:
 
     def _join_message(self) -> dict[str, Any]:
         cfg = self.config
-        return {"type": "join", "protocol": PROTOCOL_VERSION, "secret": cfg.ticket.secret, "peer_id": cfg.peer_id,
+        return {"type": "join", "protocol": PROTOCOL_VERSION, "peer_id": cfg.peer_id,
                 "name": cfg.name, "lat": cfg.lat, "lon": cfg.lon, "carbon_g_per_kwh": cfg.carbon_g_per_kwh,
                 "tflops": cfg.tflops, "loaded": self.loaded, "address": self.server.node.address,
                 "emulated_wan": cfg.emulate_wan, "wan_bandwidth_mbps": cfg.wan_bandwidth_mbps if cfg.emulate_wan
@@ -299,7 +310,9 @@ class Agent:
         self.executor = executor
         self.server.set_executor(executor)
         self.loaded = stage
-        self.loaded_bytes = sum(p.numel() * p.element_size() for p in executor.stage.parameters())
+        from engine.runner.quantize import module_weight_bytes  # quantised tensors: their real bytes
+
+        self.loaded_bytes = module_weight_bytes(executor.stage)
         log.info("stage ready: layers %s:%s of %s (%.2f ms per decode step)", msg["layer_start"],
                  msg["layer_end"], msg["model"], timing["decode_ms"])
         await self._send({"type": "ready", "deployment_id": deployment_id, **timing})
@@ -397,7 +410,12 @@ def _load_executor(msg: dict[str, Any], config: AgentConfig, progress: Any) -> A
     if msg["embeddings"] != (msg["layer_start"] == 0) or msg["lm_head"] != (msg["layer_end"] == num_layers):
         raise InvalidInput("deploy.layers", f"{msg['layer_start']}:{msg['layer_end']}",
                            f"embeddings/lm_head flags do not match a {num_layers}-layer model")
-    module = load_stage(source.folder, msg["layer_start"], msg["layer_end"], config.dtype, config.device, progress)
+    # The plan's quantisation decides how weights are held (and so the compute dtype); --dtype only
+    # applies to a deploy message without one.
+    quant = msg.get("quant")
+    dtype = None if quant else config.dtype
+    module = load_stage(source.folder, msg["layer_start"], msg["layer_end"], dtype, config.device, progress,
+                        quant=quant)
     return StageExecutor(module)
 
 
@@ -423,7 +441,10 @@ def default_peer_id(name: str) -> str:
 def parse_args(argv: list[str] | None) -> AgentConfig:
     parser = argparse.ArgumentParser(prog="python -m engine.runner --ticket",
                                      description="Join a Prismn coordinator and serve a pipeline stage.")
-    parser.add_argument("--ticket", required=True, help="the ticket the coordinator printed")
+    tickets = parser.add_mutually_exclusive_group()
+    tickets.add_argument("--ticket", help="the ticket the coordinator printed (other local users can read a "
+                                          "command line: prefer --ticket-file or $PRISMN_TICKET)")
+    tickets.add_argument("--ticket-file", help="a file holding the ticket (keep it owner-only)")
     parser.add_argument("--lat", type=float, required=True, help="latitude of this machine (-90..90)")
     parser.add_argument("--lon", type=float, required=True, help="longitude of this machine (-180..180)")
     parser.add_argument("--vram-gb", type=float, default=None, help="report this much free VRAM (demos)")
@@ -451,12 +472,33 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     peer_id = args.peer_id or default_peer_id(args.name)
     if not PEER_ID_PATTERN.match(peer_id):
         raise InvalidInput("--id", peer_id, "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)")
-    if len(args.name) > 64:
-        raise InvalidInput("--name", args.name, "expected at most 64 characters")
-    return AgentConfig(ticket=decode_ticket(args.ticket), peer_id=peer_id, name=args.name or peer_id,
+    printable_text(args.name, "--name", max_chars=64)
+    return AgentConfig(ticket=decode_ticket(read_ticket(args.ticket, args.ticket_file)), peer_id=peer_id, name=args.name or peer_id,
                        lat=args.lat, lon=args.lon, vram_gb=args.vram_gb, carbon_g_per_kwh=args.carbon,
                        tflops=args.tflops, dtype=args.dtype, device=args.device, exit_with_pid=args.exit_with_pid,
-                       emulate_wan=args.emulate_wan, wan_bandwidth_mbps=args.wan_bandwidth_mbps, bind=args.bind)
+                       emulate_wan=args.emulate_wan, wan_bandwidth_mbps=args.wan_bandwidth_mbps, bind=args.bind,
+                       keep_key=args.peer_id is not None)
+
+
+TICKET_ENV = "PRISMN_TICKET"
+
+
+def read_ticket(text: str | None, path: str | None) -> str:
+    """The ticket from --ticket, else --ticket-file (read with a bound), else $PRISMN_TICKET."""
+    if text is not None:
+        return text
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_TICKET_CHARS + 1)
+        except OSError as exc:
+            raise InvalidInput("--ticket-file", path, f"cannot read it ({exc.strerror})") from None
+        if len(data) > MAX_TICKET_CHARS:
+            raise InvalidInput("--ticket-file", path, f"longer than a ticket ({MAX_TICKET_CHARS} chars)")
+        return data.decode("utf-8", errors="replace")
+    if os.environ.get(TICKET_ENV):
+        return os.environ[TICKET_ENV]
+    raise InvalidInput("--ticket", None, f"give --ticket, --ticket-file or ${TICKET_ENV}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ uses the same model footprint, policy and weights over the peers still alive (`m
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ class Deployment:
     errors: dict[str, str] = field(default_factory=dict)
     on_progress: ProgressCallback | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # the pipeline's access token: handed to every stage with its routes; stages present it to the
+    # next stage, and serve only channels that present it (engine.runner.server)
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def __post_init__(self) -> None:
         for stage in self.plan.stages:
@@ -42,7 +46,7 @@ class Deployment:
         stage = next(s for s in self.plan.stages if s.peer_id == peer_id)
         return {"type": "deploy", "deployment_id": self.id, "model": self.model,
                 "layer_start": stage.layer_start, "layer_end": stage.layer_end,
-                "embeddings": stage.embeddings, "lm_head": stage.lm_head}
+                "embeddings": stage.embeddings, "lm_head": stage.lm_head, "quant": self.plan.model.quant}
 
     def holds(self, peer_id: str, loaded: dict[str, object] | None) -> bool:
         """Whether a rejoining runner's `loaded` stage is exactly its stage of this deployment."""
@@ -107,9 +111,10 @@ def replan(plan: Plan, footprint: ModelFootprint, peers: list[Peer]) -> Plan:
 def footprint_for(plan: Plan, model: str) -> ModelFootprint:
     """The model footprint a plan was made for: its model name (a preset), else the model source."""
     from engine.model import footprint, load_spec
+    from engine.model.sizing import device_kind_for
 
     try:
         spec = load_spec(plan.model.name)
     except InvalidInput:            # UnknownModel: the plan names a model by a path runners share
         spec = load_spec(model)
-    return footprint(spec, quant=plan.model.quant)
+    return footprint(spec, quant=plan.model.quant, device_kind=device_kind_for(s.gpu for s in plan.stages))

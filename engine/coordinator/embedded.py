@@ -19,6 +19,7 @@ from typing import Any
 from engine.coordinator import local_runners, server
 from engine.coordinator.deployment import ProgressCallback
 from engine.coordinator.registry import DEAD
+from engine.decoding import GREEDY, Sampling
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
 from engine.planning.types import Ingress
@@ -36,7 +37,9 @@ class NotRunning(PrismnError):
 
 class EmbeddedCoordinator:
     def __init__(self, store_spec: str | None = None, *, transport: str = "iroh", bind_host: str = "0.0.0.0",
-                 heartbeat_s: float = 1.0, model_source: str | None = None) -> None:
+                 heartbeat_s: float = 1.0, model_source: str | None = None, api_bind: str | None = None) -> None:
+        """`api_bind`: HOST:PORT to serve the OpenAI-compatible API on (None: no API; a taken port
+        falls back to any free one, shown by `api_url`)."""
         self.store_spec = store_spec
         # what runners load a plan's model from (a folder, a .gguf); None: the plan's model name
         self.model_source = model_source
@@ -46,6 +49,8 @@ class EmbeddedCoordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running: server.Running | None = None
+        self.api_bind = api_bind
+        self._api: Any = None                   # engine.api.server.ApiServer once started
         self._processes: list[subprocess.Popen[bytes]] = []
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -62,8 +67,17 @@ class EmbeddedCoordinator:
 
             async def boot() -> None:
                 try:
-                    started.set_result(await server.start(self.store_spec, transport=self.transport,
-                                                          bind_host=self.bind_host, heartbeat_s=self.heartbeat_s))
+                    running = await server.start(self.store_spec, transport=self.transport,
+                                                 bind_host=self.bind_host, heartbeat_s=self.heartbeat_s)
+                    if self.api_bind is not None:
+                        from engine.api.server import start_api
+
+                        try:
+                            self._api = await start_api(running.ingress, self.api_bind, any_port_if_taken=True)
+                        except BaseException:
+                            await running.close()
+                            raise
+                    started.set_result(running)
                 except BaseException as exc:        # handed to the caller of start()
                     started.set_exception(exc)
 
@@ -85,7 +99,10 @@ class EmbeddedCoordinator:
         self._end_local_runners()
         if self._running is not None and self._loop is not None:
             running, self._running = self._running, None
+            api, self._api = self._api, None
             try:
+                if api is not None:
+                    asyncio.run_coroutine_threadsafe(api.close(), self._loop).result(STOP_TIMEOUT_S)
                 asyncio.run_coroutine_threadsafe(running.close(), self._loop).result(STOP_TIMEOUT_S)
                 asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop).result(STOP_TIMEOUT_S)
             except Exception:
@@ -122,6 +139,16 @@ class EmbeddedCoordinator:
     @property
     def ticket(self) -> str:
         return self._require().ticket
+
+    @property
+    def api_url(self) -> str | None:
+        """http://HOST:PORT/v1 of the OpenAI-compatible API, None without one."""
+        return self._api.url if self._api is not None else None
+
+    @property
+    def api_key(self) -> str | None:
+        """The bearer key the API requires (None on loopback)."""
+        return self._api.api_key if self._api is not None else None
 
     def live_peers(self) -> list[dict[str, Any]]:
         """id, name, lat, lon, gpu, free_vram_gb, utilization, carbon_g_per_kwh, status (live/loading/ready)."""
@@ -179,14 +206,15 @@ class EmbeddedCoordinator:
         return self._call(deploy)
 
     def generate(self, prompt: str | list[int], max_new_tokens: int = 64,
-                 on_token: Callable[[str], None] | None = None,
-                 chat: bool = True) -> concurrent.futures.Future[dict[str, Any]]:
-        """Greedy generation through the deployed pipeline; result: text, token_ids, tokens_per_s, g_co2.
+                 on_token: Callable[[str], None] | None = None, chat: bool = True,
+                 sampling: Sampling = GREEDY, stop: tuple[str, ...] = ()) -> concurrent.futures.Future[dict[str, Any]]:
+        """Generation through the deployed pipeline (greedy unless `sampling` says otherwise); result:
+        text, token_ids, tokens_per_s, g_co2, ... (Ingress.generate).
 
         `prompt` is text (through the chat template where the model has one and `chat` is on) or
         token ids."""
         running = self._require()
-        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat)
+        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat, sampling, stop)
 
     # ---- re-placement (engine.coordinator.replacement) --------------------------------------
 

@@ -1,9 +1,10 @@
 """The ingress: deploys plans and runs generations through the pipeline, recovering from lost runners.
 
-Greedy decoding with a KV cache per session on every stage: the prompt is one prefill step, then
-one token per step, each step travelling the plan's tour (Coordinator.step). The last stage returns
-the token. Every generation also reports what it measured (`measured`): time to first token, decode
-ms per token, per-stage compute and network time, and energy / gCO2 by each runner's method. When a runner is lost (missed beats,
+engine.decoding's loop with a KV cache per session on every stage: the prompt is one prefill step,
+then one token per step, each step travelling the plan's tour (Coordinator.step). The last stage picks
+the token (engine.decoding.pick_token) and returns it. Every generation also reports what it measured
+(`measured`): time to first token, decode ms per token, per-stage compute and network time, and
+energy / gCO2 by each runner's method. When a runner is lost (missed beats,
 dropped connection), the ingress re-plans over the live peers with the same model, policy and
 weights, redeploys, and re-runs the request from its prompt; `TextStream` makes sure the caller's
 `on_token` never sees text it was already given.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +26,18 @@ from engine.coordinator.links import PeerLink, PeerLost
 from engine.coordinator.replacement import TrafficGate
 from engine.coordinator.service import Coordinator, new_session_id
 from engine.coordinator.tour import StepTrace
+from engine.decoding import (
+    GREEDY,
+    Decoded,
+    Sampling,
+    TextStream,
+    chat_ids,
+    check_max_tokens,
+    check_stop,
+    decode,
+    load_text,
+    prompt_ids,
+)
 from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
@@ -35,48 +49,15 @@ log = logging.getLogger("prismn.coordinator")
 MAX_RECOVERIES = 3
 DEPLOY_TIMEOUT_S = 900.0            # a cold GGUF conversion on a slow CPU is the worst case
 RESTORE_GRACE_S = 10.0              # after a restart, how long stages may take to rejoin
-MAX_NEW_TOKENS = 4096
 
 TokenCallback = Callable[[str], None]
-
-
-class TextStream:
-    """Turns a growing list of token ids into text deltas, never repeating text already delivered.
-
-    The whole sequence is decoded each time (byte-level tokens only make sense together), and a
-    trailing U+FFFD (half a UTF-8 character) is held back until the next token completes it. A retry
-    re-decodes from its first token and stays silent until it passes what was already sent.
-    """
-
-    def __init__(self, tokenizer: Any, on_token: TokenCallback | None) -> None:
-        self.tokenizer = tokenizer
-        self.on_token = on_token
-        self.sent = ""
-
-    def update(self, token_ids: Sequence[int], final: bool = False) -> None:
-        if self.tokenizer is None:
-            return
-        text = self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
-        if not final and text.endswith("\ufffd"):
-            return
-        if len(text) <= len(self.sent):
-            return
-        if not text.startswith(self.sent):
-            log.warning("retried generation diverged from the text already streamed")
-            return
-        delta, self.sent = text[len(self.sent):], text
-        if self.on_token is not None:
-            try:
-                self.on_token(delta)
-            except Exception:        # a GUI callback must not break the generation
-                log.exception("on_token callback failed")
 
 
 class Ingress:
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
         self._footprints: dict[tuple[str, str], ModelFootprint] = {}     # (model name, quant) ->
-        self._texts: dict[str, tuple[Any, set[int]]] = {}      # model -> (tokenizer or None, eos ids)
+        self._texts: dict[str, tuple[Any, frozenset[int]]] = {}      # model -> (tokenizer or None, eos ids)
         self._recovery_lock = asyncio.Lock()
         self.traffic = TrafficGate()      # requests in flight and their rate; a migration switches between them
         self._started_s = time.monotonic()
@@ -142,6 +123,10 @@ class Ingress:
             plan = await self._replan(failed.plan, failed.model)
             return await self.deploy(plan, failed.model, failed.on_progress)
 
+    async def ensure_ready(self) -> Deployment:
+        """The current deployment once ready, re-planning and redeploying around lost runners."""
+        return await self._ready_deployment()
+
     async def _ready_deployment(self) -> Deployment:
         """The current deployment once ready: waits for stages still loading, and for the runners of
         a restored deployment to rejoin (up to RESTORE_GRACE_S after start), re-planning otherwise."""
@@ -167,36 +152,40 @@ class Ingress:
     # ---- generate -------------------------------------------------------------------------
 
     async def generate(self, prompt: str | Sequence[int], max_new_tokens: int,
-                       on_token: TokenCallback | None = None, chat: bool = True) -> dict[str, Any]:
+                       on_token: TokenCallback | None = None, chat: bool = True,
+                       sampling: Sampling = GREEDY, stop: Sequence[str] = ()) -> dict[str, Any]:
         """`_generate` through the traffic gate (engine.coordinator.replacement)."""
         async with self.traffic.request() as request:
-            result = await self._generate(prompt, max_new_tokens, on_token, chat)
+            result = await self._generate(prompt, max_new_tokens, on_token, chat, sampling, stop)
             request["tokens"] = len(result["token_ids"])
             return result
 
     async def _generate(self, prompt: str | Sequence[int], max_new_tokens: int,
-                        on_token: TokenCallback | None = None, chat: bool = True) -> dict[str, Any]:
-        """Greedy generation through the deployed pipeline; streams text deltas to `on_token`.
+                        on_token: TokenCallback | None = None, chat: bool = True,
+                        sampling: Sampling = GREEDY, stop: Sequence[str] = ()) -> dict[str, Any]:
+        """Generation through the deployed pipeline (engine.decoding's loop); streams text deltas to
+        `on_token`.
 
-        A text prompt goes through the model's chat template when it has one and `chat` is on (an
-        instruct model answers a question asked that way; `python -m engine generate` does the same).
+        `prompt` is text (through the model's chat template when it has one and `chat` is on: an
+        instruct model answers a question asked that way; `python -m engine generate` does the same),
+        a list of chat messages ({role, content}), or token ids.
 
-        Returns {text, token_ids, tokens_per_s, g_co2, elapsed_s, recoveries, plan}.
+        Returns {text, token_ids, prompt_tokens, finish_reason, tokens_per_s, ms_per_token,
+        first_token_s, g_co2, elapsed_s, recoveries, deployment_id, plan}.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-            raise InvalidInput("max_new_tokens", max_new_tokens, f"expected an integer in 1..{MAX_NEW_TOKENS}")
+        check_max_tokens(max_new_tokens, "max_new_tokens")
+        stop = check_stop(list(stop) if stop else None)
+        sampling = sampling.with_seed(secrets.randbits(63))     # fixed before any retry
         started_s = time.monotonic()
         dep = await self._ready_deployment()
         tokenizer, eos_ids = await self._text_of(dep.model)
         prompt_ids = _prompt_ids(prompt, tokenizer, chat)
-        stream = TextStream(tokenizer, on_token)
+        stream = TextStream(tokenizer, on_token, stop)
         recoveries = 0
         while True:
-            attempt_s = time.monotonic()
             steps: list[tuple[float, StepTrace]] = []
             try:
-                token_ids = await self._run(dep, prompt_ids, max_new_tokens, eos_ids, stream, steps)
+                decoded = await self._run(dep, prompt_ids, max_new_tokens, eos_ids, stream, sampling, steps)
                 break
             except PeerLost as lost:
                 if recoveries == MAX_RECOVERIES:
@@ -204,17 +193,22 @@ class Ingress:
                 recoveries += 1
                 log.warning("generate: %s; re-planning and retrying from the prompt", lost)
                 dep = await self._recover(dep, lost)
-        stream.update(token_ids, final=True)
-        decode_s = max(time.monotonic() - attempt_s, 1e-9)
+        token_ids = decoded.token_ids
         metrics = dep.plan.metrics
         measured = self._measured(dep, steps)
         for stage, compute_ms in zip(dep.plan.stages, measured["stage_compute_ms"], strict=True):
             self.coordinator.measured.record_live(stage.peer_id, dep.plan.model.name, stage.num_layers,
                                                   stage.lm_head, compute_ms)
         return {
-            "text": tokenizer.decode(token_ids, skip_special_tokens=True) if tokenizer is not None else "",
+            "text": stream.sent if tokenizer is not None else "",
             "token_ids": token_ids,
-            "tokens_per_s": len(token_ids) / decode_s,
+            "prompt_tokens": len(prompt_ids),
+            "finish_reason": decoded.finish_reason,
+            "tokens_per_s": len(token_ids) / max(decoded.total_s, 1e-9),
+            # measured: wall time of the decode steps after the first token, per token
+            "ms_per_token": 1000.0 * (decoded.total_s - decoded.first_token_s) / (len(token_ids) - 1)
+            if len(token_ids) > 1 else 1000.0 * decoded.total_s,
+            "first_token_s": decoded.first_token_s,
             # the plan's per-token figure (gCO2 per 1k generated tokens) times the tokens generated
             "g_co2": len(token_ids) * (metrics.g_co2_per_1k_tokens if metrics else 0.0) / 1000.0,
             "elapsed_s": time.monotonic() - started_s,
@@ -228,9 +222,9 @@ class Ingress:
         """What this generation measured: the first step is the prefill (time to first token), the
         rest are decode steps; each stage's compute time and energy come from the step traces."""
         stages = dep.plan.stages
-        decode = steps[1:]
-        decode_ms = [ms for ms, _ in decode]
-        compute_ms = [_mean([trace[i][0] for _, trace in decode if len(trace) == len(stages)])
+        decode_steps = steps[1:]
+        decode_ms = [ms for ms, _ in decode_steps]
+        compute_ms = [_mean([trace[i][0] for _, trace in decode_steps if len(trace) == len(stages)])
                       for i in range(len(stages))]
         joules = [sum(trace[i][1] for _, trace in steps if len(trace) == len(stages)) for i in range(len(stages))]
         grams = sum(j / JOULES_PER_KWH * s.carbon_g_per_kwh for j, s in zip(joules, stages, strict=True))
@@ -256,34 +250,28 @@ class Ingress:
             "coordinator_frames": self.coordinator.frames.snapshot(),
         }
 
-    async def _run(self, dep: Deployment, prompt_ids: list[int], max_new_tokens: int, eos_ids: set[int],
-                   stream: TextStream, steps: list[tuple[float, StepTrace]]) -> list[int]:
-        peers = [stage.peer_id for stage in dep.plan.stages]
-        links = [self.coordinator.link(peer_id) for peer_id in peers]
+    async def _run(self, dep: Deployment, prompt_ids: list[int], max_new_tokens: int, eos_ids: frozenset[int],
+                   stream: TextStream, sampling: Sampling, steps: list[tuple[float, StepTrace]]) -> Decoded:
+        links = [self.coordinator.link(stage.peer_id) for stage in dep.plan.stages]
         session_id = new_session_id()
-        generated: list[int] = []
-        inputs = torch.tensor([prompt_ids], dtype=torch.int64)
-        position = 0
+
+        async def step(ids: list[int], position: int, wire: dict[str, Any] | None) -> int:
+            """One step along the tour: in at stage 1 with the ids, the last stage's token back."""
+            started_s = time.perf_counter()
+            tensor, trace = await self.coordinator.step(dep, session_id, position,
+                                                        torch.tensor([ids], dtype=torch.int64), wire)
+            steps.append(((time.perf_counter() - started_s) * 1000.0, trace))
+            return _token_of(tensor)
+
         try:
-            for _ in range(max_new_tokens):
-                started_s = time.perf_counter()
-                tensor, trace = await self.coordinator.step(dep, session_id, position, inputs)
-                steps.append(((time.perf_counter() - started_s) * 1000.0, trace))
-                token = _token_of(tensor)
-                position += inputs.shape[1]
-                generated.append(token)
-                stream.update(generated)
-                if token in eos_ids:
-                    break
-                inputs = torch.tensor([[token]], dtype=torch.int64)
+            return await decode(step, prompt_ids, sampling, max_new_tokens, eos_ids, stream)
         finally:
             for link in links:
                 task = asyncio.get_running_loop().create_task(_end_session(link, session_id))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-        return generated
 
-    async def _text_of(self, model: str) -> tuple[Any, set[int]]:
+    async def _text_of(self, model: str) -> tuple[Any, frozenset[int]]:
         if model not in self._texts:
             # resolve_model may convert a GGUF (tens of seconds): never on the event loop
             self._texts[model] = await asyncio.to_thread(_load_text, model)
@@ -299,21 +287,23 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _token_of(tensor: torch.Tensor) -> int:
-    """The last stage answers with the greedy token ([1, 1] int64) or, failing that, logits."""
-    if not tensor.is_floating_point():
-        return int(tensor.reshape(-1)[-1])
-    return int(tensor.reshape(-1, tensor.shape[-1])[-1].argmax())
+    """The last stage answers with the token it picked ([1, 1] int64)."""
+    if tensor.is_floating_point():
+        raise InvalidInput("result.dtype", str(tensor.dtype), "the last stage must answer with a token id")
+    return int(tensor.reshape(-1)[-1])
 
 
-def _prompt_ids(prompt: str | Sequence[int], tokenizer: Any, chat: bool) -> list[int]:
-    from engine.generate import prompt_ids
-
+def _prompt_ids(prompt: str | Sequence[int] | Sequence[dict[str, str]], tokenizer: Any, chat: bool) -> list[int]:
     if isinstance(prompt, str):
         if not prompt:
             raise InvalidInput("prompt", prompt, "expected a non-empty prompt")
         if tokenizer is None:
             raise InvalidInput("prompt", prompt[:40], "this model has no tokenizer: pass token ids")
         ids = prompt_ids(tokenizer, prompt, chat=chat and bool(getattr(tokenizer, "chat_template", None)))
+    elif prompt and all(isinstance(m, dict) for m in prompt):
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise InvalidInput("messages", len(prompt), "this model has no chat template: send a text prompt")
+        ids = chat_ids(tokenizer, list(prompt))
     else:
         ids = list(prompt)
     if not ids or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
@@ -321,23 +311,11 @@ def _prompt_ids(prompt: str | Sequence[int], tokenizer: Any, chat: bool) -> list
     return ids
 
 
-def _load_text(model: str) -> tuple[Any, set[int]]:
-    """The model source's tokenizer (None for a bare checkpoint: prompts are then token ids) and the
-    token ids that end a generation."""
-    from transformers import AutoTokenizer
-
+def _load_text(model: str) -> tuple[Any, frozenset[int]]:
+    """The model source's tokenizer (None for a bare checkpoint) and its end-of-sequence ids."""
     from engine.runner.model_source import resolve_model
 
-    source = resolve_model(model)
-    eos = source.config().get("eos_token_id")
-    eos_ids = set(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
-    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-    if not any((source.folder / name).is_file() for name in names):
-        return None, eos_ids
-    tokenizer = AutoTokenizer.from_pretrained(str(source.folder))
-    if tokenizer.eos_token_id is not None:
-        eos_ids.add(int(tokenizer.eos_token_id))
-    return tokenizer, eos_ids
+    return load_text(resolve_model(model).folder)
 
 
 async def _end_session(link: PeerLink, session_id: str) -> None:

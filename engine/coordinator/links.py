@@ -53,14 +53,16 @@ class PeerLink:
         except (ConnectionClosed, FrameError, OSError) as exc:
             raise PeerLost(self.peer_id, f"send failed: {exc}", self) from None
 
-    async def forward(self, session_id: str, position: int, tensor: torch.Tensor) -> torch.Tensor:
+    async def forward(self, session_id: str, position: int, tensor: torch.Tensor,
+                      sampling: dict[str, Any] | None = None) -> torch.Tensor:
         """Send `tensor` (starting at `position`) through this runner's stage; its output tensor."""
         request_id = next(_request_ids)
         future: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             header, payload = tensor_to_frame("forward", tensor, request_id=request_id, session_id=session_id,
-                                            position=position)
+                                            position=position,
+                                            **({"sampling": sampling} if sampling is not None else {}))
             await self.send(header, payload)
             return await asyncio.wait_for(future, FORWARD_TIMEOUT_S)
         except TimeoutError:

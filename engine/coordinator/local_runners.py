@@ -51,11 +51,11 @@ def demo_cities(names: list[str] | None = None) -> list[City]:
     return picked
 
 
-def runner_vram_gb(model: str) -> float:
-    """Free VRAM for each local runner: two can hold `model`, one cannot (see module docstring)."""
+def runner_vram_gb(model: str, quant: str = "bf16") -> float:
+    """Free VRAM for each local runner: two can hold `model` at `quant`, one cannot (module docstring)."""
     from engine.model import footprint, load_spec
 
-    fp = footprint(load_spec(model))       # a preset ("smollm2"), a config file or a model folder
+    fp = footprint(load_spec(model), quant)     # a preset ("smollm2"), a config file or a model folder
     half = fp.stage_bytes(math.ceil(fp.num_layers / 2), first=True, last=True)
     whole = fp.stage_bytes(fp.num_layers, first=True, last=True)
     # Midway between the two: usable VRAM (after the planner's safety margin) fits a half, not all.
@@ -83,14 +83,16 @@ def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
     processes = []
     for city, vram_gb_here in zip(chosen[:n], vram_each, strict=False):
         log_file: IO[bytes] = open(log_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', city.peer_id)}.log", "ab")
-        command = [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket,
+        # The ticket goes in the environment: /proc/PID/environ is the owner's, the command line is not.
+        command = [sys.executable, "-m", "engine.coordinator.agent",
                    "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb_here:.6f}",
                    "--name", city.name, "--id", city.peer_id, "--exit-with-pid", str(os.getpid())]
         if emulate_wan:
             command.append("--emulate-wan")
             if wan_bandwidth_mbps is not None:
                 command += ["--wan-bandwidth-mbps", str(wan_bandwidth_mbps)]
-        processes.append(subprocess.Popen(command, cwd=str(REPO_ROOT), env=env, stdout=log_file,
+        processes.append(subprocess.Popen(command, cwd=str(REPO_ROOT), env={**env, "PRISMN_TICKET": ticket},
+                                          stdout=log_file,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         log_file.close()            # the child holds its own descriptor
     return processes

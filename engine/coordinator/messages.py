@@ -10,15 +10,17 @@ Nothing here is ever pickled or evaluated.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.model.sizing import QUANTS
 from engine.transport.frames import DTYPES, FrameLimits, check_tensor_fields
 from engine.validate import finite_number
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2                    # 2: the join handshake of engine.coordinator.auth
 MAX_HEADER_BYTES = 16 * 1024            # JSON header; the largest (join) is well under 1 KiB
 MAX_TENSOR_BYTES = 256 * 2**20          # hidden states of a long prompt on a wide model
 # What both ends' transports enforce before reading a frame: larger lengths drop the connection.
@@ -26,6 +28,7 @@ FRAME_LIMITS = FrameLimits(max_header_bytes=MAX_HEADER_BYTES, max_payload_bytes=
 MAX_TEXT_CHARS = 2000                   # error strings, names
 MAX_TENSOR_DIMS = 4
 
+HEX_PATTERN = re.compile(r"^[0-9a-f]*$")
 PEER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 # what a stage may exchange: token ids in, hidden states / logits out
 STAGE_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32")
@@ -46,8 +49,25 @@ class Field:
     check: Callable[[Any], str | None] | None = None   # extra rule -> reason or None
 
 
+def _quant_rule(value: str) -> str | None:
+    return None if value in QUANTS else f"expected one of {list(QUANTS)}"
+
+
 def _peer_id_rule(value: str) -> str | None:
     return None if PEER_ID_PATTERN.match(value) else "expected 1-64 of A-Z a-z 0-9 . _ : - (starting alnum)"
+
+
+def _hex_rule(chars: int) -> Callable[[str], str | None]:
+    def rule(value: str) -> str | None:
+        return None if len(value) == chars and HEX_PATTERN.match(value) else f"expected {chars} hex digits"
+    return rule
+
+
+def _printable_rule(value: str) -> str | None:
+    """Names and GPU models reach terminals, logs and the GUI: no control characters (newlines, ANSI
+    escapes) and no lone surrogates."""
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    return None if bad is None else f"contains the control character or lone surrogate {ascii(bad)}"
 
 
 def _dtype_rule(value: str) -> str | None:
@@ -68,8 +88,12 @@ ADDRESS = Field("str", low=1, high=MAX_ADDRESS_CHARS)
 MS = Field("float", nullable=True, required=False, low=0.0, high=1e7)
 # where a stage sends: {address, lat, lon} (the place feeds the emulated WAN)
 HOP = Field("hop")
+TOKEN = Field("str", required=False, low=16, high=256)      # a pipeline's access token
+NONCE = Field("str", low=64, high=64, check=_hex_rule(64))
+PUBLIC_KEY = Field("str", low=64, high=64, check=_hex_rule(64))
+SIGNATURE = Field("str", low=128, high=128, check=_hex_rule(128))
 _METRICS = {
-    "gpu": Field("str", nullable=True, low=0, high=128),
+    "gpu": Field("str", nullable=True, low=0, high=128, check=_printable_rule),
     "total_vram_gb": GB_VALUE,
     "free_vram_gb": GB_VALUE,
     "utilization_pct": Field("float", nullable=True, low=0.0, high=100.0),
@@ -82,6 +106,8 @@ _STAGE = {
     "layer_end": Field("int", low=1, high=10_000),
     "embeddings": Field("bool"),
     "lm_head": Field("bool"),
+    # how the runner holds the stage's weights: the plan's quantisation (null: the runner's --dtype)
+    "quant": Field("str", required=False, nullable=True, low=1, high=8, check=_quant_rule),
 }
 STAGE_FIELDS = tuple(_STAGE)             # what identifies a stage's weights (a runner's `loaded`)
 
@@ -89,11 +115,14 @@ STAGE_FIELDS = tuple(_STAGE)             # what identifies a stage's weights (a 
 # only the types the other sends (see RUNNER_TO_COORDINATOR / COORDINATOR_TO_RUNNER).
 SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
     # runner -> coordinator
+    "join_hello": ({"protocol": Field("int", low=1, high=1000), "nonce": NONCE}, 0),
     "join": ({
         "protocol": Field("int", low=1, high=1000),
-        "secret": Field("str", low=1, high=256),
+        "key": PUBLIC_KEY,                       # the runner's Ed25519 key: the peer id is bound to it
+        "proof": Field("str", low=64, high=64, check=_hex_rule(64)),   # HMAC(join secret, transcript)
+        "signature": SIGNATURE,                  # the runner key's signature of the transcript
         "peer_id": PEER_ID,
-        "name": Field("str", low=0, high=64),
+        "name": Field("str", low=0, high=64, check=_printable_rule),
         "lat": LAT,
         "lon": LON,
         "carbon_g_per_kwh": Field("float", nullable=True, low=0.0, high=5000.0),
@@ -123,18 +152,23 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
     "failed": ({"request_id": REQUEST_ID, "error": TEXT}, 0),
     "pong": ({"request_id": Field("int", required=False, low=0, high=2**53)}, 0),
     # coordinator -> runner
+    "challenge": ({"nonce": NONCE, "signature": SIGNATURE}, 0),
     "welcome": ({"peer_id": PEER_ID, "heartbeat_s": Field("float", low=0.05, high=60.0)}, 0),
     "refused": ({"reason": TEXT}, 0),
-    # `routes`: the later stages in tour order, `reply_to`: the ingress; the only places it sends to
-    "deploy": ({**_STAGE, "routes": Field("hops", required=False), "reply_to": Field("hop", required=False)}, 0),
-    "routes": ({"deployment_id": DEPLOYMENT_ID, "routes": Field("hops"), "reply_to": HOP}, 0),
+    # `routes`: the later stages in tour order, `reply_to`: the ingress; the only places it sends to;
+    # `token`: the pipeline's access token (engine.runner.server): stages present it to the next stage
+    # and accept only channels that present it (the previous stage, the ingress)
+    "deploy": ({**_STAGE, "routes": Field("hops", required=False), "reply_to": Field("hop", required=False),
+                "token": TOKEN}, 0),
+    "routes": ({"deployment_id": DEPLOYMENT_ID, "routes": Field("hops"), "reply_to": HOP, "token": TOKEN}, 0),
     # `position`: the session position of the tensor's first token (0 = prefill); `route`/`reply_to`:
     # the tour's later stages and the ingress (engine.runner.protocol)
+    # `sampling`: how the last stage picks the token (engine.decoding.Sampling.wire; absent = greedy)
     "forward": ({"request_id": REQUEST_ID, "session_id": SESSION_ID, "position": Field("int", low=0, high=2**31),
                  "dtype": DTYPE, "shape": SHAPE, "route": Field("addresses", required=False),
                  "reply_to": Field("str", nullable=True, required=False, low=1, high=MAX_ADDRESS_CHARS),
                  "want": Field("str", required=False, low=1, high=16),
-                 "sampling": Field("object", nullable=True, required=False)}, MAX_TENSOR_BYTES),
+                 "sampling": Field("sampling", required=False, nullable=True)}, MAX_TENSOR_BYTES),
     "end_session": ({"session_id": SESSION_ID}, 0),
     "release": ({"deployment_id": DEPLOYMENT_ID}, 0),    # drop the stage of that deployment (re-placement)
     # the coordinator's own heartbeat (runners notice it is gone), or a runner timing its ingress leg
@@ -146,10 +180,10 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
                "for_type": Field("str", required=False, low=0, high=64),
                "unreachable": Field("str", required=False, low=1, high=MAX_ADDRESS_CHARS)}, 0),
 }
-RUNNER_TO_COORDINATOR = frozenset({"join", "heartbeat", "load_progress", "ready", "measured_rtt", "load_failed",
-                                   "result", "failed", "error", "ping", "pong"})
-COORDINATOR_TO_RUNNER = frozenset({"welcome", "refused", "deploy", "routes", "forward", "end_session", "release",
-                                   "ping", "pong", "error"})
+RUNNER_TO_COORDINATOR = frozenset({"join_hello", "join", "heartbeat", "load_progress", "ready", "measured_rtt",
+                                   "load_failed", "result", "failed", "error", "ping", "pong"})
+COORDINATOR_TO_RUNNER = frozenset({"challenge", "welcome", "refused", "deploy", "routes", "forward", "end_session",
+                                   "release", "ping", "pong", "error"})
 
 
 def validate(header: Any, payload: bytes, allowed: frozenset[str]) -> dict[str, Any]:
@@ -202,6 +236,11 @@ def _check_value(value: Any, spec: Field, where: str) -> Any:
                 or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 2**31 for d in value)):
             raise InvalidInput(where, _short(value), f"expected a list of 1..{MAX_TENSOR_DIMS} sizes >= 0")
         value = list(value)
+    elif spec.kind == "sampling":
+        from engine.decoding import Sampling
+
+        Sampling.from_wire(value)           # raises InvalidInput naming sampling.<field>
+        value = dict(value)
     elif spec.kind == "stage":
         if not isinstance(value, dict):
             raise InvalidInput(where, _short(value), "expected an object")

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from engine.coordinator.auth import SigningKey
 from engine.coordinator.ingress import Ingress
 from engine.coordinator.messages import FRAME_LIMITS
 from engine.coordinator.service import Coordinator
@@ -53,13 +54,14 @@ async def start(store_spec: str | None = None, *, transport: str = "iroh", bind_
         save_identity(folder, identity.with_port(port))
     store = open_store(store_spec)
     try:
-        coordinator = Coordinator(node, store, identity.join_secret, heartbeat_s=heartbeat_s, state_dir=folder)
+        coordinator = Coordinator(node, store, identity.join_secret, heartbeat_s=heartbeat_s, state_dir=folder,
+                                  signing_key=SigningKey(bytes.fromhex(identity.secret_key_hex)))
         await coordinator.start()
     except BaseException:
         await node.close()
         store.close()
         raise
-    ticket = Ticket(node.address, identity.join_secret).encode()
+    ticket = Ticket(node.address, identity.join_secret, coordinator.signing_key.public_hex).encode()
     return Running(coordinator, Ingress(coordinator), store, ticket)
 
 

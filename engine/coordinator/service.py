@@ -1,5 +1,5 @@
-"""The coordinator: admits runners that know the join secret, watches their heartbeats, deploys plans
-and recovers when a runner dies. One asyncio loop owns all of its state.
+"""The coordinator: admits runners that prove the join secret (engine.coordinator.auth), watches their
+heartbeats, deploys plans and recovers when a runner dies. One asyncio loop owns all of its state.
 
 Routing follows the plan's tour (engine.coordinator.tour): the ingress sends each step to stage 1
 with the addresses of the later stages; each runner sends its output straight to the next one, and
@@ -13,7 +13,6 @@ from its prompt after a re-plan.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -23,10 +22,12 @@ from typing import Any
 
 from engine.carbon.resolver import CarbonResolver
 from engine.coordinator import registry as reg
+from engine.coordinator.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import FORWARD_TIMEOUT_S, PeerLink, PeerLost
 from engine.coordinator.measured import Measurements, ingress_key_of
-from engine.coordinator.messages import MAX_HEADER_BYTES, PROTOCOL_VERSION, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
+from engine.coordinator.plausible import VramSanity
 from engine.coordinator.registry import PeerState, Registry
 from engine.coordinator.tour import FrameCounts, StepTrace, TourSteps
 from engine.errors import InvalidInput
@@ -45,13 +46,15 @@ MAX_BAD_FRAMES = 50              # a runner sending this many bad frames is cut 
 # Until it has joined with the secret, a connection may send one small header and no payload: a
 # stranger must not make the coordinator read (and hold) a 256 MiB tensor.
 JOIN_LIMITS = FrameLimits(max_header_bytes=MAX_HEADER_BYTES, max_payload_bytes=0)
+STORE_EVERY_S = 2.0              # heartbeats reach the store (peer rows, metrics history) this often
 MONITOR_S = 0.1                  # how often silent runners are looked for: death is noticed this late
 MODELS_FILE = "coordinator_models.json"
 
 
 class Coordinator:
     def __init__(self, node: Node, store: Store, join_secret: str, *, heartbeat_s: float = 1.0,
-                 resolver: CarbonResolver | None = None, state_dir: Path | None = None) -> None:
+                 resolver: CarbonResolver | None = None, state_dir: Path | None = None,
+                 signing_key: SigningKey | None = None) -> None:
         if not join_secret:
             raise InvalidInput("join_secret", join_secret, "expected a non-empty secret")
         self.node = node
@@ -65,8 +68,14 @@ class Coordinator:
         self._models_path = state_dir / MODELS_FILE if state_dir is not None else None
         self.models: dict[str, str] = _read_models(self._models_path)
         self.peer_rows: list[dict[str, Any]] = []        # immutable snapshot for other threads
-        self._secret = join_secret.encode()
+        self._join_secret = join_secret
+        self.signing_key = signing_key or SigningKey.generate()      # proves this coordinator to runners
+        self.vram_sanity = VramSanity()          # memory figures bounded by what a device holds
+        self.peer_keys = PeerKeys(state_dir / PEER_KEYS_FILE if state_dir is not None else None)
         self._resolver = resolver or CarbonResolver()
+        self._unsaved: dict[str, tuple[PeerState, dict[str, Any], float]] = {}   # beats not yet stored
+        self._flushing: asyncio.Task[None] | None = None
+        self._rows_stale = False
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self.tours = TourSteps()
@@ -146,24 +155,18 @@ class Coordinator:
             await _quiet_close(channel)
 
     async def _admit(self, channel: Channel) -> str | None:
-        """The first frame must be a valid join with the right secret; returns the peer id or None."""
+        """The join handshake (engine.coordinator.auth): proof of the join secret over fresh nonces,
+        and a runner key that owns its peer id; returns the peer id or None."""
         joined_limits, channel.limits = channel.limits, JOIN_LIMITS
         try:
-            header, payload = await asyncio.wait_for(channel.recv(), JOIN_TIMEOUT_S)
-            msg = validate(header, payload, frozenset({"join"}))
-        except (TimeoutError, InvalidInput) as exc:     # FrameError included: over JOIN_LIMITS drops
-            await _refuse(channel, f"expected a join message first: {exc}")
-            return None
-        if not hmac.compare_digest(msg["secret"].encode(), self._secret):
-            log.warning("refused %s (%s): wrong join secret", msg["peer_id"], channel.peer)
-            await _refuse(channel, "wrong join secret")
-            return None
-        if msg["protocol"] != PROTOCOL_VERSION:
-            await _refuse(channel, f"protocol {msg['protocol']} unsupported; this coordinator speaks "
-                                   f"{PROTOCOL_VERSION}")
+            msg = await coordinator_handshake(channel, self._join_secret, self.signing_key, self.peer_keys,
+                                              JOIN_TIMEOUT_S)
+        except Refusal as refusal:
+            await _refuse(channel, str(refusal))
             return None
         channel.limits = joined_limits
         peer_id = msg["peer_id"]
+        msg = self.vram_sanity.check(peer_id, msg)
         old = self.links.pop(peer_id, None)
         if old is not None:           # the same runner reconnecting: its old connection is finished
             old.fail("replaced by a new connection")
@@ -183,7 +186,7 @@ class Coordinator:
         while True:
             try:
                 header, payload = await channel.recv()
-                msg = validate(header, payload, RUNNER_TO_COORDINATOR - {"join"})
+                msg = validate(header, payload, RUNNER_TO_COORDINATOR - {"join_hello", "join"})
             except FrameError as exc:
                 if not exc.recoverable:
                     raise ConnectionClosed(f"unrecoverable frame: {exc}") from None
@@ -219,11 +222,15 @@ class Coordinator:
         if kind == "pong":
             return
         if kind == "heartbeat":
+            joined = self.registry.get(peer_id)
+            msg = self.vram_sanity.check(peer_id, msg, joined.total_vram_gb if joined is not None else None)
             record = self.registry.beat(peer_id, msg, asyncio.get_running_loop().time())
             if record is not None:
-                self._save_peer(record, msg)
-                self._store("record_metrics", peer_id, time.time(), _metrics_of(msg))
-                self._publish()
+                # Stored and published by the monitor loop, a batch at a time: per beat, a store write
+                # and a rebuild of every row cost O(peers^2) a second, and 1,000 runners fell behind.
+                self._unsaved[peer_id] = (record, msg, time.time())
+                self._rows_stale = True
+            return
         elif kind == "failed":
             self.links[peer_id].on_result(msg, payload)
         elif dep is None or msg["deployment_id"] != dep.id:
@@ -262,24 +269,39 @@ class Coordinator:
 
     async def _monitor_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        next_ping_s = loop.time()
+        next_ping_s = next_flush_s = loop.time()
+        tick_s = min(MONITOR_S, self.heartbeat_s / 4)
+        allowance_s = 0.0
         while True:
-            interval_s = min(MONITOR_S, self.heartbeat_s / 4)
-            before_s = loop.time()
-            await asyncio.sleep(interval_s)
-            if loop.time() - before_s - interval_s > self.heartbeat_s:
-                # This loop itself was stalled (a busy machine, a GIL-heavy thread): beats may be
-                # waiting unread. Read them before blaming the runners.
-                continue
-            for peer_id in self.registry.expire(loop.time()):
+            woke_due_s = loop.time() + tick_s
+            await asyncio.sleep(tick_s)
+            # When this loop itself stalled (a join storm, a busy machine), the beats it missed may
+            # still wait unread in its sockets: give every peer that much longer, decaying tick by
+            # tick, so a slow coordinator does not declare its runners dead (a dead one still is,
+            # only later by the stall).
+            allowance_s = max(loop.time() - woke_due_s, allowance_s - tick_s, 0.0)
+            for peer_id in self.registry.expire(loop.time() - allowance_s):
                 log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
                 self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
+            if self._rows_stale:
+                self._publish()
+            if loop.time() >= next_flush_s and self._unsaved and (self._flushing is None or self._flushing.done()):
+                next_flush_s = loop.time() + STORE_EVERY_S
+                batch, self._unsaved = self._unsaved, {}
+                self._flushing = loop.create_task(asyncio.to_thread(self._save_beats, batch))
             if loop.time() >= next_ping_s:
                 next_ping_s = loop.time() + self.heartbeat_s
                 for link in list(self.links.values()):
                     loop.create_task(_ping(link))
 
+    def _save_beats(self, batch: dict[str, tuple[PeerState, dict[str, Any], float]]) -> None:
+        """The latest beat of each peer in `batch`: its row and a metrics sample (a worker thread)."""
+        for peer_id, (record, msg, at_s) in batch.items():
+            self._save_peer(record, msg)
+            self._store("record_metrics", peer_id, at_s, _metrics_of(msg))
+
     def _peer_lost(self, peer_id: str, reason: str) -> None:
+        self._unsaved.pop(peer_id, None)
         self.registry.mark_dead(peer_id)
         link = self.links.pop(peer_id, None)
         if link is not None:
@@ -352,7 +374,8 @@ class Coordinator:
             self.registry.set_status(peer_id, reg.READY)
 
     def _routes(self, dep: Deployment, peer_id: str) -> dict[str, Any]:
-        """The places `peer_id` may send to: the later stages of the tour, then this ingress."""
+        """The places `peer_id` may send to: the later stages of the tour, then this ingress; and the
+        deployment's access token, so the next stage accepts what this one forwards."""
         order = [s.peer_id for s in dep.plan.stages]
         later = []
         for other in order[order.index(peer_id) + 1:]:
@@ -360,7 +383,7 @@ class Coordinator:
             if record is not None and record.address:
                 later.append({"address": record.address, "lat": record.lat, "lon": record.lon})
         return {"routes": later, "reply_to": {"address": self.ingress_address, "lat": dep.plan.ingress["lat"],
-                                              "lon": dep.plan.ingress["lon"]}}
+                                              "lon": dep.plan.ingress["lon"]}, "token": dep.token}
 
     async def step(self, dep: Deployment, session_id: str, position: int, tensor: Any,
                    sampling: dict[str, Any] | None = None) -> tuple[Any, StepTrace]:
@@ -449,6 +472,7 @@ class Coordinator:
             log.exception("store.%s failed", method)
 
     def _publish(self) -> None:
+        self._rows_stale = False
         self.peer_rows = [p.summary() for p in self.registry.all()]
 
 

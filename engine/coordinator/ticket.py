@@ -1,6 +1,9 @@
 """The join ticket (one copy-pasteable string) and the coordinator identity that keeps it valid.
 
-A ticket is ``prismn1.<base64url(JSON {"address": transport address, "secret": join secret})>``.
+A ticket is ``prismn1.<base64url(JSON {"address": transport address, "secret": join secret,
+"key": the coordinator's Ed25519 public key, hex})>``. With the key a runner checks, on any transport,
+that it talks to the coordinator that printed the ticket (engine.coordinator.auth); a TCP ticket
+without one is refused (iroh's endpoint address already pins the coordinator's key).
 The identity (iroh secret key, join secret, bound port) is persisted as JSON next to the store (or
 in the user data dir), readable by the owner only, so a restarted coordinator hands out the same
 ticket and runners holding it reconnect by themselves.
@@ -27,10 +30,12 @@ IDENTITY_FILE = "coordinator_identity.json"
 @dataclass(frozen=True)
 class Ticket:
     address: str        # the transport's address string (an iroh endpoint ticket, or host:port for TCP)
-    secret: str         # join secret, compared with hmac.compare_digest
+    secret: str         # join secret: proves a runner may join (never sent, see engine.coordinator.auth)
+    key: str = ""       # the coordinator's public key (hex); "" only in tickets from before protocol 2
 
     def encode(self) -> str:
-        raw = json.dumps({"address": self.address, "secret": self.secret}, separators=(",", ":"))
+        fields = {"address": self.address, "secret": self.secret, **({"key": self.key} if self.key else {})}
+        raw = json.dumps(fields, separators=(",", ":"))
         return TICKET_PREFIX + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -51,7 +56,23 @@ def decode_ticket(text: str) -> Ticket:
     for key in ("address", "secret"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise InvalidInput(f"ticket.{key}", data.get(key), "expected a non-empty string")
-    return Ticket(address=data["address"], secret=data["secret"])
+    key = data.get("key", "")
+    if key and not (isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key)):
+        raise InvalidInput("ticket.key", str(key)[:80], "expected the coordinator's key as 64 hex digits")
+    if not key and _is_host_port(data["address"]):
+        raise InvalidInput("ticket.key", None, "a TCP ticket must carry the coordinator's key (a ticket from an "
+                                               "older coordinator: copy the ticket it prints now)")
+    return Ticket(address=data["address"], secret=data["secret"], key=key)
+
+
+def _is_host_port(address: str) -> bool:
+    from engine.transport.tcp_channel import parse_host_port
+
+    try:
+        parse_host_port(address)
+    except InvalidInput:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

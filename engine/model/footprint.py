@@ -26,15 +26,22 @@ class ModelFootprint:
     layer_flops_per_token: int       # ~2 FLOPs per active weight of one layer
     head_flops_per_token: int        # lm_head matmul
     safety_margin: float = 0.10      # fraction of each peer's free VRAM kept unused
+    device_kind: str = "cuda"        # cuda | cpu: how int4 weights are held (engine.model.sizing)
 
-    def stage_bytes(self, num_layers: int, *, first: bool, last: bool) -> int:
-        """Bytes a stage holding `num_layers` decoder layers needs, ends included."""
-        total = num_layers * (self.layer_bytes + self.kv_bytes_per_layer) + self.activation_bytes
+    def stage_weight_bytes(self, num_layers: int, *, first: bool, last: bool) -> int:
+        """Bytes of the weights a stage holding `num_layers` decoder layers keeps, ends included."""
+        total = num_layers * self.layer_bytes
         if first:
             total += self.embedding_bytes
         if last:
             total += self.final_norm_bytes
-            # A tied head reuses the embedding matrix only when it already lives on this peer.
-            if not (self.tied_embeddings and first):
+            # A tied head reuses the embedding matrix only when it already lives on this peer and is
+            # held the same way (int8/int4 quantise the head but keep the embedding unquantised).
+            if not (self.tied_embeddings and first and self.quant in ("fp32", "bf16", "fp16")):
                 total += self.lm_head_bytes
         return total
+
+    def stage_bytes(self, num_layers: int, *, first: bool, last: bool) -> int:
+        """Bytes a stage holding `num_layers` decoder layers needs: weights, KV cache and workspace."""
+        return (self.stage_weight_bytes(num_layers, first=first, last=last)
+                + num_layers * self.kv_bytes_per_layer + self.activation_bytes)

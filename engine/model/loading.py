@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from pathlib import Path
@@ -12,8 +11,10 @@ from urllib.parse import urlparse
 from engine.errors import InvalidInput, UnknownModel
 from engine.model.spec import ModelSpec, spec_from_config
 from engine.paths import ASSETS_DIR
+from engine.validate import read_json_file
 
 PRESETS_DIR = ASSETS_DIR / "models"
+MAX_CONFIG_BYTES = 16 * 2**20          # a config.json is a few KiB
 
 
 def list_presets() -> list[str]:
@@ -38,12 +39,9 @@ def _preset_name(model: str, *, exact: bool) -> str | None:
 
 def _read_config(path: Path, model: str) -> dict[str, Any]:
     try:
-        # utf-8-sig: a config saved by a Windows editor starts with a BOM, which json rejects.
-        config = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput("model", model, f"cannot read config file {path}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("model", model, f"config file {path} is not valid JSON: {exc}") from exc
+        config = read_json_file(path, "model", MAX_CONFIG_BYTES)
+    except InvalidInput as exc:
+        raise InvalidInput("model", model, f"config file {path}: {exc.reason}") from None
     if not isinstance(config, dict):
         raise InvalidInput("model", model, f"config file {path} does not hold a JSON object")
     return config

@@ -1,23 +1,28 @@
-"""Bytes and FLOPs of a model per decoder layer and per end, for a quantisation. Pure.
+"""Bytes and FLOPs of a model per decoder layer and per end, for a quantisation and device kind. Pure.
 
-Storage rules (all counts exact integers):
+Storage rules (all counts exact integers), as the runners really hold them (engine.runner.quantize,
+torchao 0.18; measured, see its docstring):
 - fp32 / bf16 / fp16: every weight takes 4 / 2 / 2 bytes.
-- int8: each Linear weight takes 1 byte, plus one fp16 scale per output channel (row), as in
-  LLM.int8 / per-channel absmax weight quantisation.
-- int4: each Linear weight takes half a byte (two per byte, packed within a row), plus, for every
-  group of `group_size` consecutive weights along a row's input features, an fp16 scale and an
-  fp16 zero point (GPTQ/AWQ layout). A row whose length is not a multiple of `group_size` ends with
-  one short group: groups per row = ceil(in_features / group_size).
-- The token embedding and the lm_head matrices (vocab x hidden) are quantised like Linear weights
-  in int8/int4, one scale (or one set of groups) per vocabulary row, as GGUF quantises
-  token_embd/output. Norm weights, biases and the MoE router stay in the compute dtype.
+- int8 (CPU and CUDA): each Linear weight takes 1 byte, plus an fp32 scale and an int8 zero point
+  per output channel (row): rows * (cols + 5).
+- int4 groups: per matrix, the largest of group_size, group_size/2, ... (down to 32) that divides
+  its in_features (`int4_group_size`); a matrix none divides stays in the compute dtype.
+- int4 on CUDA (tinygemm's packed layout): half a byte per weight plus a bf16 scale and a bf16 zero
+  per group, after torchao pads in_features to a multiple of 1024 and out_features to 8.
+- int4 on CPU: torchao has no packed int4 CPU layout without extra kernel packages, so each weight
+  takes one byte (int4 values held in int8) plus a scale in the compute dtype and an int8 zero
+  point per group.
+- Mixture-of-experts matrices are quantised in int8 and kept in the compute dtype in int4 (torchao's
+  int4 CPU layout takes 2-d weights only).
+- The lm_head (vocab x hidden) is a Linear and is quantised like one. The token embedding, norm
+  weights, biases and the MoE router stay in the compute dtype (a quantised embedding table is
+  dequantised whole on every lookup).
 - The compute dtype (activations, KV cache, kept tensors) is fp32 for fp32 weights, fp16 for fp16
   weights and bf16 otherwise, unless `compute_dtype` names one explicitly.
 """
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 from engine.errors import InvalidInput
@@ -27,8 +32,11 @@ from engine.model.spec import ModelSpec
 
 QUANTS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8", "int4")
 COMPUTE_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+DEVICE_KINDS: tuple[str, ...] = ("cuda", "cpu")
 _FLOAT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-_FP16_BYTES = 2                   # quantisation scales and zero points are fp16
+_INT8_ROW_BYTES = 4 + 1           # torchao Int8Tensor: fp32 scale + int8 zero point per row
+_TINYGEMM_GROUP_BYTES = 2 + 2     # bf16 scale + bf16 zero per group and row
+_MIN_INT4_GROUP = 32
 
 
 def _check_positive_int(field: str, value: object) -> int:
@@ -53,31 +61,76 @@ def compute_dtype_for(quant: str, compute_dtype: str | None = None) -> str:
     return compute_dtype
 
 
-def matrix_bytes(rows: int, cols: int, quant: str, group_size: int = 128) -> int:
+def _check_device_kind(device_kind: object) -> str:
+    if device_kind not in DEVICE_KINDS:
+        raise InvalidInput("device_kind", device_kind, f"expected one of {', '.join(DEVICE_KINDS)}")
+    return device_kind  # type: ignore[return-value]
+
+
+def device_kind_for(gpus) -> str:
+    """The device kind to size for, from the peers' GPU names (None: a CPU peer). CPU peers hold int4
+    at about twice the packed CUDA size, so a swarm with any CPU peer is sized as CPU (conservative
+    for its GPU peers; one footprint serves a whole plan)."""
+    return "cpu" if any(gpu is None for gpu in gpus) else "cuda"
+
+
+def int4_group_size(cols: int, group_size: int = 128) -> int | None:
+    """The int4 group of a matrix with `cols` input features: the largest of group_size,
+    group_size/2, ... (not below 32, or group_size itself when smaller) dividing cols; else None."""
+    group = group_size
+    while cols % group and group // 2 >= _MIN_INT4_GROUP:
+        group //= 2
+    return group if cols % group == 0 else None
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def matrix_bytes(rows: int, cols: int, quant: str, group_size: int = 128, device_kind: str = "cuda",
+                 compute_dtype: str | None = None) -> int:
     """Bytes of one (rows x cols) weight matrix; rows are output channels, cols input features."""
     _check_quant(quant)
     _check_positive_int("group_size", group_size)
+    _check_device_kind(device_kind)
     if quant in _FLOAT_BYTES:
         return rows * cols * _FLOAT_BYTES[quant]
     if quant == "int8":
-        return rows * cols + rows * _FP16_BYTES
-    groups_per_row = math.ceil(cols / group_size)
-    return rows * math.ceil(cols / 2) + rows * groups_per_row * 2 * _FP16_BYTES
-
-
-def layer_bytes(spec: ModelSpec, quant: str, group_size: int = 128, compute_dtype: str | None = None) -> int:
-    """Weights of one decoder layer: its Linear matrices at `quant`, the rest in the compute dtype."""
+        return rows * (cols + _INT8_ROW_BYTES)
     kept_bytes = _FLOAT_BYTES[compute_dtype_for(quant, compute_dtype)]
-    linear = sum(
-        lin.copies * matrix_bytes(lin.out_features, lin.in_features, quant, group_size)
-        for lin in layer_linears(spec)
-    )
+    group = int4_group_size(cols, group_size)
+    if group is None:
+        return rows * cols * kept_bytes
+    if device_kind == "cpu":
+        return rows * cols + rows * (cols // group) * (kept_bytes + 1)
+    rows_padded, cols_padded = _round_up(rows, 8), _round_up(cols, 1024)
+    return rows_padded * cols_padded // 2 + rows_padded * (cols_padded // group) * _TINYGEMM_GROUP_BYTES
+
+
+def layer_bytes(spec: ModelSpec, quant: str, group_size: int = 128, compute_dtype: str | None = None,
+                device_kind: str = "cuda") -> int:
+    """Weights of one decoder layer: its Linear matrices at `quant`, the rest in the compute dtype."""
+    dtype = compute_dtype_for(quant, compute_dtype)
+    kept_bytes = _FLOAT_BYTES[dtype]
+    linear = 0
+    for lin in layer_linears(spec):
+        if lin.copies > 1 and quant == "int4":      # MoE experts: see the module docstring
+            linear += lin.copies * lin.out_features * lin.in_features * kept_bytes
+        else:
+            linear += lin.copies * matrix_bytes(lin.out_features, lin.in_features, quant, group_size,
+                                                device_kind, dtype)
     return linear + param_counts(spec).layer_kept * kept_bytes
 
 
-def vocab_matrix_bytes(spec: ModelSpec, quant: str, group_size: int = 128) -> int:
-    """The embedding matrix, and the lm_head, which has the same (vocab x hidden) shape."""
-    return matrix_bytes(spec.vocab_size, spec.hidden_size, quant, group_size)
+def embedding_bytes(spec: ModelSpec, quant: str, compute_dtype: str | None = None) -> int:
+    """The token embedding matrix (vocab x hidden), always in the compute dtype."""
+    return spec.vocab_size * spec.hidden_size * _FLOAT_BYTES[compute_dtype_for(quant, compute_dtype)]
+
+
+def vocab_matrix_bytes(spec: ModelSpec, quant: str, group_size: int = 128, device_kind: str = "cuda",
+                       compute_dtype: str | None = None) -> int:
+    """The lm_head matrix (vocab x hidden) at `quant`."""
+    return matrix_bytes(spec.vocab_size, spec.hidden_size, quant, group_size, device_kind, compute_dtype)
 
 
 def kv_bytes_per_token_per_layer(spec: ModelSpec, compute_dtype: str) -> int:
@@ -110,9 +163,12 @@ def footprint(
     group_size: int = 128,
     safety_margin: float = 0.10,
     compute_dtype: str | None = None,
+    device_kind: str = "cuda",
 ) -> ModelFootprint:
-    """Everything planning needs to know about `spec` served at `quant` for `batch` x `context`."""
+    """Everything planning needs to know about `spec` served at `quant` for `batch` x `context` on
+    peers of `device_kind` (cuda or cpu: int4 is held differently on each)."""
     _check_quant(quant)
+    _check_device_kind(device_kind)
     _check_positive_int("context", context)
     _check_positive_int("batch", batch)
     _check_positive_int("group_size", group_size)
@@ -124,14 +180,14 @@ def footprint(
         raise InvalidInput("safety_margin", safety_margin, "expected a fraction in [0, 1)")
     dtype = compute_dtype_for(quant, compute_dtype)
     counts = param_counts(spec)
-    head_bytes = vocab_matrix_bytes(spec, quant, group_size)
+    head_bytes = vocab_matrix_bytes(spec, quant, group_size, device_kind, dtype)
     return ModelFootprint(
         name=spec.name,
         num_layers=spec.num_layers,
         param_count=counts.total,
         quant=quant,
-        layer_bytes=layer_bytes(spec, quant, group_size, dtype),
-        embedding_bytes=head_bytes,
+        layer_bytes=layer_bytes(spec, quant, group_size, dtype, device_kind),
+        embedding_bytes=embedding_bytes(spec, quant, dtype),
         final_norm_bytes=counts.final_norm * _FLOAT_BYTES[dtype],
         # Tied or not, the last stage needs a head matrix; ModelFootprint.stage_bytes skips it
         # only when the last stage is also the first and already holds the embeddings.
@@ -143,4 +199,5 @@ def footprint(
         layer_flops_per_token=2 * counts.layer_active,
         head_flops_per_token=2 * counts.lm_head,
         safety_margin=float(safety_margin),
+        device_kind=device_kind,
     )

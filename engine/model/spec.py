@@ -12,18 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.model.architectures import EXECUTABLE_MODEL_TYPES, TIED_BY_DEFAULT, check_executable
 
-# model_type -> whether tie_word_embeddings defaults to True (transformers' config defaults).
-_TIED_BY_DEFAULT = {
-    "llama": False,
-    "mistral": False,
-    "qwen2": False,
-    "gemma": True,
-    "gemma2": True,
-    "phi3": False,
-    "mixtral": False,
-}
-ARCHITECTURES: tuple[str, ...] = tuple(_TIED_BY_DEFAULT)
+ARCHITECTURES: tuple[str, ...] = EXECUTABLE_MODEL_TYPES
 
 
 @dataclass(frozen=True)
@@ -71,11 +62,7 @@ def spec_from_config(config: Mapping[str, Any], name: str | None = None) -> Mode
     """Build a ModelSpec from a config.json dict; `name` defaults to the config's `_name_or_path`."""
     if not isinstance(config, Mapping):
         raise InvalidInput("config", type(config).__name__, "expected a JSON object (dict)")
-    architecture = config.get("model_type")
-    if architecture not in _TIED_BY_DEFAULT:
-        raise InvalidInput(
-            "model_type", architecture, f"unsupported architecture; supported: {', '.join(ARCHITECTURES)}"
-        )
+    architecture = check_executable(config.get("model_type"))
     hidden_size = _positive_int(config, "hidden_size")
     num_attention_heads = _positive_int(config, "num_attention_heads")
     if config.get("num_key_value_heads") is None:
@@ -131,7 +118,7 @@ def spec_from_config(config: Mapping[str, Any], name: str | None = None) -> Mode
         num_kv_heads=num_kv_heads,
         head_dim=head_dim,
         vocab_size=_positive_int(config, "vocab_size"),
-        tied_embeddings=_flag(config, "tie_word_embeddings", _TIED_BY_DEFAULT[architecture]),
+        tied_embeddings=_flag(config, "tie_word_embeddings", TIED_BY_DEFAULT[architecture]),
         qkv_bias=qkv_bias,
         o_bias=o_bias,
         mlp_bias=mlp_bias,

@@ -7,6 +7,7 @@ from typing import Any
 from engine.model.params import param_counts
 from engine.model.sizing import (
     compute_dtype_for,
+    embedding_bytes,
     kv_bytes_per_token_per_layer,
     layer_bytes,
     vocab_matrix_bytes,
@@ -14,7 +15,8 @@ from engine.model.sizing import (
 from engine.model.spec import ModelSpec
 
 
-def inspect_model(spec: ModelSpec, quant: str = "bf16", group_size: int = 128) -> dict[str, Any]:
+def inspect_model(spec: ModelSpec, quant: str = "bf16", group_size: int = 128,
+                  device_kind: str = "cuda") -> dict[str, Any]:
     """Counts and bytes of `spec` at `quant`.
 
     With tied embeddings, `lm_head_param_count` and `bytes.lm_head` still give the size of the
@@ -23,7 +25,7 @@ def inspect_model(spec: ModelSpec, quant: str = "bf16", group_size: int = 128) -
     """
     dtype = compute_dtype_for(quant)
     counts = param_counts(spec)
-    vocab_bytes = vocab_matrix_bytes(spec, quant, group_size)
+    head_bytes = vocab_matrix_bytes(spec, quant, group_size, device_kind, dtype)
     return {
         "name": spec.name,
         "num_layers": spec.num_layers,
@@ -32,10 +34,11 @@ def inspect_model(spec: ModelSpec, quant: str = "bf16", group_size: int = 128) -
         "embedding_param_count": counts.embedding,
         "lm_head_param_count": counts.lm_head,
         "tied_embeddings": spec.tied_embeddings,
+        "device_kind": device_kind,
         "bytes": {
-            "per_layer": layer_bytes(spec, quant, group_size, dtype),
-            "embeddings": vocab_bytes,
-            "lm_head": vocab_bytes,
+            "per_layer": layer_bytes(spec, quant, group_size, dtype, device_kind),
+            "embeddings": embedding_bytes(spec, quant, dtype),
+            "lm_head": head_bytes,
             "kv_per_token_per_layer": kv_bytes_per_token_per_layer(spec, dtype),
         },
     }

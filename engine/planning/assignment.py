@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from engine.planning.selection import Capacities
 
@@ -63,3 +65,30 @@ def layer_ranges(caps: Capacities, stage_peers: Sequence[int],
         ranges.append((start, start + count))
         start += count
     return ranges
+
+
+def cheapest_layer_counts(total_layers: int, capacities: Sequence[int],
+                          stage_cost: Callable[[np.ndarray], np.ndarray]) -> list[int]:
+    """Layer counts per stage (each >= 1, <= its capacity, summing to `total_layers`) that
+    minimise Σ stage_cost(counts): one layer each, then every further layer where it adds least.
+
+    `stage_cost(counts)` gives each stage's cost at those counts and must be convex in each
+    count (a roofline stage time is: the max of two lines), which makes adding layers one at a
+    time where they cost least exactly optimal (separable convex resource allocation, Gross 1956).
+    """
+    caps = np.asarray(list(capacities), dtype=np.int64)
+    if len(caps) == 0 or caps.min() < 1 or caps.sum() < total_layers or len(caps) > total_layers:
+        raise ValueError(f"capacities={caps.tolist()} cannot hold total_layers={total_layers} "
+                         "with at least one layer per stage")
+    counts = np.ones(len(caps), dtype=np.int64)
+    for _ in range(total_layers - len(caps)):
+        step = stage_cost(counts + 1) - stage_cost(counts)
+        step[counts >= caps] = np.inf
+        counts[int(np.argmin(step))] += 1
+    return [int(c) for c in counts]
+
+
+def ranges_of(counts: Sequence[int]) -> list[tuple[int, int]]:
+    """[start, end) per stage for consecutive layer counts from layer 0."""
+    ends = np.cumsum(counts)
+    return [(int(e - c), int(e)) for c, e in zip(counts, ends, strict=True)]

@@ -19,6 +19,7 @@ from engine.planning.assignment import fits, layer_ranges
 from engine.planning.geo import pairwise_km, unit_vectors
 from engine.planning.gpus import GpuSpec, peer_gpu_spec
 from engine.planning.inputs import PeerColumns, check_footprint, check_weights, peer_columns
+from engine.planning.latency import one_way_ms
 from engine.planning.metrics import JOULES_PER_KWH, StageTiming, layer_joules, plan_metrics, stage_times_s
 from engine.planning.ordering import best_cycle, cycle_with_fixed_ends
 from engine.planning.scoring import policy_order
@@ -87,23 +88,38 @@ def plan_both(footprint: ModelFootprint, peers: tuple[Peer, ...], ingress: Ingre
 def plan_prepared(inputs: PlanningInputs, policy: Policy, weights: Weights) -> Plan:
     """make_plan on prepared inputs; `weights` already normalised (VRAM records, ignores them)."""
     fp = inputs.footprint
-    base = dict(
-        policy=policy.value,
-        weights={"carbon": weights.carbon, "distance": weights.distance, "vram": weights.vram},
-        model=ModelInfo(fp.name, fp.num_layers, fp.param_count, fp.quant),
-        ingress={"lat": float(inputs.ingress.lat), "lon": float(inputs.ingress.lon)},
-    )
+    base = plan_header(inputs, policy, weights)
     order = policy_order(policy, inputs.columns, weights, inputs.g_co2_per_layer_token)
     chosen = select_peers(fp, inputs.caps, order)
     if not isinstance(chosen, Selection):
         return Plan(**base, feasible=False, stages=(), shortfall_gb=chosen.shortfall_gb,
                     shortfall_layers=chosen.shortfall_layers)
-    stage_peers, leg_km = _tour(inputs, chosen)
+    stage_peers, leg_km = stage_tour(inputs, chosen)
     ranges = layer_ranges(inputs.caps, stage_peers, fp.num_layers)
+    return plan_from_stages(inputs, base, stage_peers, ranges, leg_km)
+
+
+def plan_header(inputs: PlanningInputs, policy: Policy, weights: Weights) -> dict:
+    """The fields every plan of these inputs shares (Plan keyword arguments)."""
+    fp = inputs.footprint
+    return dict(
+        policy=policy.value,
+        weights={"carbon": weights.carbon, "distance": weights.distance, "vram": weights.vram},
+        model=ModelInfo(fp.name, fp.num_layers, fp.param_count, fp.quant),
+        ingress={"lat": float(inputs.ingress.lat), "lon": float(inputs.ingress.lon)},
+    )
+
+
+def plan_from_stages(inputs: PlanningInputs, base: dict, stage_peers: list[int],
+                     ranges: list[tuple[int, int]], leg_km: np.ndarray | None = None) -> Plan:
+    """The feasible plan whose stages, in tour order, are `stage_peers` holding `ranges`."""
+    if leg_km is None:
+        leg_km = tour_legs_km(inputs, stage_peers)
     stages = tuple(_stage(inputs, p, start, end, i == 0, i == len(ranges) - 1)
                    for i, (p, (start, end)) in enumerate(zip(stage_peers, ranges, strict=True)))
     gpus = [inputs.gpus[p] for p in stage_peers]
     rtt = inputs.columns.rtt_ms
+    fp = inputs.footprint
     timings = [_timing(inputs.peers[p]) for p in stage_peers]
     leg_rtt = _leg_rtts(inputs, stage_peers)
     metrics = plan_metrics(fp, stages, gpus, leg_km,
@@ -128,24 +144,45 @@ def _leg_rtts(inputs: PlanningInputs, stage_peers: list[int]) -> np.ndarray | No
     return legs
 
 
-def _tour(inputs: PlanningInputs, chosen: Selection) -> tuple[list[int], np.ndarray]:
-    """Stage peers in tour order (the ends able to hold embeddings / head) and the legs' km."""
+def tour_legs_km(inputs: PlanningInputs, stage_peers: list[int]) -> np.ndarray:
+    """km of each leg ingress -> stage 1 -> ... -> stage k -> ingress."""
+    cols = inputs.columns
+    peers = np.asarray(stage_peers, dtype=np.int64)
+    dist = pairwise_km(np.concatenate([[inputs.ingress.lat], cols.lat[peers]]),
+                       np.concatenate([[inputs.ingress.lon], cols.lon[peers]]))
+    walk = np.arange(len(peers) + 2) % (len(peers) + 1)       # 0, 1, ..., k, 0
+    return dist[walk[:-1], walk[1:]]
+
+
+def stage_tour(inputs: PlanningInputs, chosen: Selection, *,
+               by_latency: bool = False) -> tuple[list[int], np.ndarray]:
+    """Stage peers in tour order (the ends able to hold embeddings / head) and the legs' km.
+
+    The tour is the shortest in km; `by_latency` makes it the fastest instead, the ingress legs
+    costing the measured RTT/2 where a peer has one (plans to targets score latency, not km).
+    """
     peers = np.asarray(chosen.peers, dtype=np.int64)
     cols = inputs.columns
     lats = np.concatenate([[inputs.ingress.lat], cols.lat[peers]])
     lons = np.concatenate([[inputs.ingress.lon], cols.lon[peers]])
     dist = pairwise_km(lats, lons)
+    cost = dist
+    if by_latency:
+        # one_way_ms is affine in km: express each ingress leg's latency as km on that line.
+        zero, per_km = float(one_way_ms(0.0)), float(one_way_ms(1.0) - one_way_ms(0.0))
+        cost = dist.copy()
+        cost[0, 1:] = cost[1:, 0] = np.maximum(cols.ingress_ms[peers] - zero, 0.0) / per_km
     points = unit_vectors(lats, lons)
     n = inputs.footprint.num_layers
     if len(peers) == 1:
         nodes = [0, 1]
     else:
-        nodes = _feasible_break(inputs.caps, peers, dist, best_cycle(dist, points), n)
+        nodes = _feasible_break(inputs.caps, peers, cost, best_cycle(cost, points), n)
         if nodes is None:
             # No way round the shortest ring puts end-capable peers at the ends: pin them.
             first = 1 + chosen.peers.index(chosen.first)
             last = 1 + chosen.peers.index(chosen.last)
-            nodes = cycle_with_fixed_ends(dist, first, last, points)
+            nodes = cycle_with_fixed_ends(cost, first, last, points)
     stage_peers = [int(peers[v - 1]) for v in nodes[1:]]
     if not fits(inputs.caps, stage_peers, n):
         raise AssertionError(f"planner bug: stages {stage_peers} cannot hold {n} layers")

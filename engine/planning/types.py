@@ -29,6 +29,7 @@ class Peer:
     ms_per_layer: float | None = None    # one decoder layer's decode step
     head_ms: float | None = None         # final norm + lm_head, when measured on a last stage
     rtt_ms_to: tuple[tuple[str, float], ...] = ()   # measured round trips to other peers, by id
+    country: str | None = None       # ISO 3166 alpha-2 under (lat, lon), resolved by the shell
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,21 @@
 Loads only layers [A, B) (+ embeddings on the first stage, final norm + lm_head on the last), starts a
 transport node, then prints ONE JSON line on stdout when ready::
 
-    {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...}}
+    {"ready": true, "address": ..., "transport": ..., "layers": [A, B], "load_s": ..., "metrics": {...},
+     "quant": "int8", "memory": {"weight_bytes": ..., "kv_cache_bytes": ..., "workspace_bytes": ...}}
 
 so a parent process can read it. Loading progress goes to stderr as JSON lines. A bad argument
-prints {"ready": false, "error": ..., "field": ...} and exits with status 2. The runner sends only to
-addresses it was assigned: with `--routes-from-stdin`, those its parent writes to stdin
-({"routes": [...], "locations": {address: [lat, lon]}} lines), as `python -m engine generate` does;
-without it, none (it answers only on the connection a request came in on). `--emulate-wan` (with
---lat/--lon) delays each frame it sends as the WAN between its place and the receiver's would.
+prints {"ready": false, "error": ..., "field": ...} and exits with status 2. With `--routes-from-stdin`
+the runner sends only to the addresses its parent writes to stdin ({"routes": [...], "token": T,
+"locations": {address: [lat, lon]}} lines, each confirmed with {"routes_assigned": n} on stdout), as
+`python -m engine generate` does, and serves only channels that present T; without it, it dials nobody
+and answers each request on the channel it came in on. Strangers are bounded either way
+(engine.runner.limits). `--emulate-wan` (with --lat/--lon) delays each frame it sends as the WAN
+between its place and the receiver's would.
 
 `python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
-stage (engine.coordinator.agent).
+stage (engine.coordinator.agent); `--ticket-file F` or $PRISMN_TICKET keep the ticket (which holds the
+join secret) out of the command line other local users can read.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from engine.errors import InvalidInput, PrismnError  # noqa: E402
 
+QUANT_CHOICES = ("fp32", "bf16", "fp16", "int8", "int4")     # engine.model.sizing.QUANTS, without torch
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine.runner", description=__doc__.splitlines()[0])
@@ -41,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", required=True, help="A:B, decoder layers A (inclusive) to B (exclusive)")
     parser.add_argument("--listen", default="iroh", choices=("iroh", "tcp"))
     parser.add_argument("--bind", default="127.0.0.1:0", help="host:port to bind (0.0.0.0:0 to accept other machines)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--quant", default=None, choices=QUANT_CHOICES,
+                        help="how this stage holds its weights (default: --dtype, else fp32); int8/int4 are "
+                             "weight-only, quantised at load")
+    parser.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"),
+                        help="compute dtype (default: the quant's own; bf16 for int8/int4)")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
     parser.add_argument("--lat", type=float, default=None)
     parser.add_argument("--lon", type=float, default=None)
@@ -50,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout-s", type=float, default=600.0,
                         help="free a session's KV cache after this long without a request")
     parser.add_argument("--routes-from-stdin", action="store_true",
-                        help='the addresses this runner may send to, read from stdin, one JSON line '
-                             '{"routes": [...]} each (the process that started it); without it, none')
+                        help='send only to the addresses read from stdin, one JSON line {"routes": [...], '
+                             '"token": T} each (the process that started this runner); without it, answer '
+                             "only on a request's own channel")
     parser.add_argument("--emulate-wan", action="store_true",
                         help="delay sent frames by the latency model between --lat/--lon and the receiver")
     parser.add_argument("--wan-bandwidth-mbps", type=float, default=None, help="emulated WAN bandwidth")
@@ -69,8 +80,10 @@ async def _serve(args: argparse.Namespace) -> None:
     import torch
 
     from engine.runner.energy import EnergyMeter
+    from engine.runner.memory import measure_memory
     from engine.runner.metrics import read_metrics
     from engine.runner.model_source import resolve_model
+    from engine.runner.quantize import compute_dtype_name
     from engine.runner.server import RunnerServer, open_node, stage_info
     from engine.runner.shards import load_config, load_stage, parse_layers
     from engine.runner.stage import StageExecutor
@@ -108,17 +121,19 @@ async def _serve(args: argparse.Namespace) -> None:
             last_report[0] = now
             _emit(sys.stderr, {"loading": {"loaded_bytes": done_bytes, "total_bytes": total_bytes}})
 
-    stage = load_stage(source.folder, layer_start, layer_end, args.dtype, args.device, progress)
+    stage = load_stage(source.folder, layer_start, layer_end, args.dtype, args.device, progress, quant=args.quant)
     load_s = time.perf_counter() - started
     executor = StageExecutor(stage, idle_timeout_s=args.idle_timeout_s)
+    memory = measure_memory(executor)
     node = await open_node(args.listen, args.bind)
     energy = EnergyMeter(str(executor.device))
     extra = {"lat": args.lat, "lon": args.lon, "carbon_g_per_kwh": args.carbon, "load_s": load_s,
              "metrics": metrics.to_dict(), "transport": args.listen, "address": node.address,
              "emulated_wan": wan is not None, "wan_bandwidth_mbps": wan.bandwidth_mbps if wan else None,
-             "energy_method": energy.method}
-    server = RunnerServer(executor, node, stage_info(executor, source.name, args.dtype, extra),
-                          wan=wan, energy=energy)
+             "energy_method": energy.method, "quant": stage.quant, "memory": memory}
+    dtype = compute_dtype_name(stage.quant, args.dtype)
+    server = RunnerServer(executor, node, stage_info(executor, source.name, dtype, extra),
+                          restrict_routes=args.routes_from_stdin, wan=wan, energy=energy)
     if args.routes_from_stdin:
         _read_routes_in_background(server, asyncio.get_running_loop())
     _emit(sys.stdout, {"ready": True, "pid": os.getpid(), **server.info})
@@ -128,9 +143,15 @@ async def _serve(args: argparse.Namespace) -> None:
         await server.close()
 
 
+async def _allow(server: Any, routes: Any, token: Any, locations: Any = None) -> None:
+    server.allow_routes(routes, token, locations)
+
+
 def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> None:
-    """Each stdin line {"routes": [...]} replaces the addresses the server may send to. Only the parent
-    process holds this pipe, so these are the routes it assigned, not ones a network peer named."""
+    """Each stdin line {"routes": [...], "token": T} replaces the addresses the server may send to
+    (and the access token callers must present). Only the parent process holds this pipe, so these
+    are the routes it assigned, not ones a network peer named. Each line is answered on stdout with
+    {"routes_assigned": count} once in force, or {"routes_assigned": false, "error": ...}."""
     import threading
 
     def read() -> None:
@@ -140,25 +161,23 @@ def _read_routes_in_background(server: Any, loop: asyncio.AbstractEventLoop) -> 
                 if not isinstance(record, dict) or "routes" not in record:
                     raise InvalidInput("routes", line.strip()[:80], 'expected {"routes": [addresses]}')
                 routes = record["routes"]
-                # Checked here too, so a bad line is reported and the last good routes stay.
-                if not isinstance(routes, list) or not all(isinstance(a, str) and a for a in routes):
-                    raise InvalidInput("routes", str(routes)[:80], "expected a list of address strings")
+                # allow_routes checks both before changing anything: a bad line keeps the last good one.
                 locations = {a: (float(p[0]), float(p[1])) for a, p in (record.get("locations") or {}).items()}
+                asyncio.run_coroutine_threadsafe(_allow(server, routes, record.get("token"), locations),
+                                                 loop).result()
             except (ValueError, TypeError, IndexError, AttributeError, InvalidInput) as exc:
                 logging.getLogger(__name__).warning("ignoring a routes line: %s", exc)
+                _emit(sys.stdout, {"routes_assigned": False, "error": str(exc)})
                 continue
-            def apply(routes: list = routes, locations: dict = locations) -> None:
-                server.allow_routes(routes, locations)
-                _emit(sys.stdout, {"routes_assigned": len(routes)})     # the parent waits for this
-
-            loop.call_soon_threadsafe(apply)
+            _emit(sys.stdout, {"routes_assigned": len(routes)})
 
     threading.Thread(target=read, name="routes-from-stdin", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(arg == "--ticket" or arg.startswith("--ticket=") for arg in argv):
+    joining = any(arg.split("=")[0] in ("--ticket", "--ticket-file") for arg in argv)
+    if joining or (os.environ.get("PRISMN_TICKET") and not any(a.split("=")[0] == "--model" for a in argv)):
         # Join mode: the coordinator tells this runner which stage to load (engine.coordinator.agent).
         from engine.coordinator.agent import main as agent_main
 

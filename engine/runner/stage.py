@@ -4,6 +4,12 @@ A session is one generation (one prompt and its continuation). Each session owns
 `DynamicCache` holding only this stage's layers; sessions are independent, so several generations can
 be interleaved on the same runner. A session's cache is freed when the session ends or has been idle
 longer than `idle_timeout_s`.
+
+Continuous batching (`forward_batch`): the one-token decode steps of several sessions run as ONE
+forward pass. Each session's cache is left-padded to the longest, the padding masked out, and the new
+key/value column appended back to each session's own cache; positions stay per session. Prefills
+(several tokens) run alone. Limits: `max_sessions` sessions and `max_kv_bytes` of KV cache; past
+them a NEW session is refused (InvalidInput on `session` / `kv_cache`), running ones go on.
 """
 
 from __future__ import annotations
@@ -23,6 +29,17 @@ from engine.errors import InvalidInput
 from engine.runner.shards import StageModule
 
 MAX_SESSIONS = 64
+MAX_KV_BYTES = 4 * 2**30          # KV cache of all sessions together, per runner
+MAX_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Step:
+    """One forward of one session: token ids [1, T] (first stage) or hidden states [1, T, H]."""
+
+    session: str
+    position: int
+    inputs: torch.Tensor
 
 
 @dataclass
@@ -36,16 +53,19 @@ class StageExecutor:
     """Thread-safe executor of one `StageModule` for many sessions."""
 
     def __init__(self, stage: StageModule, idle_timeout_s: float = 600.0,
-                 max_sessions: int = MAX_SESSIONS) -> None:
+                 max_sessions: int = MAX_SESSIONS, max_kv_bytes: int = MAX_KV_BYTES) -> None:
         self.stage = stage
         self.config = stage.config
         self.idle_timeout_s = idle_timeout_s
         self.max_sessions = max_sessions
+        self.max_kv_bytes = max_kv_bytes
         self.device = next(stage.parameters()).device
-        self.dtype = next(p for n, p in stage.named_parameters() if n.startswith(("layers", "norm"))).dtype
+        self.dtype = stage.compute_dtype
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._names = _KwargNames.of(type(stage.layers[0]).forward)
+        # Batched decode needs plain full-attention caches (sliding windows keep their own length).
+        self.can_batch = set(stage.layer_types) == {"full_attention"}
 
     # ---- sessions -------------------------------------------------------------------------
 
@@ -62,12 +82,29 @@ class StageExecutor:
         return int(self.config.hidden_size)
 
     def sessions(self) -> list[str]:
+        # No lock: a compute round holds it for a whole batch, and the event loop asks this per frame.
+        # list(dict) copies the keys in one step under the GIL.
+        return sorted(list(self._sessions))
+
+    def active_sessions(self, within_s: float) -> int:
+        """Sessions that computed a step in the last `within_s` (read without the lock: a compute
+        round may hold it); a session its client abandoned stops counting."""
+        now_s = time.monotonic()
+        return sum(1 for entry in list(self._sessions.values()) if now_s - entry.last_used_s <= within_s)
+
+    def cache_bytes(self) -> int:
+        """Resident bytes of every session's KV cache on this stage."""
+        from engine.runner.quantize import tensor_bytes
+
         with self._lock:
-            return sorted(self._sessions)
+            layers = [layer for entry in self._sessions.values() for layer in entry.cache.layers]
+        return tensor_bytes([t for layer in layers for t in (getattr(layer, "keys", None),
+                                                             getattr(layer, "values", None))])
 
     def end_session(self, session: str) -> bool:
-        with self._lock:
-            return self._sessions.pop(session, None) is not None
+        # No lock (the event loop calls this; a round may hold the lock for a whole batch): dict.pop is
+        # one step under the GIL, and a round computing this session only updates its orphaned entry.
+        return self._sessions.pop(session, None) is not None
 
     def expire_idle(self, now_s: float | None = None) -> list[str]:
         now_s = time.monotonic() if now_s is None else now_s
@@ -85,6 +122,9 @@ class StageExecutor:
                                    f"session {session!r} is unknown here (ended or expired); start at 0")
             if len(self._sessions) >= self.max_sessions:
                 raise InvalidInput("session", session, f"runner already holds {self.max_sessions} sessions")
+            held = self.kv_bytes()
+            if held >= self.max_kv_bytes:
+                raise InvalidInput("kv_cache", held, f"runner's KV caches are full ({self.max_kv_bytes} bytes)")
             cache = DynamicCache(config=self.config)
             # The cache holds this stage's layers only; the decoder layers were renumbered to match.
             layout = self.stage.layout
@@ -95,6 +135,16 @@ class StageExecutor:
             raise InvalidInput("position", start_position,
                                f"session {session!r} expects position {entry.next_position} next")
         return entry
+
+    def kv_bytes(self) -> int:
+        """Bytes held by every session's KV cache (call with the lock held)."""
+        total = 0
+        for entry in self._sessions.values():
+            for layer in entry.cache.layers:
+                for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                    if isinstance(tensor, torch.Tensor):
+                        total += tensor.numel() * tensor.element_size()
+        return total
 
     # ---- compute --------------------------------------------------------------------------
 
@@ -111,7 +161,7 @@ class StageExecutor:
         if limit and start_position + inputs.shape[1] > limit:
             raise InvalidInput("position", start_position + inputs.shape[1],
                                f"the model's context holds {limit} positions")
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.no_grad():  # not inference_mode: torchao cannot index int8 expert weights there
             entry = self._session(session, start_position)
             try:
                 out = self._run(entry, start_position, inputs, last_only)
@@ -122,6 +172,104 @@ class StageExecutor:
             entry.next_position = start_position + inputs.shape[1]
             entry.last_used_s = time.monotonic()
             return out
+
+    def forward_batch(self, steps: list[Step], last_only: bool = True) -> list[torch.Tensor | Exception]:
+        """Several sessions' steps; decode steps (one token, a known session) share one forward pass.
+
+        Returns, per step and in order, its output ([1, 1, H] hidden or [1, 1, V] logits) or the
+        exception that refused it; one bad step never fails the others.
+        """
+        if len(steps) == 1 or not self.can_batch:
+            return [self._forward_or_error(step, last_only) for step in steps]
+        results: list[torch.Tensor | Exception | None] = [None] * len(steps)
+        batch: list[int] = []
+        for index, step in enumerate(steps):
+            if step.inputs.shape[1] == 1 and step.position > 0 and \
+                    step.session not in {steps[i].session for i in batch}:
+                batch.append(index)
+            else:
+                results[index] = self._forward_or_error(step, last_only)
+        if len(batch) == 1:
+            results[batch[0]] = self._forward_or_error(steps[batch[0]], last_only)
+        elif batch:
+            for index, out in zip(batch, self._decode_batch([steps[i] for i in batch]), strict=True):
+                results[index] = out
+        return results
+
+    def _forward_or_error(self, step: Step, last_only: bool) -> torch.Tensor | Exception:
+        try:
+            return self.forward(step.session, step.position, step.inputs, last_only=last_only)
+        except Exception as exc:            # noqa: BLE001 - handed back to that step's caller
+            return exc
+
+    def _decode_batch(self, steps: list[Step]) -> list[torch.Tensor | Exception]:
+        self.expire_idle()
+        results: list[torch.Tensor | Exception | None] = [None] * len(steps)
+        with self._lock, torch.inference_mode():
+            ready: list[tuple[int, _Session]] = []
+            for index, step in enumerate(steps):
+                try:
+                    self._check_inputs(step.inputs)
+                    ready.append((index, self._session(step.session, step.position)))
+                except InvalidInput as exc:
+                    results[index] = exc
+            if ready:
+                try:
+                    outputs = self._run_batch([e for _, e in ready], [steps[i].inputs for i, _ in ready])
+                except Exception as exc:
+                    for index, _ in ready:      # caches may be half updated: drop those sessions
+                        self._sessions.pop(steps[index].session, None)
+                        results[index] = exc
+                else:
+                    now = time.monotonic()
+                    for (index, entry), out in zip(ready, outputs, strict=True):
+                        entry.next_position += 1
+                        entry.last_used_s = now
+                        results[index] = out
+        return results  # type: ignore[return-value]
+
+    def _run_batch(self, entries: list[_Session], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One forward pass for B one-token steps of B sessions, each with its own cache length."""
+        stage = self.stage
+        if self.first:
+            hidden = stage.embed_tokens(torch.cat(inputs).to(self.device).long())        # [B, 1, H]
+        else:
+            hidden = torch.cat(inputs).to(self.device, self.dtype)
+        lengths = torch.tensor([e.next_position for e in entries], device=self.device)
+        longest = int(lengths.max())
+        # The batch's cache: every session's keys/values left-padded to the longest.
+        cache = DynamicCache(config=self.config)
+        layout = stage.layout
+        cache.layers = cache.layers[layout.layer_start:layout.layer_end]
+        for index in range(len(stage.layers)):
+            keys, values = [], []
+            for entry in entries:
+                layer = entry.cache.layers[index]
+                pad = longest - layer.keys.shape[2]
+                keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)) if pad else layer.keys)
+                values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)) if pad else layer.values)
+            cache.update(torch.cat(keys), torch.cat(values), index)
+        position_ids = lengths.unsqueeze(1)                                             # [B, 1]
+        # True = attend: each row sees its own cached positions (right-aligned) and its new token.
+        columns = torch.arange(longest + 1, device=self.device)
+        mask = (columns.unsqueeze(0) >= (longest - lengths).unsqueeze(1))[:, None, None, :]
+        position_embeddings = stage.rotary_emb(hidden, position_ids)
+        extra: dict[str, Any] = {self._names.layer_cache: cache}
+        if self._names.layer_cache_position:
+            extra["cache_position"] = torch.tensor([longest], device=self.device)
+        for layer in stage.layers:
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                           position_ids=position_ids, use_cache=True, **extra)
+            if isinstance(hidden, tuple):
+                hidden = hidden[0]
+        for index in range(len(stage.layers)):
+            layer = cache.layers[index]
+            new_keys, new_values = layer.keys[:, :, -1:, :], layer.values[:, :, -1:, :]
+            for row, entry in enumerate(entries):
+                entry.cache.update(new_keys[row:row + 1], new_values[row:row + 1], index)
+        if self.last:
+            hidden = stage.lm_head(stage.norm(hidden))
+        return [hidden[row:row + 1] for row in range(len(entries))]
 
     def _check_inputs(self, inputs: torch.Tensor) -> None:
         if self.first:
@@ -162,7 +310,7 @@ class StageExecutor:
             return hidden
         if last_only:
             hidden = hidden[:, -1:, :]
-        return stage.lm_head(stage.norm(hidden))
+        return stage.logits(hidden)
 
     def _masks(self, hidden: torch.Tensor, cache: DynamicCache, position_ids: torch.Tensor,
                cache_position: torch.Tensor) -> dict:

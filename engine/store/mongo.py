@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +31,22 @@ DEFAULT_DB_NAME = "prismn"
 
 
 def redact_uri(uri: str) -> str:
-    """The URI without its password, fit for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", uri)
+    """The URI without its password, fit for messages and logs. The user info ends at the LAST "@"
+    before the options: a password may hold "/", ":" or "@" (seen printed in clear with "/")."""
+    scheme, sep, rest = uri.partition("://")
+    authority, query_sep, query = rest.partition("?")
+    userinfo, at, hosts = authority.rpartition("@")
+    if not sep or not at:
+        return uri
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hosts}{query_sep}{query}"
+
+
+def _scrub(text: str, uri: str) -> str:
+    """`text` (a driver's message) without the URI's password, should the driver quote it."""
+    userinfo = uri.partition("://")[2].partition("?")[0].rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return text.replace(password, "***") if password else text
 
 
 class MongoStore(Store):
@@ -48,7 +61,7 @@ class MongoStore(Store):
             self._client: MongoClient = MongoClient(
                 uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
         except (InvalidURI, ConfigurationError, ValueError) as exc:
-            raise InvalidInput("store", self.uri, f"not a usable MongoDB URI: {exc}") from exc
+            raise InvalidInput("store", self.uri, f"not a usable MongoDB URI: {_scrub(str(exc), uri)}") from None
         try:
             default_db = self._client.get_default_database(default=DEFAULT_DB_NAME).name
         except ConfigurationError:
@@ -62,7 +75,8 @@ class MongoStore(Store):
             self.geo_index = self._create_indexes()
         except PyMongoError as exc:
             self._client.close()
-            raise StoreUnavailable(f"cannot use MongoDB store {self.uri} (db {self.db_name!r}): {exc}") from exc
+            raise StoreUnavailable(f"cannot use MongoDB store {self.uri} (db {self.db_name!r}): "
+                                   f"{_scrub(str(exc), uri)}") from None
 
     def __repr__(self) -> str:
         return f"MongoStore({self.uri!r}, db_name={self.db_name!r})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,19 @@ def default_path() -> Path:
     return user_data_dir() / DEFAULT_FILENAME
 
 
+def _owner_only(path: Path) -> None:
+    """Create the store file (and a missing folder) readable by its owner only: peers, locations and
+    plans are nobody else's business. SQLite gives its -wal/-shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if existing.exists() and existing.stat().st_mode & 0o077:
+                existing.chmod(0o600)           # a store from before this rule
+        except OSError:
+            pass
+
+
 class SqliteStore(Store):
     """`path` is a file (created with its folder) or ":memory:"; None means the per-user default."""
 
@@ -73,7 +87,7 @@ class SqliteStore(Store):
             self.path = str(Path(self.path).expanduser())
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _owner_only(Path(self.path))
             # The store's lock serialises every use, so sharing one connection across threads is safe.
             self._conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")

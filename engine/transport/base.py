@@ -153,17 +153,22 @@ class Channel(abc.ABC):
                 if reading.done():
                     self._reading = None
 
-    async def frames(self, on_bad_frame: Callable[[FrameError], Awaitable[None]] | None = None
+    async def frames(self, on_bad_frame: Callable[[FrameError], Awaitable[None]] | None = None, *,
+                     first_frame_s: float | None = None, idle_s: float | None = None
                      ) -> AsyncIterator[tuple[dict[str, Any], bytes]]:
-        """The frames the peer sends, until it goes or sends one that breaks the stream.
+        """The frames the peer sends, until it goes, sends one that breaks the stream, or is silent
+        longer than `first_frame_s` before its first frame / `idle_s` between frames (None: no limit).
 
         Every bad frame goes to `on_bad_frame` first; after a recoverable one (consumed whole)
         reading goes on, after an unrecoverable one (the channel is closed) the iteration ends.
         """
+        wait_s = first_frame_s
         while True:
             try:
-                frame = await self.recv()
+                frame = await asyncio.wait_for(self.recv(), wait_s)
             except ConnectionClosed:
+                return
+            except TimeoutError:                # a silent peer must not hold a slot for ever
                 return
             except FrameError as exc:
                 if on_bad_frame is not None:
@@ -171,6 +176,7 @@ class Channel(abc.ABC):
                 if not exc.recoverable:
                     return
                 continue
+            wait_s = idle_s
             yield frame
 
     async def close(self) -> None:
@@ -233,8 +239,16 @@ class Channel(abc.ABC):
         return decode_header(header_json, payload_bytes, self.allowed_types), payload
 
     async def _read_rest(self, field: str, num_bytes: int) -> bytes:
+        deadline_s = self.limits.read_deadline_s(num_bytes)
         try:
-            return await self._read_exact(num_bytes)
+            if deadline_s is None:
+                return await self._read_exact(num_bytes)
+            return await asyncio.wait_for(self._read_exact(num_bytes), deadline_s)
+        except TimeoutError:
+            # A sender stalling inside a frame would pin its buffer: drop the connection instead.
+            await self._abort()
+            raise FrameError(field, num_bytes, f"stalled: not received within {deadline_s:.0f} s",
+                             recoverable=False) from None
         except ConnectionClosed as exc:
             await self._abort()
             raise FrameError(

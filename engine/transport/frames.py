@@ -69,10 +69,21 @@ class FrameError(InvalidInput):
 
 @dataclass(frozen=True)
 class FrameLimits:
-    """Size limits a reader enforces before allocating anything; a writer checks them too."""
+    """Size limits a reader enforces before allocating anything; a writer checks them too.
+
+    `max_read_payload_bytes` lowers the limit for frames read only (a runner receives hidden states
+    but may send larger logits). `stall_s`: a frame once begun must arrive whole within `stall_s`
+    plus its size at `min_bytes_per_s`, else the connection is dropped (None: no deadline).
+    """
 
     max_header_bytes: int = 64 * KIB
     max_payload_bytes: int = 256 * MIB
+    max_read_payload_bytes: int | None = None
+    stall_s: float | None = None
+    min_bytes_per_s: float = 1 * MIB
+
+    def read_deadline_s(self, num_bytes: int) -> float | None:
+        return None if self.stall_s is None else self.stall_s + num_bytes / self.min_bytes_per_s
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_header_bytes < 2**32:
@@ -82,6 +93,8 @@ class FrameLimits:
 
 
 DEFAULT_LIMITS = FrameLimits()
+MAX_TENSOR_DIMS = 8
+MAX_DIM = 2**31
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -133,10 +146,9 @@ def parse_prefix(prefix: bytes, limits: FrameLimits = DEFAULT_LIMITS) -> tuple[i
         raise FrameError(
             "header_bytes", header_bytes, f"must be in [2, {limits.max_header_bytes}]", recoverable=False
         )
-    if payload_bytes > limits.max_payload_bytes:
-        raise FrameError(
-            "payload_bytes", payload_bytes, f"over the limit of {limits.max_payload_bytes}", recoverable=False
-        )
+    read_limit = min(limits.max_payload_bytes, limits.max_read_payload_bytes or limits.max_payload_bytes)
+    if payload_bytes > read_limit:
+        raise FrameError("payload_bytes", payload_bytes, f"over the limit of {read_limit}", recoverable=False)
     return header_bytes, payload_bytes
 
 
@@ -217,14 +229,14 @@ def check_tensor_fields(header: dict[str, Any], payload_bytes: int) -> tuple[tor
         raise FrameError("dtype", name, f"unknown dtype; known: {sorted(DTYPES)}")
     dtype = DTYPES[name]
     shape = header.get("shape")
-    if not isinstance(shape, list):
-        raise FrameError("shape", shape, "must be a list of ints")
+    if not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS:
+        raise FrameError("shape", shape, f"must be a list of at most {MAX_TENSOR_DIMS} ints")
     numel = 1
     for index, dim in enumerate(shape):
         if not isinstance(dim, int) or isinstance(dim, bool):
             raise FrameError(f"shape[{index}]", dim, "must be an int")
-        if dim < 0:
-            raise FrameError(f"shape[{index}]", dim, "must be >= 0")
+        if not 0 <= dim <= MAX_DIM:     # torch takes 64-bit sizes: 2**70 would fail inside its C++
+            raise FrameError(f"shape[{index}]", dim, f"must be in 0..{MAX_DIM}")
         numel *= dim
     itemsize = torch.empty((), dtype=dtype).element_size()
     if numel * itemsize != payload_bytes:

@@ -81,6 +81,8 @@ class TcpChannel(Channel):
             await self._writer.drain()
         except OSError as exc:  # ConnectionResetError, BrokenPipeError, ...
             raise ConnectionClosed(f"{self._peer}: {exc}") from None
+        except RuntimeError as exc:  # "write() after write_eof()": this side closed it meanwhile
+            raise ConnectionClosed(f"{self._peer}: {exc}") from None
 
     async def _finish_sending(self) -> None:
         if self._writer.can_write_eof() and not self._writer.is_closing():

@@ -119,3 +119,13 @@ def test_an_error_quoting_a_path_with_a_newline_stays_on_one_line(tmp_path):
     result = run_cli("inspect-model", str(folder))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "holds no config.json" in result.stderr
+
+
+def test_inspect_sizes_int4_as_held_on_the_device_kind_and_refuses_others():
+    cpu = json.loads(run_cli("inspect-model", "smollm2", "--quant", "int4", "--device-kind", "cpu", "--json").stdout)
+    cuda = json.loads(run_cli("inspect-model", "smollm2", "--quant", "int4", "--json").stdout)
+    assert cpu["device_kind"] == "cpu" and cuda["device_kind"] == "cuda"
+    # CPU: one byte per int4 value, groups of 64 on 576-wide rows; CUDA: packed, rows padded to 1024
+    assert cpu["bytes"]["per_layer"] == 3_686_400 and cuda["bytes"]["per_layer"] != cpu["bytes"]["per_layer"]
+    bad = run_cli("inspect-model", "smollm2", "--device-kind", "tpu")
+    assert bad.returncode == 2 and "device-kind" in bad.stderr

@@ -61,3 +61,27 @@ def test_a_broken_plan_is_rejected_naming_the_field(mutate, field):
     with pytest.raises(InvalidInput) as info:
         Plan.from_dict(data)
     assert info.value.field == field
+
+
+def test_binding_and_certificate_cross_the_schema_and_bad_ones_name_the_field():
+    from engine.planning.exact import plan_both_exact
+    from engine.planning.targets import Targets
+    from engine.planning.types import Weights
+    from tests.engine.planning.factories import INGRESS, footprint, peer
+
+    fp = footprint(num_layers=6, layer_mb=1500)
+    peers = (peer("a", free_vram_gb=8, carbon=50), peer("b", lon=2.0, free_vram_gb=8, carbon=500),
+             peer("c", lon=12.0, free_vram_gb=8, carbon=200))
+    _, exact = plan_both_exact(fp, peers, INGRESS, Weights(), Targets(max_peers=3))
+    assert Plan.from_dict(exact.to_dict()) == exact and exact.certificate["gap"] >= 0
+    _, bound = plan_both_exact(fp, peers, INGRESS, Weights(), Targets(max_peers=1))
+    data = bound.to_dict()
+    assert data["feasible"] is False and data["binding"]["constraint"] == "max_peers"
+    assert Plan.from_dict(data) == bound
+    broken = exact.to_dict()
+    broken["certificate"]["bound"] = "low"
+    with pytest.raises(InvalidInput, match="certificate.bound"):
+        Plan.from_dict(broken)
+    del data["binding"]["message"]
+    with pytest.raises(InvalidInput, match="binding.message"):
+        Plan.from_dict(data)

@@ -280,3 +280,11 @@ def test_a_peers_file_saved_with_a_utf8_bom_is_read(resolver, tmp_path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(valid_file()).encode("utf-8"))
     swarm = load_swarm(path, resolver=resolver)
     assert [p.id for p in swarm.peers] == ["paris", "belgium", "home"]
+
+
+def test_an_empty_key_in_a_peers_file_is_named_not_blank(tmp_path):
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps({"": 1, "ingress": {"name": "x", "lat": 0, "lon": 0}, "peers": []}))
+    with pytest.raises(InvalidInput) as caught:
+        load_swarm(path)
+    assert caught.value.field == "<top level> key ''"

@@ -213,3 +213,23 @@ def test_a_screenshot_shows_the_window_with_the_map(app):
 
     assert share(theme["ocean"]) > 0.10, "no ocean in the map region"
     assert share(theme["land"]) > 0.03, "no land in the map region"
+
+
+def test_targets_exact_certificate_then_a_binding_target_where_the_plan_would_be(app):
+    state_file = app["state_file"]
+    before = read_state(state_file)
+    boxes = before["widgets"]
+    x, y = centre_of(boxes["target_exact"])
+    xdo(app, "mousemove", str(x), str(y), "click", "1")
+    certified = wait_for_state(state_file, lambda s: s["certificate"].startswith("greedy plan within "),
+                               timeout_s=60, proc=app["proc"])
+    assert certified["carbon"]["feasible"] and "% of optimal" in certified["certificate"]
+    x, y = centre_of(boxes["target_max_ms"])
+    xdo(app, "mousemove", str(x), str(y), "click", "1")
+    xdo(app, "type", "0.5")
+    xdo(app, "key", "Return")
+    bound = wait_for_state(state_file, lambda s: not s["carbon"]["feasible"], proc=app["proc"])
+    assert bound["certificate"] == "" and bound["vram"]["feasible"]   # the baseline ignores ms targets
+    assert any("the lowest ms/token found is" in n and "above the 0.5 asked" in n for n in bound["notices"])
+    xdo(app, "key", "End", *["BackSpace"] * 4, "Return")
+    wait_for_state(state_file, lambda s: s["carbon"]["feasible"] and not s["notices"], proc=app["proc"])

@@ -42,9 +42,16 @@ def tiny_model(tmp_path_factory) -> Path:
     return folder
 
 
-def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-    """The reference: the whole model in one piece, greedy, recomputing the full sequence each step."""
-    model = load_monolithic(folder)
+def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int, quant: str = "fp32") -> list[int]:
+    """The reference: the whole model in one piece, greedy, recomputing the full sequence each step
+    in fp32; at other quants with a KV cache, as the pipeline decodes (bf16 full recomputes and cached
+    steps round differently)."""
+    model = load_monolithic(folder, quant)
+    if quant != "fp32":
+        with torch.no_grad():
+            out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=None, min_new_tokens=max_new_tokens)
+        return out[0, len(prompt_ids):].tolist()
     ids = list(prompt_ids)
     with torch.inference_mode():
         for _ in range(max_new_tokens):
@@ -54,11 +61,12 @@ def greedy_monolithic(folder: Path, prompt_ids: list[int], max_new_tokens: int) 
 
 def spawn_runner(ticket: str, peer_id: str, lat: float, lon: float, vram_gb: float, log_dir: Path,
                  extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # The ticket in the environment (as the app's local runners get it), the runner key in the test's dir.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PRISMN_TICKET": ticket, "PRISMN_HOME": str(log_dir)}
     log_file = open(log_dir / f"{peer_id}.log", "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "engine.coordinator.agent", "--ticket", ticket, "--id", peer_id,
+            [sys.executable, "-m", "engine.coordinator.agent", "--id", peer_id,
              "--name", peer_id, "--lat", str(lat), "--lon", str(lon), "--vram-gb", f"{vram_gb:.9f}", *extra],
             cwd=str(REPO_ROOT), env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:

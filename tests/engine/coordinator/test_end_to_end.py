@@ -6,6 +6,7 @@ mid-generation -> coordinator restart on the same store -> the last spare lost (
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ import pytest
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.coordinator.local_runners import runner_vram_gb
 from engine.coordinator.ticket import Ticket, decode_ticket
+from engine.decoding import Sampling
 from engine.errors import InfeasiblePlan
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.timeout(240)
 PROMPT = "Prismn places models"
 MAX_NEW_TOKENS = 48
 INGRESS = Ingress(lat=50.11, lon=8.68, name="Frankfurt")
+SEEDED = Sampling(temperature=1.0, top_k=40, seed=2026)
 CITIES = {"paris": (48.86, 2.35), "madrid": (40.42, -3.70), "warsaw": (52.23, 21.01)}
 
 
@@ -36,10 +39,15 @@ class Swarm:
         self.folder = folder
         self.store_spec = f"sqlite:{tmp_path}/store/prismn.sqlite3"
         self.log_dir = tmp_path
+        # Everything the coordinator logs goes to a file too, for the secrets check at the end.
+        self.log_handler = logging.FileHandler(tmp_path / "coordinator.log")
+        self.root_level = logging.getLogger().level
+        logging.getLogger().addHandler(self.log_handler)
+        logging.getLogger().setLevel(logging.DEBUG)
         self.coordinator = self.start_coordinator()
-        self.footprint = footprint(load_spec(str(folder)))
+        self.footprint = footprint(load_spec(str(folder)), "fp32")      # runners load the plan's quant
         self.processes = {peer_id: spawn_runner(self.coordinator.ticket, peer_id, lat, lon,
-                                                runner_vram_gb(str(folder)), tmp_path)
+                                                runner_vram_gb(str(folder), "fp32"), tmp_path)
                           for peer_id, (lat, lon) in CITIES.items()}
 
     def start_coordinator(self) -> EmbeddedCoordinator:
@@ -61,6 +69,9 @@ class Swarm:
                 process.kill()
             process.wait(10)
         self.coordinator.stop()
+        logging.getLogger().removeHandler(self.log_handler)
+        logging.getLogger().setLevel(self.root_level)
+        self.log_handler.close()
 
 
 def wait_for(condition, timeout_s: float, what: str):
@@ -94,7 +105,7 @@ def test_three_runners_join_with_location_metrics_and_resolved_carbon(swarm):
     by_id = {p["id"]: p for p in peers}
     assert set(by_id) == set(CITIES)
     assert by_id["paris"]["lat"] == pytest.approx(48.86)
-    assert by_id["paris"]["free_vram_gb"] == pytest.approx(runner_vram_gb(str(swarm.folder)), rel=1e-6)
+    assert by_id["paris"]["free_vram_gb"] == pytest.approx(runner_vram_gb(str(swarm.folder), "fp32"), rel=1e-6)
     assert by_id["warsaw"]["carbon_source"] == "country"        # Poland's grid, by location
     assert by_id["warsaw"]["carbon_g_per_kwh"] > by_id["paris"]["carbon_g_per_kwh"]
     with open_store(swarm.store_spec) as store:
@@ -122,9 +133,15 @@ def test_deploy_reports_progress_and_generation_matches_the_monolithic_model(swa
     assert "".join(streamed) == result["text"]
     assert result["tokens_per_s"] > 0 and result["recoveries"] == 0
     assert result["g_co2"] == pytest.approx(MAX_NEW_TOKENS * plan.metrics.g_co2_per_1k_tokens / 1000)
+    sampled = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, sampling=SEEDED).result(60)
+    assert sampled["token_ids"] != reference                    # it really sampled
+    assert swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, sampling=SEEDED).result(60)["token_ids"] == \
+        sampled["token_ids"]
+    swarm.sampled_reference = sampled["token_ids"]
 
 
 def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_and_identical(swarm, reference):
+    """Sampled with a seed: the retry after the failover draws the very same tokens."""
     victim = swarm.coordinator.deployment_status()["plan"].stages[-1].peer_id
     killed_at = []
     dead_after_s = []
@@ -141,10 +158,10 @@ def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_a
                              for p in swarm.coordinator.all_peers()), 10, "the death")
         dead_after_s.append(time.monotonic() - killed_at[0])
 
-    result = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, on_token).result(120)
+    result = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS, on_token, sampling=SEEDED).result(120)
     assert killed_at, "the generation ended before the runner could be killed"
     assert result["recoveries"] == 1
-    assert result["token_ids"] == reference
+    assert result["token_ids"] == swarm.sampled_reference
     assert "".join(streamed) == result["text"]                 # nothing repeated, nothing missing
     wait_for(lambda: dead_after_s, 10, "the death to be timed")
     assert dead_after_s[0] <= 3.3         # 3 missed beats of 1 s after the last one, checked every 0.1 s
@@ -180,3 +197,21 @@ def test_when_the_rest_cannot_hold_the_model_the_user_gets_the_shortfall(swarm):
     swarm.kill(stages[0].peer_id)
     with pytest.raises(InfeasiblePlan, match="cannot hold the model: short by"):
         swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS).result(60)
+
+
+def test_no_secret_is_logged_or_stored_anywhere_after_the_whole_run(swarm):
+    """Logs of the coordinator and every runner, the store (with its WAL), the deployment's model
+    file, the peer-key bindings and the runners' keys: none holds the join secret or the ticket.
+    Only the coordinator's own identity file keeps the secret (owner-only, it must)."""
+    ticket = swarm.coordinator.ticket
+    secret = decode_ticket(ticket).secret
+    swarm.log_handler.flush()
+    checked = []
+    for path in sorted(swarm.log_dir.rglob("*")):
+        if path.is_file() and path.name != "coordinator_identity.json":
+            data = path.read_bytes()
+            assert secret.encode() not in data and ticket.encode() not in data, path
+            checked.append(path.name)
+    assert {"coordinator.log", "paris.log", "prismn.sqlite3", "coordinator_peer_keys.jsonl"} <= set(checked)
+    assert any(name.endswith(".key") for name in checked) and "joined: paris" in \
+        (swarm.log_dir / "coordinator.log").read_text()

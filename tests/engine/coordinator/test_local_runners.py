@@ -44,12 +44,15 @@ def test_local_runners_end_when_the_app_that_spawned_them_is_killed(tmp_path):
          "import sys, time\n"
          "from engine.coordinator.local_runners import spawn\n"
          "from engine.coordinator.ticket import Ticket\n"
-         f"ps = spawn(Ticket('127.0.0.1:9', 'x').encode(), 2, 'smollm2', log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
+         f"ps = spawn(Ticket('127.0.0.1:9', 'x', '00' * 32).encode(), 2, 'smollm2', log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
          "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
          "time.sleep(120)\n"],
         cwd=str(REPO_ROOT), stdout=subprocess.PIPE, text=True)
     runner_pids = [int(pid) for pid in app.stdout.readline().split()]
     assert len(runner_pids) == 2
+    for pid in runner_pids:         # the ticket (join secret) is not on a command line others can read
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            assert b"prismn1." not in handle.read()
     app.kill()                  # no clean-up runs in the app: the runners must notice by themselves
     app.wait()
     deadline = time.monotonic() + 30

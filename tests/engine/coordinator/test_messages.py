@@ -18,7 +18,8 @@ from engine.transport.frames import tensor_to_frame
 
 
 def join(**overrides):
-    msg = {"type": "join", "protocol": 1, "secret": "s3cret", "peer_id": "paris-1", "name": "Paris",
+    msg = {"type": "join", "protocol": 2, "key": "ab" * 32, "proof": "cd" * 32, "signature": "ef" * 64,
+           "peer_id": "paris-1", "name": "Paris",
            "lat": 48.85, "lon": 2.35, "carbon_g_per_kwh": None, "tflops": None, "gpu": "RTX 4090",
            "total_vram_gb": 24.0, "free_vram_gb": 22.5, "utilization_pct": 3.0, "power_w": 40.0}
     msg.update(overrides)
@@ -34,7 +35,8 @@ def test_a_valid_join_is_accepted_and_numbers_normalised():
 @pytest.mark.parametrize("field, value", [
     ("lat", 90.5), ("lon", -181.0), ("lat", math.nan), ("free_vram_gb", math.inf), ("free_vram_gb", -1.0),
     ("peer_id", ""), ("peer_id", "has space"), ("peer_id", "x" * 65), ("lat", "48"), ("lat", True),
-    ("utilization_pct", 101.0), ("secret", 7), ("protocol", 1.5),
+    ("utilization_pct", 101.0), ("proof", 7), ("protocol", 1.5), ("key", "AB" * 32), ("signature", "ef"),
+    ("name", "Paris\x1b[2J"), ("name", "a\nb"), ("gpu", "RTX\ud800"),
 ])
 def test_a_join_with_a_bad_field_is_refused_naming_the_field(field, value):
     with pytest.raises(InvalidInput) as info:
@@ -86,3 +88,13 @@ def test_a_deploy_and_a_forward_are_what_a_runner_accepts():
     assert validate(header, payload, COORDINATOR_TO_RUNNER)["position"] == 0
     with pytest.raises(InvalidInput, match="deploy.embeddings"):
         validate({**deploy, "embeddings": "yes"}, b"", COORDINATOR_TO_RUNNER)
+
+
+def test_a_deploy_carries_the_plans_quantisation_and_refuses_one_runners_cannot_hold():
+    deploy = {"type": "deploy", "deployment_id": "d1", "model": "smollm2", "layer_start": 0, "layer_end": 10,
+              "embeddings": True, "lm_head": False, "quant": "int4"}
+    assert validate(deploy, b"", COORDINATOR_TO_RUNNER)["quant"] == "int4"
+    assert "quant" not in validate({k: v for k, v in deploy.items() if k != "quant"}, b"", COORDINATOR_TO_RUNNER)
+    with pytest.raises(InvalidInput) as info:
+        validate({**deploy, "quant": "int3"}, b"", COORDINATOR_TO_RUNNER)
+    assert (info.value.field, info.value.value) == ("deploy.quant", "int3")

@@ -42,7 +42,7 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
     from prismn_gui.runners_panel import STATUS_COLOURS, RunnersPanel
 
     coordinator = EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", transport="tcp", bind_host="127.0.0.1",
-                                      model_source=str(tiny_model))
+                                      model_source=str(tiny_model), api_bind="127.0.0.1:0")
     coordinator.start()
     processes = [spawn_runner(coordinator.ticket, peer_id, lat, lon, runner_vram_gb(str(tiny_model)), tmp_path)
                  for peer_id, lat, lon in (("lyon", 45.76, 4.84), ("turin", 45.07, 7.69))]
@@ -75,6 +75,23 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
         pump(root, lambda: panel.last_result is not None, 60, "the generation")
         assert panel.output.get("1.0", "end-1c") == panel.last_result["text"]
         assert "tokens/s" in panel.stats.cget("text") and "gCO2" in panel.stats.cget("text")
+        # the API address is shown once deployed, with a copy button
+        assert coordinator.api_url and panel.serving.api_entry.get() == coordinator.api_url
+        assert panel.serving.copy_api_button.cget("state") == "normal"
+
+        # temperature and max tokens go to the same decoding path
+        for entry, value in ((panel.serving.max_tokens_entry, "5"), (panel.serving.temperature_entry, "0.9")):
+            entry.delete(0, "end")
+            entry.insert(0, value)
+        panel.last_result = None
+        panel.generate_button.invoke()
+        pump(root, lambda: panel.last_result is not None, 60, "the sampled generation")
+        assert len(panel.last_result["token_ids"]) == 5
+        panel.serving.temperature_entry.delete(0, "end")
+        panel.serving.temperature_entry.insert(0, "-1")
+        panel.generate_button.invoke()
+        pump(root, lambda: "temperature" in panel.stats.cget("text"), 10, "the refusal naming temperature")
+        assert "failed" in panel.stats.cget("text")
         pump(root, lambda: all(p[5] == "ready" for p in panel._peer_rows_shown), 5, "ready colours")
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         root.update()

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from engine.coordinator.auth import SigningKey, join_proof, join_transcript, new_nonce
 from engine.coordinator.embedded import EmbeddedCoordinator
-from engine.coordinator.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES
+from engine.coordinator.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES, PROTOCOL_VERSION
 from engine.coordinator.service import MAX_BAD_FRAMES
 from engine.coordinator.ticket import decode_ticket
 from engine.transport.base import HELLO
@@ -29,6 +30,9 @@ def coordinator(tmp_path_factory):
     folder = tmp_path_factory.mktemp("security")
     with EmbeddedCoordinator(f"sqlite:{folder}/prismn.sqlite3", transport="tcp", bind_host="127.0.0.1") as c:
         yield c
+
+
+RUNNER_KEYS: dict[str, SigningKey] = {}
 
 
 class RawClient:
@@ -66,8 +70,17 @@ class RawClient:
             if not header or header["type"] == kind:
                 return header
 
-    async def join(self, secret: str, peer_id: str) -> dict:
-        await self.send(join(secret=secret, peer_id=peer_id))
+    async def join(self, secret: str, peer_id: str, key: SigningKey | None = None, **fields) -> dict:
+        """The runner's side of the join handshake (engine.coordinator.auth); the coordinator's answer."""
+        key = key or RUNNER_KEYS.setdefault(peer_id, SigningKey.generate())    # each runner keeps its key
+        nonce = new_nonce()
+        await self.send({"type": "join_hello", "protocol": PROTOCOL_VERSION, "nonce": nonce})
+        challenge = await self.recv()
+        if challenge.get("type") != "challenge":
+            return challenge
+        transcript = join_transcript(nonce, challenge["nonce"], peer_id, key.public_hex)
+        await self.send(join(peer_id=peer_id, key=key.public_hex, proof=join_proof(secret, transcript),
+                             signature=key.sign(transcript), **fields))
         return await self.recv()
 
     def close(self) -> None:
@@ -106,7 +119,7 @@ def test_a_stranger_cannot_make_the_coordinator_read_a_payload_before_joining(co
         client = await RawClient.open(coordinator.ticket)
         # A join-sized header announcing a 200 MiB payload: dropped on the prefix, nothing read or held
         # (it used to read on, then refuse only when the join timeout ran out).
-        header = json.dumps(join(secret="guess", peer_id="stranger")).encode()
+        header = json.dumps({"type": "join_hello", "protocol": PROTOCOL_VERSION, "nonce": "00" * 32}).encode()
         await client.send_raw(PREFIX.pack(len(header), 200 * 2**20) + header)
         assert await client.recv() == {}
         other = await RawClient.open(coordinator.ticket)

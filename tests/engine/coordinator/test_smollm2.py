@@ -35,7 +35,8 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
 
     def monolithic(id_lists):
         # The whole model is freed on return, before the runners load their stages.
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        # bf16: the plan below is made at bf16 and runners hold the weights as the plan says.
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).eval()
         return [model.generate(torch.tensor([ids]), max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
                                eos_token_id=None)[0, len(ids):].tolist() for ids in id_lists]
 

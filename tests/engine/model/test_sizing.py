@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from engine.errors import InvalidInput
 from engine.model import QUANTS, footprint, load_spec
-from engine.model.sizing import activation_bytes, compute_dtype_for, layer_bytes, matrix_bytes
+from engine.model.sizing import (
+    activation_bytes,
+    compute_dtype_for,
+    int4_group_size,
+    layer_bytes,
+    matrix_bytes,
+)
 from engine.model.spec import spec_from_config
 
 # A small Llama: hidden 64, 4 heads of 16 (2 KV heads), MLP 160, vocab 100, 2 layers.
@@ -32,47 +36,67 @@ def small():
 
 
 @pytest.mark.parametrize(
-    ("quant", "expected"),
+    ("quant", "device_kind", "expected"),
     [
-        ("fp32", 43_136 * 4),
-        ("bf16", 43_136 * 2),
-        ("fp16", 43_136 * 2),
-        # 1 B per weight + one fp16 scale per row + norms in bf16
-        ("int8", 43_008 + 576 * 2 + 128 * 2),
-        # half a byte per weight + 640 groups of 128 (down has 2 per row) x (scale + zero) + norms
-        ("int4", 21_504 + 640 * 4 + 128 * 2),
+        ("fp32", "cuda", 43_136 * 4),
+        ("bf16", "cuda", 43_136 * 2),
+        ("fp16", "cpu", 43_136 * 2),
+        # 1 B per weight + an fp32 scale and an int8 zero point per row + norms in bf16
+        ("int8", "cuda", 43_008 + 576 * 5 + 128 * 2),
+        ("int8", "cpu", 43_008 + 576 * 5 + 128 * 2),
+        # CPU: int4 values in whole bytes; groups of 64 on 64-wide rows (512 rows, 1 group each) and of
+        # 32 on down's 160-wide rows (64 rows x 5 groups); a bf16 scale + an int8 zero per group
+        ("int4", "cpu", 43_008 + (512 + 320) * 3 + 128 * 2),
+        # CUDA (tinygemm): rows padded to 1024 input features, two weights per byte, bf16 scale + zero
+        # per group: 512 rows x (512 B + 16 groups x 4 B), 64 rows x (512 B + 32 groups x 4 B)
+        ("int4", "cuda", 512 * (512 + 16 * 4) + 64 * (512 + 32 * 4) + 128 * 2),
     ],
 )
-def test_layer_bytes_per_quant(small, quant, expected):
-    assert footprint(small, quant).layer_bytes == expected
+def test_layer_bytes_per_quant_and_device_kind(small, quant, device_kind, expected):
+    assert footprint(small, quant, device_kind=device_kind).layer_bytes == expected
 
 
 @pytest.mark.parametrize(
-    ("group_size", "groups"),
-    [
-        (32, 1344),   # 64-wide rows: 2 groups, 160-wide rows (down): 5 groups
-        (48, 1280),   # groups don't divide the row: ceil(64/48)=2, ceil(160/48)=4
-        (1000, 576),  # one group per row
-    ],
+    ("cols", "group_size", "group"),
+    [(4096, 128, 128), (576, 128, 64), (160, 128, 32), (14336, 128, 128), (100, 128, None), (64, 16, 16),
+     (48, 48, 48), (64, 48, None)],
 )
-def test_int4_group_overhead_follows_the_group_size(small, group_size, groups):
-    fp = footprint(small, "int4", group_size=group_size)
-    assert fp.layer_bytes == 21_504 + groups * 4 + 128 * 2
+def test_int4_group_is_the_largest_halving_that_divides_the_row(cols, group_size, group):
+    assert int4_group_size(cols, group_size) == group
+
+
+def test_a_matrix_no_int4_group_divides_stays_in_the_compute_dtype():
+    assert matrix_bytes(3, 100, "int4", device_kind="cpu") == 3 * 100 * 2
+    assert matrix_bytes(3, 100, "int4", device_kind="cuda", compute_dtype="fp32") == 3 * 100 * 4
 
 
 def test_smaller_int4_groups_cost_more(small):
-    sizes = [footprint(small, "int4", group_size=g).layer_bytes for g in (16, 32, 64, 128)]
+    sizes = [footprint(small, "int4", group_size=g, device_kind="cpu").layer_bytes for g in (16, 32, 64)]
     assert sizes == sorted(sizes, reverse=True)
 
 
 @pytest.mark.parametrize(
-    ("quant", "expected"),
-    [("fp32", 25_600), ("bf16", 12_800), ("int8", 6_400 + 100 * 2), ("int4", 3_200 + 100 * 4)],
+    ("quant", "head"),
+    [("fp32", 25_600), ("bf16", 12_800), ("int8", 6_400 + 100 * 5), ("int4", 6_400 + 100 * 3)],
 )
-def test_embedding_and_head_are_quantised_like_linear_weights(small, quant, expected):
-    fp = footprint(small, quant)
-    assert fp.embedding_bytes == fp.lm_head_bytes == expected
+def test_the_head_is_quantised_and_the_embedding_kept_in_the_compute_dtype(small, quant, head):
+    fp = footprint(small, quant, device_kind="cpu")
+    assert fp.lm_head_bytes == head
+    assert fp.embedding_bytes == 6_400 * (4 if quant == "fp32" else 2)
     assert fp.final_norm_bytes == 64 * (4 if quant == "fp32" else 2)
+
+
+def test_mixture_of_experts_keeps_experts_in_the_compute_dtype_at_int4_only():
+    spec = load_spec("mixtral-8x7b")
+    bf16, int8, int4 = (footprint(spec, q).layer_bytes for q in ("bf16", "int8", "int4"))
+    assert int8 < 0.6 * bf16
+    assert 0.9 * bf16 < int4 < bf16          # attention is quantised, the experts are not
+
+
+def test_a_bad_device_kind_is_named():
+    with pytest.raises(InvalidInput) as err:
+        footprint(spec_from_config(SMALL), "int4", device_kind="tpu")
+    assert (err.value.field, err.value.value) == ("device_kind", "tpu")
 
 
 def test_kv_cache_is_two_tensors_of_kv_heads_by_head_dim_per_token(small):
@@ -118,7 +142,7 @@ def test_mixtral_router_stays_in_the_compute_dtype():
     router_and_norms = (4096 * 8 + 2 * 4096) * 2
     weights = 4096 * 4096 * 2 + 1024 * 4096 * 2 + 8 * 3 * 4096 * 14336
     rows = 4096 * 2 + 1024 * 2 + 8 * (14336 * 2 + 4096)
-    assert footprint(spec, "int8").layer_bytes == weights + rows * 2 + router_and_norms
+    assert footprint(spec, "int8").layer_bytes == weights + rows * 5 + router_and_norms
 
 
 def test_flops_count_active_weights_only():
@@ -141,10 +165,6 @@ def test_int4_llama_8b_is_about_a_quarter_of_bf16():
     spec = load_spec("llama-3.1-8b")
     ratio = footprint(spec, "int4").layer_bytes / footprint(spec, "bf16").layer_bytes
     assert 0.25 < ratio < 0.27      # 4.25 bits per weight with groups of 128 -> 0.266
-
-
-def test_matrix_bytes_packs_odd_rows_into_whole_bytes():
-    assert matrix_bytes(3, 5, "int4", group_size=128) == 3 * math.ceil(5 / 2) + 3 * 4
 
 
 class TestTiedHeadThroughStageBytes:
@@ -198,3 +218,12 @@ def test_bad_inputs_name_field_and_value(small, kwargs, field, value):
 
 def test_quants_are_the_agreed_five():
     assert QUANTS == ("fp32", "bf16", "fp16", "int8", "int4")
+
+
+def test_a_swarm_with_any_cpu_peer_is_sized_as_cpu():
+    from engine.model.sizing import device_kind_for
+
+    assert device_kind_for(["H100", "A10"]) == "cuda"
+    assert device_kind_for(["H100", None]) == "cpu"
+    spec = load_spec("llama-3.1-8b")
+    assert footprint(spec, "int4", device_kind="cpu").layer_bytes > 1.8 * footprint(spec, "int4").layer_bytes

@@ -76,11 +76,11 @@ def test_name_defaults_to_the_config_path():
     assert spec_from_config(config(_name_or_path="org/model")).name == "org/model"
 
 
-def test_unknown_architecture_lists_the_supported_ones():
+def test_an_architecture_the_runners_cannot_execute_is_refused_naming_the_executable_ones():
     with pytest.raises(InvalidInput) as err:
         spec_from_config(config(model_type="gpt2"))
     assert err.value.field == "model_type" and err.value.value == "gpt2"
-    assert "unsupported architecture" in str(err.value)
+    assert "runners cannot execute" in str(err.value)
     for arch in ARCHITECTURES:
         assert arch in str(err.value)
 
@@ -113,3 +113,11 @@ def test_missing_field_is_named():
     with pytest.raises(InvalidInput) as err:
         spec_from_config(cfg)
     assert err.value.field == "config.vocab_size" and err.value.value is None
+
+
+def test_every_preset_the_app_offers_is_an_architecture_the_runners_execute():
+    from engine.model import list_presets, load_spec
+    from engine.model.architectures import EXECUTABLE_MODEL_TYPES
+
+    architectures = {load_spec(name).architecture for name in list_presets()}
+    assert architectures == set(EXECUTABLE_MODEL_TYPES)

@@ -19,6 +19,7 @@ def test_smollm2_bf16_exact():
         "embedding_param_count": 49_152 * 576,
         "lm_head_param_count": 49_152 * 576,   # tied: the shared matrix, counted once in param_count
         "tied_embeddings": True,
+        "device_kind": "cuda",
         "bytes": {
             "per_layer": 3_540_096 * 2,
             "embeddings": 49_152 * 576 * 2,

@@ -10,7 +10,14 @@ import struct
 import pytest
 import torch
 
-from engine.generate import greedy_generate, open_pipeline, start_runners, stop_runners
+from engine.generate import (
+    assign_routes,
+    greedy_generate,
+    open_pipeline,
+    pipeline_token,
+    start_runners,
+    stop_runners,
+)
 from engine.transport.base import HELLO
 from engine.transport.frames import PREFIX, decode_frame, encode_frame, tensor_to_frame
 from engine.transport.tcp_channel import parse_host_port
@@ -44,7 +51,7 @@ def expected(model):
 
 
 async def logits_and_tokens(transport, runners, session="t"):
-    client = await open_pipeline(runners, transport)
+    client = await open_pipeline(transport, runners)
     try:
         logits = await client.forward(f"{session}-logits", 0, torch.tensor([PROMPT_IDS]), want="logits",
                                       all_positions=True)
@@ -72,7 +79,7 @@ def test_interleaved_sessions_over_processes_match_separate_runs(iroh_runners):
     other = [9, 8, 7, 6, 5]
 
     async def scenario():
-        client = await open_pipeline(iroh_runners, "iroh")
+        client = await open_pipeline("iroh", iroh_runners)
         try:
             alone_a = await greedy_generate(client, PROMPT_IDS, 8, {EOS}, session_id="alone-a")
             alone_b = await greedy_generate(client, other, 8, {EOS}, session_id="alone-b")
@@ -130,8 +137,12 @@ def ping(peer: RawPeer) -> dict:
 
 def test_bad_frames_get_error_frames_and_the_runner_keeps_serving(tcp_runners, tiny_llama_model):
     first = tcp_runners[0]
+    token = pipeline_token(tcp_runners)
+    assign_routes(tcp_runners, [r.address for r in tcp_runners], token)
     peer = RawPeer(first.address)
     try:
+        peer.send(encode_frame({"type": "hello", "token": token}))     # a member of the pipeline
+        assert peer.recv_frame()[0]["type"] == "hello"
         peer.send(encode_frame({"type": "teleport"}))
         header, _ = peer.recv_frame()
         assert header["type"] == "error" and header["field"] == "type" and "teleport" in header["reason"]
@@ -178,6 +189,8 @@ def test_bad_frames_get_error_frames_and_the_runner_keeps_serving(tcp_runners, t
 
     survivor = RawPeer(first.address)
     try:
+        survivor.send(encode_frame({"type": "hello", "token": token}))
+        assert survivor.recv_frame()[0]["type"] == "hello"
         assert ping(survivor)["frames_refused"] >= 6
     finally:
         survivor.close()
@@ -200,7 +213,7 @@ def test_a_refused_step_reaches_the_ingress_as_an_error(iroh_runners):
     from engine.errors import InvalidInput
 
     async def scenario():
-        client = await open_pipeline(iroh_runners, "iroh")
+        client = await open_pipeline("iroh", iroh_runners)
         try:
             with pytest.raises(InvalidInput) as error:
                 await client.forward("never-started", 5, torch.tensor([[1]]), timeout_s=30)

@@ -58,8 +58,8 @@ def test_only_assigned_routes_are_served_and_strangers_get_nothing(restricted_ru
     assert all("not an address assigned" in r[2] for r in refusals)
 
 
-def test_a_runner_whose_stdin_is_closed_takes_no_routes(tiny_llama):
-    runners = start_runners(str(tiny_llama), [(0, 6)], "tcp", ready_timeout_s=120)
+def test_routes_need_a_runner_started_to_take_them(tiny_llama):
+    runners = start_runners(str(tiny_llama), [(0, 6)], "tcp", ready_timeout_s=120, restrict_routes=False)
     try:
         runners[0].process.stdin.close()
         runners[0].process.stdin = None

@@ -17,7 +17,7 @@ STEP_TIMEOUT_S = 90      # far above a step here; the errors must come well befo
 
 
 async def step_then_kill(runners, victim_index: int) -> PrismnError:
-    client = await open_pipeline(runners, "tcp")
+    client = await open_pipeline("tcp", runners)
     try:
         token = await client.forward("s", 0, torch.tensor([PROMPT_IDS]), timeout_s=STEP_TIMEOUT_S)
         victim = runners[victim_index].process

@@ -63,15 +63,16 @@ def test_bf16_stage_converts_weights(tiny_llama):
     assert {p.dtype for p in stage.parameters()} == {torch.bfloat16}
 
 
-def test_unsupported_architecture_is_named(tmp_path, tiny_llama):
+def test_an_architecture_the_runners_cannot_execute_is_named(tmp_path, tiny_llama):
     config = json.loads((tiny_llama / "config.json").read_text())
     config["model_type"] = "gpt2"
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "model.safetensors").write_bytes((tiny_llama / "model.safetensors").read_bytes())
     with pytest.raises(InvalidInput) as error:
         load_stage(tmp_path, 0, 2, device="cpu")
-    assert error.value.field == "architecture" and error.value.value == "gpt2"
-    assert "unsupported architecture gpt2; supported: llama, mistral, qwen2" in str(error.value)
+    assert error.value.field == "model_type" and error.value.value == "gpt2"
+    assert "runners cannot execute" in str(error.value)
+    assert "llama, mistral, qwen2, gemma, gemma2, phi3, mixtral" in str(error.value)
 
 
 @pytest.mark.parametrize("text", ["3", "a:b", "4:2", "-1:3", "0:0"])
