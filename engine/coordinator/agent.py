@@ -114,7 +114,7 @@ class Agent:
         """Serve until cancelled; raises Refused when the coordinator refuses this runner."""
         node = await _dialer(self.config.ticket.address)
         listener = node or await TcpNode.start(*_tcp_bind(self.config), limits=FRAME_LIMITS)
-        self.server = RunnerServer(None, listener, wan=self._wan, energy=self._energy)
+        self.server = RunnerServer(None, listener, restrict_routes=True, wan=self._wan, energy=self._energy)
         self._spawn(self.server.serve_forever())
         self._spawn(asyncio.to_thread(_preload))        # so the first deploy starts loading at once
         if self.config.exit_with_pid is not None:

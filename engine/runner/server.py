@@ -74,7 +74,7 @@ class RunnerServer:
     """
 
     def __init__(self, executor: StageExecutor | None, node: Node, info: dict[str, Any] | None = None,
-                 restrict_routes: bool = True, max_channels: int = MAX_CHANNELS,
+                 restrict_routes: bool = False, max_channels: int = MAX_CHANNELS,
                  wan: WanEmulation | None = None, energy: EnergyMeter | None = None,
                  limits: RunnerLimits | None = None) -> None:
         self.executor = executor

@@ -96,13 +96,21 @@ def test_per_token_the_coordinator_sends_one_frame_and_receives_one_and_never_a_
 
 
 def test_a_runner_refuses_a_step_naming_an_address_its_deploy_did_not_assign(swarm, tiny_model):
+    """A stranger without the deployment's access token is refused at once; a caller with it still
+    cannot have the stage send to an address its deploy did not assign."""
     peers = sorted(swarm.live_peers(), key=lambda p: p["id"])[:2]
     swarm.deploy(plan_over(tiny_model, peers, SPLITS[2]), model=str(tiny_model)).result(120)
-    first = swarm._require().coordinator.registry.get(peers[0]["id"]).address
+    coordinator = swarm._require().coordinator
+    first = coordinator.registry.get(peers[0]["id"]).address
+    token = coordinator.deployment.token
 
-    async def detour() -> dict:
+    async def detour(hello: str | None) -> dict:
         channel = await tcp_connect(first)
         try:
+            if hello is not None:
+                await channel.send({"type": "hello", "token": hello})
+                reply, _ = await asyncio.wait_for(channel.recv(), 30)
+                assert reply["type"] == "hello" and reply["ok"] is True
             header, payload = tensor_to_frame("forward", torch.tensor([PROMPT_IDS]), request_id=7, session_id="d",
                                               position=0, want="token", route=["127.0.0.1:9"], reply_to=None)
             await channel.send(header, payload)
@@ -111,7 +119,9 @@ def test_a_runner_refuses_a_step_naming_an_address_its_deploy_did_not_assign(swa
         finally:
             await channel.close()
 
-    reply = asyncio.run(detour())
+    stranger = asyncio.run(detour(None))
+    assert stranger["type"] == "error" and stranger["field"] == "hello"
+    reply = asyncio.run(detour(token))
     assert reply["type"] == "error" and reply["field"] == "route[0]"
     assert "not an address assigned" in reply["reason"]
 
