@@ -81,6 +81,9 @@ class RunnersPanel(ctk.CTkFrame):
         self.ticket_entry.pack(side="left", fill="x", expand=True, padx=6)
         self.copy_button = ctk.CTkButton(top, text="Copy", width=50, command=self._copy_ticket)
         self.copy_button.pack(side="left")
+        # On the ticket row: the runners row is full since the model folder menu joined it.
+        self.both_button = ctk.CTkButton(top, text="Measure both", width=110, command=self._deploy_both)
+        self.both_button.pack(side="left", padx=(6, 0))
 
         row = ctk.CTkFrame(self, fg_color="transparent")
         row.pack(fill="x", padx=10, pady=2)
@@ -95,8 +98,6 @@ class RunnersPanel(ctk.CTkFrame):
         self.local_button.pack(side="left")
         self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
         self.deploy_button.pack(side="right")
-        self.both_button = ctk.CTkButton(row, text="Measure both", width=110, command=self._deploy_both)
-        self.both_button.pack(side="right", padx=(0, 6))
 
         self.hint = ctk.CTkLabel(self, text=HINT_IDLE, anchor="w", text_color="gray55", font=small,
                                  wraplength=560, justify="left")
