@@ -41,11 +41,16 @@ class ModelSpec:
         return self.num_local_experts > 1
 
 
+# Far above any real size (layers ~10^2, hidden ~10^4, vocab ~10^5, experts ~10^2), and small enough
+# that every product the planner forms stays exact in int64 and float64.
+MAX_CONFIG_INT = 2**31
+
+
 def _positive_int(config: Mapping[str, Any], key: str, default: int | None = None) -> int:
     value = config.get(key, default)
     # bool is an int subclass; a config saying `true` for a size is a broken config.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"config.{key}", value, "expected a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONFIG_INT:
+        raise InvalidInput(f"config.{key}", value, f"expected a positive integer up to {MAX_CONFIG_INT:,}")
     return value
 
 

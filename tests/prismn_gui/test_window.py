@@ -36,7 +36,10 @@ def _require_tools() -> None:
         pytest.skip(f"missing {missing} (install xvfb xdotool imagemagick)")
 
 
-@pytest.fixture(scope="module")
+# Session scope: an in-process Tk (the runners panel tests) keeps its X connection after its test; if that
+# display's Xvfb went away at the end of a module, Xlib's IO error handler would exit the whole pytest run
+# with status 1 the next time Tk touched it. Displays now live until the session ends.
+@pytest.fixture(scope="session")
 def display():
     _require_tools()
     # -displayfd: Xvfb picks a free display number itself and writes it to the pipe when ready.

@@ -121,3 +121,9 @@ def test_every_preset_the_app_offers_is_an_architecture_the_runners_execute():
 
     architectures = {load_spec(name).architecture for name in list_presets()}
     assert architectures == set(EXECUTABLE_MODEL_TYPES)
+
+
+def test_a_size_beyond_any_real_model_is_refused_naming_the_field():
+    with pytest.raises(InvalidInput) as caught:
+        spec_from_config(config(num_hidden_layers=10**60))
+    assert caught.value.field == "config.num_hidden_layers"
