@@ -77,10 +77,13 @@ class PrismnApp:
         from engine.model import list_presets
         presets = list_presets()
         model = args.model if args.model in presets or Path(args.model).exists() else DEFAULT_MODEL
-        self.controls = Controls(self.root, presets=presets, default_model=model,
+        # The controls scroll when the window is shorter than they are (a 1366x768 laptop).
+        left = ctk.CTkScrollableFrame(self.root, width=236, fg_color="transparent")
+        left.grid(row=0, column=0, sticky="nsw", padx=(6, 3), pady=6)
+        self.controls = Controls(left, presets=presets, default_model=model,
                                  initial_weights=DEFAULT_WEIGHTS, on_change=self.request_plan,
                                  initial_swarm_path=args.swarm)
-        self.controls.grid(row=0, column=0, sticky="nsw", padx=(6, 3), pady=6)
+        self.controls.pack(fill="both", expand=True)
 
         centre = ctk.CTkFrame(self.root, fg_color="transparent")
         centre.grid(row=0, column=1, sticky="nsew", padx=3, pady=6)

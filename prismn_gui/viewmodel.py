@@ -76,8 +76,8 @@ class StageRow:
     compute: str = "—"          # estimated compute ms per token, "m" measured by the runner / "t" GPU table
 
     def values(self) -> tuple[str, ...]:
-        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon,
-                self.signal or self.source, self.compute)
+        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram,
+                f"{self.carbon} · {self.signal or self.source}", self.compute)
 
 
 @dataclass(frozen=True)
