@@ -31,7 +31,8 @@ from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
-from prismn_gui.map_hover import MapHover, add_navigation  # noqa: E402
+from prismn_gui.map_hover import MapHover  # noqa: E402
+from prismn_gui.map_toolbar import add_map_toolbar  # noqa: E402
 from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, region_around  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
 from prismn_gui.targets import disallowed_ids  # noqa: E402
@@ -102,7 +103,7 @@ class PrismnApp:
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
         self.map = MapFigure(self.map_figure, projection=args.projection, theme=theme)
-        self.map_toolbar = add_navigation(self.map_canvas, map_tab)          # zoom / pan
+        self.map_toolbar = add_map_toolbar(self.map_canvas, centre, over=self.tabs)   # zoom / pan
         self.map_canvas.get_tk_widget().pack(fill="both", expand=True)
         self.map_hover = MapHover(self.map_canvas, self.map, lambda: self.outcome.peers if self.outcome else ())
         self.map_draws = 0
@@ -228,6 +229,7 @@ class PrismnApp:
             self.pareto_canvas.draw_idle()
 
     def _tab_changed(self) -> None:
+        self.map_toolbar.show_over(self.tabs, visible=self.tabs.get() == "Map")
         if self.tabs.get() == "Pareto":
             self.pareto_canvas.draw_idle()
         elif self.tabs.get() == "Carbon 24 h":

@@ -30,6 +30,7 @@ LEGEND_PX = 4
 COLORBAR_GAP_PX = 4
 COLORBAR_PX = 10
 BAND_PX = 52
+LEGEND_MIN_MAP_PX = 170       # the legend covers too much of a smaller globe
 MARGIN_PX = 4
 
 VRAM_STYLE = {"color": "#ff7f0e", "linestyle": (0, (5, 3)), "linewidth": 1.8, "label": "VRAM baseline"}
@@ -66,6 +67,7 @@ class MapFigure:
         self.ax.set_global()
         self._region: tuple[float, float, float, float] | None = None
         self._aspect = self._limits_aspect()        # width / height of what is shown, projected
+        self._map_h_px = float("inf")             # the globe's height on screen, set by fit()
         self.ax.set_facecolor(self.theme["ocean"])
         for category, name, style in (
             ("physical", "ocean", {"facecolor": self.theme["ocean"], "edgecolor": "none"}),
@@ -135,6 +137,8 @@ class MapFigure:
         left = (width_px - map_w) / 2
         bottom = (height_px - map_h - BAND_PX) / 2 + BAND_PX
         self.ax.set_position((left / width_px, bottom / height_px, map_w / width_px, map_h / height_px))
+        self._map_h_px = map_h
+        self._fit_legend()
         bar_w = min(0.6 * map_w, 420.0)
         bar_bottom = bottom - LEGEND_PX - COLORBAR_GAP_PX - COLORBAR_PX
         self.colorbar.ax.set_position(((width_px - bar_w) / 2 / width_px, bar_bottom / height_px,
@@ -249,6 +253,13 @@ class MapFigure:
                                 framealpha=0.85, facecolor=self.theme["figure"],
                                 edgecolor=self.theme["border"], labelcolor=self.theme["text"])
         self._dynamic.append(legend)
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """The plans' legend sits inside the map: on a globe too small to hold it, it is hidden."""
+        legend = self.ax.get_legend()
+        if legend is not None:
+            legend.set_visible(bool(self._map_h_px >= LEGEND_MIN_MAP_PX))
 
     # ---- live mode: runner statuses and a deployment in flight ------------------------------
 
