@@ -59,7 +59,7 @@ DETECTION_GOAL_S = 3.0
 REQUEST_TIMEOUT_S = 300.0
 # The official client's retries, after the Retry-After of a 503 (a deployment not ready within the
 # API's wait while it re-plans): a request is lost when it has no answer after them.
-CLIENT_RETRIES = 3
+CLIENT_RETRIES = 5
 EVENT_TIMEOUT_S = 180.0            # a kill's loss, redeploy or rejoin not seen by then is reported missing
 
 
@@ -83,6 +83,7 @@ class Outcome:
     identical: bool = False
     duplicated_tokens: int = 0
     recoveries: int = 0
+    started_s: float = 0.0          # time.monotonic()
     latency_s: float = 0.0
     error: str = ""
 
@@ -90,7 +91,9 @@ class Outcome:
 @dataclass
 class Kill:
     victim: str
-    at_s: float                     # seconds since the load started
+    at_s: float                     # seconds since the first request was sent
+    killed_s: float                 # time.monotonic()
+    in_flight: int = 0              # requests under way at that moment
     detection_s: float | None = None
     recovery_s: float | None = None
     rejoined_s: float | None = None  # after the restart
@@ -154,16 +157,18 @@ async def _monolithic_text(monolithic: Any, tokenizer: Any, eos_ids: frozenset[i
 # ---- 3. load ------------------------------------------------------------------------------------
 
 async def run_load(url: str, model_id: str, requests: list[Request], clients: int, max_tokens: int,
-                   expected: dict[tuple[str, int | None], str], count_tokens, answered_503: list[str | None]
-                   ) -> list[Outcome]:
+                   expected: dict[tuple[str, int | None], str], count_tokens, answered_503: list[str | None],
+                   under_way: threading.Event) -> list[Outcome]:
     """Each client sends its share of `requests` one after another; `answered_503` collects the
-    Retry-After of every 503 the clients got (and retried after, as the official client does)."""
+    Retry-After of every 503 the clients got (and retried after, as the official client does);
+    `under_way` is set as the first request is sent."""
     import httpx
     import openai
 
     async def one(client: Any, request: Request) -> Outcome:
-        outcome = Outcome(request.index, request.stream, request.seed is None)
-        started = time.monotonic()
+        outcome = Outcome(request.index, request.stream, request.seed is None, started_s=time.monotonic())
+        started = outcome.started_s
+        under_way.set()
         want = expected[(request.prompt, request.seed)]
         try:
             if request.stream:
@@ -232,9 +237,13 @@ def wait_for_line(swarm: HeadlessSwarm, pattern: re.Pattern[str], since_s: float
     return None
 
 
-def inject_faults(swarm: HeadlessSwarm, kills: int, rng: random.Random, started_s: float, done: threading.Event,
-                  pause_s: tuple[float, float], rejoin_s: tuple[float, float], out: list[Kill]) -> None:
-    """K kills in turn; each victim is started again after a pause and rejoins (a thread)."""
+def inject_faults(swarm: HeadlessSwarm, kills: int, rng: random.Random, under_way: threading.Event,
+                  done: threading.Event, pause_s: tuple[float, float], rejoin_s: tuple[float, float],
+                  out: list[Kill]) -> None:
+    """K kills in turn, the first pause counted from the first request; each victim is started again
+    after a pause and rejoins (a thread)."""
+    under_way.wait(EVENT_TIMEOUT_S)
+    started_s = time.monotonic()
     for _ in range(kills):
         if done.wait(rng.uniform(*pause_s)):
             return
@@ -243,7 +252,7 @@ def inject_faults(swarm: HeadlessSwarm, kills: int, rng: random.Random, started_
             continue
         victim = rng.choice(candidates)
         killed_s = swarm.runners[victim].kill()
-        kill = Kill(victim, round(killed_s - started_s, 2))
+        kill = Kill(victim, round(killed_s - started_s, 2), killed_s)
         out.append(kill)
         lost = wait_for_line(swarm, re.compile(rf"\blost {re.escape(victim)}: "), killed_s, EVENT_TIMEOUT_S, done)
         if lost is not None:
@@ -289,9 +298,9 @@ def run_soak(model: str, requests: int, clients: int, kills: int, seed: int, max
         rng = random.Random(seed)
         done = threading.Event()
         killed: list[Kill] = []
-        started_s = time.monotonic()
+        under_way = threading.Event()
         faults = threading.Thread(target=inject_faults, daemon=True,
-                                  args=(swarm, kills, rng, started_s, done, pause_s, rejoin_s, killed))
+                                  args=(swarm, kills, rng, under_way, done, pause_s, rejoin_s, killed))
         faults.start()
         load_peak = [0.0]
         sampler_stop = threading.Event()
@@ -302,8 +311,9 @@ def run_soak(model: str, requests: int, clients: int, kills: int, seed: int, max
 
         threading.Thread(target=sample_load, daemon=True).start()
         answered_503: list[str | None] = []
+        started_s = time.monotonic()
         outcomes = asyncio.run(run_load(swarm.url, model_id, plan, clients, max_tokens, expected, count_tokens,
-                                        answered_503))
+                                        answered_503, under_way))
         load_s = time.monotonic() - started_s
         done.set()
         faults.join(EVENT_TIMEOUT_S + 10)
@@ -311,6 +321,8 @@ def run_soak(model: str, requests: int, clients: int, kills: int, seed: int, max
     finally:
         swarm.close()
     completed = [o for o in outcomes if o.ok]
+    for kill in killed:
+        kill.in_flight = sum(o.started_s <= kill.killed_s <= o.started_s + o.latency_s for o in outcomes)
     return {
         "model": model, "requests": len(outcomes), "clients": clients, "max_tokens": max_tokens, "seed": seed,
         "completed": len(completed),
@@ -348,7 +360,7 @@ def print_report(r: dict[str, Any]) -> None:
         detection = "not seen" if k["detection_s"] is None else f"{k['detection_s']:.3f} s"
         recovery = "not seen" if k["recovery_s"] is None else f"{k['recovery_s']:.2f} s"
         rejoined = "not seen" if k["rejoined_s"] is None else f"{k['rejoined_s']:.1f} s after restart"
-        print(f"  {k['victim']:>9} at +{k['at_s']:.1f} s: detected in {detection} (goal <= {DETECTION_GOAL_S:g} s), "
+        print(f"  {k['victim']:>9} at +{k['at_s']:.1f} s ({k['in_flight']} requests in flight): detected in {detection} (goal <= {DETECTION_GOAL_S:g} s), "
               f"redeployed in {recovery} on {', '.join(k['redeployed_on']) or '-'}; rejoined {rejoined}")
     print("load average (1, 5, 15 min):", " ".join(f"{v:.2f}" for v in r["load_average"]),
           f"(1-min peak during the load {r['load_average_peak_1min']:.2f})")
