@@ -147,13 +147,19 @@ def start_headless(log_dir: Path, store: str, model: str, runners: dict[str, tup
     except BaseException:
         coordinator.stop()
         raise
+    swarm = HeadlessSwarm(coordinator, url, log_dir / "ticket")
+    swarm.runners = start_runners(log_dir, ticket, runners, vram_gb, runner_extra, runner_env)
+    return swarm
+
+
+def start_runners(log_dir: Path, ticket: str, runners: dict[str, tuple[float, float]], vram_gb: float,
+                  extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> dict[str, Process]:
+    """One runner per entry of `runners` (id -> lat, lon), joining with `ticket` (kept in an owner-only
+    log_dir/ticket, not on the command line), with `vram_gb` free; output in log_dir/ID.log."""
     ticket_file = log_dir / "ticket"
     ticket_file.write_text(ticket)
     ticket_file.chmod(0o600)
-    swarm = HeadlessSwarm(coordinator, url, ticket_file)
-    for peer_id, (lat, lon) in runners.items():
-        swarm.runners[peer_id] = Process(
-            ["-m", "engine.runner", "--ticket-file", str(ticket_file), "--lat", str(lat), "--lon", str(lon),
-             "--vram-gb", f"{vram_gb:.9f}", "--id", peer_id, "--exit-with-pid", str(os.getpid()), *runner_extra],
-            log_dir / f"{peer_id}.log", runner_env)
-    return swarm
+    return {peer_id: Process(
+        ["-m", "engine.runner", "--ticket-file", str(ticket_file), "--lat", str(lat), "--lon", str(lon),
+         "--vram-gb", f"{vram_gb:.9f}", "--id", peer_id, "--exit-with-pid", str(os.getpid()), *extra],
+        log_dir / f"{peer_id}.log", env) for peer_id, (lat, lon) in runners.items()}

@@ -333,6 +333,8 @@ def run_soak(model: str, requests: int, clients: int, kills: int, seed: int, max
         "streamed": sum(o.stream for o in completed),
         "duplicated_tokens": sum(o.duplicated_tokens for o in outcomes),
         "requests_recovered": sum(o.recoveries > 0 for o in completed),
+        "recoveries": sum(o.recoveries for o in completed),
+        "most_recoveries_of_one_request": max((o.recoveries for o in completed), default=0),
         "answered_503": len(answered_503),
         "answered_503_without_retry_after": sum(r is None for r in answered_503),
         "kills": [asdict(k) for k in killed],
@@ -353,8 +355,10 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"identical to the monolithic model: {r['identical']} of {r['completed']} "
           f"(greedy {r['identical_greedy']}, sampled with a seed {r['identical_sampled']})")
     print(f"streamed: {r['streamed']}; duplicated tokens streamed: {r['duplicated_tokens']} (goal 0)")
-    print(f"requests that lived through a failover: {r['requests_recovered']}; 503 answers retried by the client "
-          f"after Retry-After: {r['answered_503']} ({r['answered_503_without_retry_after']} without the header)")
+    print(f"requests that lived through a failover: {r['requests_recovered']} ({r['recoveries']} retries from the "
+          f"prompt in all, at most {r['most_recoveries_of_one_request']} for one request; the ingress allows 3)")
+    print(f"503 answers retried by the client after Retry-After: {r['answered_503']} "
+          f"({r['answered_503_without_retry_after']} without the header)")
     print(f"kills: {len(r['kills'])} of {r['kills_planned']}")
     for k in r["kills"]:
         detection = "not seen" if k["detection_s"] is None else f"{k['detection_s']:.3f} s"

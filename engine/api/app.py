@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from engine.api.requests import GenerationRequest, parse_chat, parse_completion
+from engine.coordinator.deployment import READY
 from engine.coordinator.ingress import Ingress
 from engine.coordinator.links import PeerLost, RunnerFailed
 from engine.errors import InfeasiblePlan, InvalidInput, PrismnError
@@ -245,7 +246,7 @@ async def _until_ready(ingress: Ingress, wait_s: float) -> None:
         await asyncio.wait_for(asyncio.shield(ingress.readiness()), wait_s)
     except TimeoutError:
         dep = ingress.coordinator.deployment
-        waiting = sorted(p for p, status in dep.status.items() if status != "ready") if dep is not None else []
+        waiting = sorted(p for p, status in dep.status.items() if status != READY) if dep is not None else []
         raise ApiError(503, f"the deployment is not ready yet (waiting for {', '.join(waiting) or 'a re-plan'}): "
                             f"retry in {RETRY_AFTER_S} s", "server_error", code="deployment_not_ready",
                        retry_after_s=RETRY_AFTER_S) from None

@@ -87,8 +87,8 @@ async def start_api(ingress: Ingress, bind: str, max_in_flight: int = MAX_IN_FLI
     address is a convenience; the headless command fails on a taken port, as asked)."""
     host, port = parse_bind(bind)
     key, generated = (api_key, False) if api_key is not None else api_key_for(host)
-    config = uvicorn.Config(create_app(ingress, key, max_in_flight, ready_wait_s), host=host, port=port, log_level="warning",
-                            lifespan="off", access_log=False, server_header=False)
+    config = uvicorn.Config(create_app(ingress, key, max_in_flight, ready_wait_s), host=host, port=port,
+                            log_level="warning", lifespan="off", access_log=False, server_header=False)
     server = _Server(config)
     # Bound here, not by uvicorn: uvicorn answers a bind error with sys.exit, which would end the coordinator.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
