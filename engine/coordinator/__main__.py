@@ -22,6 +22,10 @@ Carbon sources come from the environment as in the app (engine.carbon.resolver):
 ELECTRICITYMAPS_TOKEN (ELECTRICITYMAPS_API_URL), the GB National Grid API unless PRISMN_NATIONALGRID=0,
 WattTime with WATTTIME_USERNAME / WATTTIME_PASSWORD; else the shipped yearly averages. The first plan
 uses the same signal as the re-placement.
+
+A restart on the same store restores the deployment (`restored deployment ID ...`): its runners
+rejoin by themselves and keep their stages; one that is not back within RESTORE_GRACE_S is re-planned
+around. Meanwhile the API answers 503 with Retry-After (after `--ready-wait-s`).
 """
 
 from __future__ import annotations
@@ -60,10 +64,15 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.replan != "off":
         running.replacement = replacement_for(running, resolver, args)
         running.replacement.start()
+    restored = running.coordinator.deployment
+    if restored is not None:
+        print(f"restored deployment {restored.id} from the store; waiting for its runners to rejoin: "
+              + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in restored.plan.stages), flush=True)
     api = None
     try:
         if args.api_bind != "none":
-            api = await start_api(running.ingress, args.api_bind, max_in_flight=args.max_in_flight)
+            api = await start_api(running.ingress, args.api_bind, max_in_flight=args.max_in_flight,
+                                  ready_wait_s=args.ready_wait_s)
             print(f"api: {api.url}", flush=True)
             if api.key_generated:
                 print(f"api key: {api.api_key}", flush=True)
@@ -115,10 +124,12 @@ async def _keep_deployed(running: server.Running, args: argparse.Namespace, reso
               f"({args.policy}): " + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in plan.stages),
               flush=True)
         await running.ingress.deploy(plan, args.model, _print_progress)
-    elif any(status == LOST for status in dep.status.values()) or not all(
-            running.coordinator.registry.is_alive(p) for p in dep.status):
+    elif any(status == LOST for status in dep.status.values()):
         print("a deployed runner was lost: re-planning over the live runners", flush=True)
-        await running.ingress.ensure_ready()
+        await running.ingress.readiness()
+    elif not all(running.coordinator.registry.is_alive(p) for p in dep.status):
+        # restored from the store: its runners rejoin (keeping their stages), or it is re-planned
+        await running.ingress.readiness()
 
 
 def _plan_over(live, args: argparse.Namespace, resolver: CarbonResolver) -> Plan:
@@ -215,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "beyond loopback a bearer key is required (PRISMN_API_KEY or generated)")
     parser.add_argument("--max-in-flight", type=_int_flag("max_in_flight"), default=32,
                         help="API requests served at once; more get 429")
+    parser.add_argument("--ready-wait-s", type=_float_flag("ready_wait_s"), default=5.0,
+                        help="how long a request waits for a deployment that is not ready (runners rejoining, "
+                             "a re-plan) before it gets 503 with Retry-After (default 5)")
     parser.add_argument("--plan", default=None, help="deploy this plan JSON once its runners have joined")
     parser.add_argument("--model", default=None,
                         help="model to serve (a preset such as smollm2, a folder, a .gguf); without --plan it is "
@@ -256,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InvalidInput("replan_threshold", args.replan_threshold, "expected a fraction in [0, 1)")
         if args.replan_horizon_h <= 0:
             raise InvalidInput("replan_horizon_h", args.replan_horizon_h, "expected hours > 0")
+        if not 0 <= args.ready_wait_s <= 3600:
+            raise InvalidInput("ready_wait_s", args.ready_wait_s, "expected 0..3600 seconds")
         if args.api_bind != "none":
             from engine.api.server import parse_bind
 
