@@ -6,9 +6,10 @@ be interleaved on the same runner. A session's cache is freed when the session e
 longer than `idle_timeout_s`.
 
 Continuous batching (`forward_batch`): the one-token decode steps of several sessions run as ONE
-forward pass. Each session's cache is left-padded to the longest, the padding masked out, and the new
-key/value column appended back to each session's own cache; positions stay per session. Prefills
-(several tokens) run alone. Limits: `max_sessions` sessions and `max_kv_bytes` of KV cache; past
+forward pass. Each session's cache is left-padded to the longest, and the new key/value column
+appended back to each session's own cache; positions stay per session. Inside the pass, linear
+layers and attention run per session (engine.runner.rowwise), so each session's output is bit for
+bit what it computes alone. Prefills (several tokens) run alone. Limits: `max_sessions` sessions and `max_kv_bytes` of KV cache; past
 them a NEW session is refused (InvalidInput on `session` / `kv_cache`), running ones go on.
 """
 
@@ -26,6 +27,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
 from engine.errors import InvalidInput
+from engine.runner.rowwise import RowWise, RowWiseUnsupported
 from engine.runner.shards import StageModule
 
 MAX_SESSIONS = 64
@@ -64,8 +66,10 @@ class StageExecutor:
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._names = _KwargNames.of(type(stage.layers[0]).forward)
-        # Batched decode needs plain full-attention caches (sliding windows keep their own length).
-        self.can_batch = set(stage.layer_types) == {"full_attention"}
+        # Batched decode needs plain full-attention caches (sliding windows keep their own length) and
+        # transformers' SDPA attention (engine.runner.rowwise splits it per session).
+        self.can_batch = set(stage.layer_types) == {"full_attention"} and \
+            getattr(self.config, "_attn_implementation", None) == "sdpa"
 
     # ---- sessions -------------------------------------------------------------------------
 
@@ -250,25 +254,28 @@ class StageExecutor:
                 values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)) if pad else layer.values)
             cache.update(torch.cat(keys), torch.cat(values), index)
         position_ids = lengths.unsqueeze(1)                                             # [B, 1]
-        # True = attend: each row sees its own cached positions (right-aligned) and its new token.
-        columns = torch.arange(longest + 1, device=self.device)
-        mask = (columns.unsqueeze(0) >= (longest - lengths).unsqueeze(1))[:, None, None, :]
         position_embeddings = stage.rotary_emb(hidden, position_ids)
         extra: dict[str, Any] = {self._names.layer_cache: cache}
         if self._names.layer_cache_position:
             extra["cache_position"] = torch.tensor([longest], device=self.device)
-        for layer in stage.layers:
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                           position_ids=position_ids, use_cache=True, **extra)
-            if isinstance(hidden, tuple):
-                hidden = hidden[0]
+        # No mask: RowWise gives each session only its own keys (the padding never enters a sum), and
+        # transformers then calls attention exactly as for one session alone.
+        rows = RowWise((lengths + 1).tolist())
+        with rows:
+            for layer in stage.layers:
+                hidden = layer(hidden, attention_mask=None, position_embeddings=position_embeddings,
+                               position_ids=position_ids, use_cache=True, **extra)
+                if isinstance(hidden, tuple):
+                    hidden = hidden[0]
+            if self.last:
+                hidden = stage.logits(hidden)
+        if rows.attention_calls != len(stage.layers):
+            raise RowWiseUnsupported(f"{rows.attention_calls} attention calls for {len(stage.layers)} layers")
         for index in range(len(stage.layers)):
             layer = cache.layers[index]
             new_keys, new_values = layer.keys[:, :, -1:, :], layer.values[:, :, -1:, :]
             for row, entry in enumerate(entries):
                 entry.cache.update(new_keys[row:row + 1], new_values[row:row + 1], index)
-        if self.last:
-            hidden = stage.lm_head(stage.norm(hidden))
         return [hidden[row:row + 1] for row in range(len(entries))]
 
     def _check_inputs(self, inputs: torch.Tensor) -> None:
