@@ -35,9 +35,9 @@ def alone(stages, prompt, session) -> tuple[list[int], list[torch.Tensor]]:
     return tokens, logits
 
 
-async def batched(stages, prompts) -> tuple[list[list[int]], list[StepQueue]]:
+async def batched(stages, prompts, groups: int = 1) -> tuple[list[list[int]], list[StepQueue]]:
     """Every session a task of its own, all submitting through the stages' queues at once."""
-    queues = [StepQueue(stage) for stage in stages]
+    queues = [StepQueue(stage, groups=groups) for stage in stages]
 
     async def session(index, prompt):
         tokens, inputs, position = [], torch.tensor([prompt]), 0
@@ -64,6 +64,16 @@ def test_sessions_batched_at_every_stage_get_exactly_their_tokens_alone(tmp_path
     assert tokens == expected
     if model_type != "mistral":                      # sliding windows run one by one
         assert max(q.largest_batch for q in queues) == len(PROMPTS)
+
+
+def test_two_groups_take_turns_at_the_first_stage_and_every_session_gets_its_tokens_alone(tmp_path):
+    folder = save_tiny(tmp_path)
+    expected = [alone(chain(folder), prompt, "alone")[0] for prompt in PROMPTS]
+    tokens, queues = asyncio.run(batched(chain(folder), PROMPTS, groups=2))
+    assert tokens == expected
+    first = queues[0]
+    assert first.largest_batch == len(PROMPTS) // 2           # a group is half the sessions
+    assert first.rounds >= 2 * (NEW_TOKENS - 1)               # the two groups step in turns
 
 
 def test_batched_logits_are_bit_for_bit_the_alone_logits(tmp_path):
