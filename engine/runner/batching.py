@@ -7,9 +7,11 @@ follows the load: one session alone runs exactly as before.
 
 Groups: the FIRST stage splits the sessions it holds into `groups` (2) batches that take turns, so
 while one group computes here the other computes at a later stage: two stages compute at once
-instead of one. All sessions in one batch move in step and leave every stage but one idle (8
-clients on 3 CPU stages sharing 2 cores with other work, load ~5: 19.3 tokens/s as one batch of 8,
-21.0 as two groups of 4; stages on machines of their own overlap fully).
+instead of one. All sessions in one batch move in step and leave every stage but one idle. The
+price is a smaller batch per forward pass: 8 clients on 3 CPU stages sharing 2 cores with other
+work (load 4-5) took 50 ms of CPU per token as one batch of 8 (19.3 tokens/s) and 60-66 ms as two
+groups of 4 (13.8-21.0 tokens/s over three runs); two groups pay off where stages do not share
+cores with each other or with other work, as on the machines of a swarm.
 
 Gathering: before a round a stage waits, briefly, for the steps it expects. The first stage waits
 for a group's share of the sessions held (those that stepped lately), up to one pipeline cycle (the
