@@ -1,15 +1,27 @@
 """The runner's compute queue: steps from every session wait here and ONE worker thread runs them.
 
-Continuous batching: each round takes every step waiting (up to `max_batch`), and
+Continuous batching: each round takes the steps waiting (up to `max_batch`), and
 `StageExecutor.forward_batch` runs the one-token decode steps of different sessions as one forward
-pass (prefills alone). A step that arrives while a round computes joins the next round, so the
-batch follows the load: one session alone runs exactly as before.
+pass (prefills alone). A step that arrives while a round computes joins a later round, so the batch
+follows the load: one session alone runs exactly as before.
 
-Gathering: a round starts once every session this stage holds (that stepped lately) has a step
-waiting, or after half the previous round's time. Without it, sessions spread over the stages of a pipeline and each stage
-computes small batches back to back (measured: 8 clients on 3 CPU stages cut a runner's CPU per token
-by only 25 %); with it they move in step and a stage computes one batch of all of them. One session
-never waits (it is the only one held). Used by both the stand-alone `RunnerServer` and the agent.
+Groups: the FIRST stage splits the sessions it holds into `groups` (2) batches that take turns, so
+while one group computes here the other computes at a later stage: two stages compute at once
+instead of one. All sessions in one batch move in step and leave every stage but one idle. The
+price is a smaller batch per forward pass: 8 clients on 3 CPU stages sharing 2 cores with other
+work (load 4-5) took 50 ms of CPU per token as one batch of 8 (19.3 tokens/s) and 60-66 ms as two
+groups of 4 (13.8-21.0 tokens/s over three runs); two groups pay off where stages do not share
+cores with each other or with other work, as on the machines of a swarm.
+
+Gathering: before a round a stage waits, briefly, for the steps it expects. The first stage waits
+for a group's share of the sessions held (those that stepped lately), up to one pipeline cycle (the
+time between two steps of a session; at most MAX_ENTRY_GATHER_S): sessions that arrived a little
+apart (the requests of 8 clients come in over a second) meet there and form the groups, instead of
+going round as many small batches. A later stage takes what arrives together: a batch's steps come
+back to back from the previous stage, so it starts once no step came for QUIET_S (or after half a
+round). Only one stage waiting for the others keeps two groups from each waiting for the other at
+different stages. One session never waits (it is the only one held). Used by both the stand-alone
+`RunnerServer` and the agent.
 """
 
 from __future__ import annotations
@@ -25,7 +37,10 @@ import torch
 
 from engine.runner.stage import MAX_BATCH, StageExecutor, Step
 
-MAX_GATHER_S = 0.25          # the longest a round waits for the steps of the other sessions
+GROUPS = 2                   # batches the first stage splits the sessions into, taking turns
+MAX_ENTRY_GATHER_S = 1.0     # the first stage: the longest a round waits for its group (a cycle at most)
+MAX_GATHER_S = 0.25          # later stages: the longest a round waits ...
+QUIET_S = 0.005              # ... and the pause that ends a batch arriving (frames on one loopback link)
 ACTIVE_WITHIN_S = 1.0
 Finish = Callable[[torch.Tensor], Any]         # runs on the compute thread (the token pick, a copy to CPU)
 
@@ -39,9 +54,10 @@ class _Waiting:
 
 
 class StepQueue:
-    def __init__(self, executor: StageExecutor, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, executor: StageExecutor, max_batch: int = MAX_BATCH, groups: int = GROUPS) -> None:
         self.executor = executor
         self.max_batch = max_batch
+        self.groups = groups
         self._waiting: list[_Waiting] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
         self._wake: asyncio.Event | None = None
@@ -50,6 +66,8 @@ class StepQueue:
         self.largest_batch = 0
         self.max_gather_s = MAX_GATHER_S
         self._last_round_s = 0.0
+        self._cycle_s = 0.0                       # between two steps of one session (moving mean)
+        self._stepped_s: dict[str, float] = {}    # session -> when its last step arrived
 
     async def submit(self, step: Step, last_only: bool, finish: Finish | None = None) -> Any:
         """Run `step` in the next round; returns `finish(output)` (or the output); raises its error."""
@@ -58,6 +76,7 @@ class StepQueue:
             self._wake = asyncio.Event()
             self._worker = loop.create_task(self._work())
         future = loop.create_future()
+        self._note_cycle(step.session)
         self._waiting.append(_Waiting(step, last_only, finish, future))
         self._wake.set()
         return await future
@@ -78,8 +97,8 @@ class StepQueue:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                await self._gather()
-                batch = self._take()
+                size = await self._gather()
+                batch = self._take(size)
                 started_s = time.perf_counter()
                 try:
                     results = await loop.run_in_executor(self._pool, self._compute, batch)
@@ -96,26 +115,49 @@ class StepQueue:
                     else:
                         waiting.future.set_result(result)
 
-    async def _gather(self) -> None:
-        """Wait (briefly) until every session held here has a step waiting."""
+    def _note_cycle(self, session: str) -> None:
+        """Track the pipeline cycle: the time between two steps of one session (a moving mean)."""
+        now_s = time.perf_counter()
+        previous_s = self._stepped_s.get(session)
+        if previous_s is not None:
+            interval_s = now_s - previous_s
+            self._cycle_s = interval_s if not self._cycle_s else 0.8 * self._cycle_s + 0.2 * interval_s
+        self._stepped_s[session] = now_s
+        if len(self._stepped_s) > 4 * self.max_batch:         # forget sessions that ended here
+            held = set(self.executor.sessions())
+            self._stepped_s = {k: v for k, v in self._stepped_s.items() if k in held or k == session}
+
+    async def _gather(self) -> int:
+        """Wait (briefly) until the steps of a round's sessions are waiting; returns the round's size:
+        at the first stage a group's share of the sessions held, elsewhere all of them."""
         assert self._wake is not None
-        deadline_s = time.perf_counter() + min(self.max_gather_s, self._last_round_s / 2)
-        # a session counts while it stepped within the last few rounds (not one its client abandoned)
-        active = self.executor.active_sessions(max(ACTIVE_WITHIN_S, 4 * self._last_round_s))
-        while len({w.step.session for w in self._waiting}) < min(active, self.max_batch):
+        if self.executor.first:
+            wait_s = min(MAX_ENTRY_GATHER_S, max(self._cycle_s, 2 * self._last_round_s))
+            within_s = max(ACTIVE_WITHIN_S, 2 * self._cycle_s, 4 * self._last_round_s)
+        else:
+            wait_s = min(self.max_gather_s, self._last_round_s / 2)
+            within_s = max(ACTIVE_WITHIN_S, 4 * self._last_round_s)
+        deadline_s = time.perf_counter() + wait_s
+        # a session counts while it stepped lately (not one its client abandoned; ended ones are gone)
+        active = self.executor.active_sessions(within_s)
+        size = max(1, min(self.max_batch, -(-active // self.groups) if self.executor.first else active))
+        while len({w.step.session for w in self._waiting}) < size:
             remaining_s = deadline_s - time.perf_counter()
             if remaining_s <= 0:
-                return
+                break
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining_s)
+                # later stages: a batch's steps arrive back to back; a pause means the rest is elsewhere
+                await asyncio.wait_for(self._wake.wait(), remaining_s if self.executor.first
+                                       else min(remaining_s, QUIET_S))
             except TimeoutError:
-                return
+                break
+        return size if self.executor.first else self.max_batch
 
-    def _take(self) -> list[_Waiting]:
-        """Up to max_batch waiting steps sharing the first one's `last_only`, oldest first."""
+    def _take(self, size: int) -> list[_Waiting]:
+        """Up to `size` waiting steps sharing the first one's `last_only`, oldest first."""
         mode = self._waiting[0].last_only
-        batch = [w for w in self._waiting if w.last_only == mode and not w.future.done()][:self.max_batch]
+        batch = [w for w in self._waiting if w.last_only == mode and not w.future.done()][:size]
         taken = {id(w) for w in batch}
         self._waiting = [w for w in self._waiting if id(w) not in taken and not w.future.done()]
         return batch

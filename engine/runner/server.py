@@ -1,6 +1,8 @@
 """Serve one stage over a transport node: a table of frame handlers around a `StageExecutor`.
 
-Every accepted channel gets its own task; frames on one channel are handled in order. Compute runs
+Every accepted channel gets its own task; frames on one channel are handled in order, a `forward`
+up to its place in the compute queue (its compute and sending on run as a task of their own, so the
+steps of many sessions that a previous stage sends on one channel are batched together). Compute runs
 on one worker thread behind the compute queue (engine.runner.batching: decode steps of different
 sessions waiting together run as one batched forward pass) so the event loop keeps answering pings
 and reading other channels meanwhile. A bad frame costs only itself: it is answered with an `error`
@@ -53,6 +55,8 @@ ROUTES_WAIT_S = 60.0     # how long a forward waits for the allowed routes to be
 # cap, many idle or slow connections would pin the runner's memory. A pipeline needs a handful.
 MAX_CHANNELS = 64
 PING_TIMEOUT_S = 5.0
+# Forwards of one channel computing at once: a previous stage's whole batch (engine.runner.stage.MAX_BATCH).
+MAX_FORWARDS_PER_CHANNEL = 32
 
 
 class NextHopLost(PrismnError):
@@ -142,6 +146,7 @@ class RunnerServer:
 
         channel.limits = self.channel_limits
         rate = RateLimiter(self.limits.max_frames_per_s)
+        forwards = asyncio.Semaphore(MAX_FORWARDS_PER_CHANNEL)
         try:
             async for header, payload in channel.frames(refuse, first_frame_s=self.limits.first_frame_s,
                                                         idle_s=self.limits.idle_channel_s):
@@ -150,15 +155,21 @@ class RunnerServer:
                     await self._send_error(channel, InvalidInput(
                         "rate", header["type"], f"over {self.limits.max_frames_per_s:g} frames/s"), header)
                     continue
-                if not await self._handle(channel, header, payload):
+                if not await self._handle(channel, header, payload, forwards):
                     return
         except ConnectionClosed:
             return
         finally:
             await channel.close()
 
-    async def _handle(self, channel: Channel, header: dict[str, Any], payload: bytes) -> bool:
-        """Run one frame's handler; False when the channel must close (it did not authenticate)."""
+    async def _handle(self, channel: Channel, header: dict[str, Any], payload: bytes,
+                      forwards: asyncio.Semaphore | None = None) -> bool:
+        """Run one frame's handler; False when the channel must close (it did not authenticate).
+
+        With `forwards`, a `forward` runs as a task of its own (at most that many at once): the
+        previous stage sends every session's step on one channel, and they must reach the compute
+        queue together to be batched, not one after another's whole compute.
+        """
         handler = self.handlers.get(header["type"])
         if handler is None:
             self.frames_refused += 1
@@ -175,6 +186,16 @@ class RunnerServer:
             await self._send_error(channel, InvalidInput("hello", None, "say hello with this runner's access token "
                                                          "first"), header)
             return False
+        if forwards is not None and header["type"] == "forward":
+            await forwards.acquire()
+            task = asyncio.ensure_future(self._run_handler(handler, channel, header, payload))
+            task.add_done_callback(lambda _task: forwards.release())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return True
+        return await self._run_handler(handler, channel, header, payload)
+
+    async def _run_handler(self, handler: Handler, channel: Channel, header: dict[str, Any], payload: bytes) -> bool:
         try:
             await handler(channel, header, payload)
         except (InvalidInput, PrismnError) as exc:     # ConnectionClosed too: of a next hop
@@ -255,10 +276,11 @@ class RunnerServer:
         if not self._routes_assigned.is_set() and not self.restrict_routes:
             raise InvalidInput("route", list(route) or reply_to, "no routes were assigned to this runner "
                                "(a stand-alone runner answers only on the request's own channel)")
-        try:
-            await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
-        except TimeoutError:
-            raise InvalidInput("route", list(route), "no routes were assigned to this runner yet") from None
+        if not self._routes_assigned.is_set():     # once set, no await: a channel's forwards keep their order
+            try:
+                await asyncio.wait_for(self._routes_assigned.wait(), ROUTES_WAIT_S)
+            except TimeoutError:
+                raise InvalidInput("route", list(route), "no routes were assigned to this runner yet") from None
         named = [(f"route[{i}]", address) for i, address in enumerate(route)] + [("reply_to", reply_to)]
         for field, address in named:
             if address is not None and address not in self._allowed_routes:

@@ -6,9 +6,9 @@ be interleaved on the same runner. A session's cache is freed when the session e
 longer than `idle_timeout_s`.
 
 Continuous batching (`forward_batch`): the one-token decode steps of several sessions run as ONE
-forward pass. Each session's cache is left-padded to the longest, the padding masked out, and the new
-key/value column appended back to each session's own cache; positions stay per session. Prefills
-(several tokens) run alone. Limits: `max_sessions` sessions and `max_kv_bytes` of KV cache; past
+forward pass. Each session's new key/value column goes to its own cache and attention reads that
+cache; positions stay per session. Inside the pass, linear layers and attention run per session
+(engine.runner.rowwise), so each session's output is bit for bit what it computes alone. Prefills (several tokens) run alone. Limits: `max_sessions` sessions and `max_kv_bytes` of KV cache; past
 them a NEW session is refused (InvalidInput on `session` / `kv_cache`), running ones go on.
 """
 
@@ -26,6 +26,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
 from engine.errors import InvalidInput
+from engine.runner.rowwise import RowWise, RowWiseUnsupported, SessionCaches
 from engine.runner.shards import StageModule
 
 MAX_SESSIONS = 64
@@ -64,8 +65,10 @@ class StageExecutor:
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self._names = _KwargNames.of(type(stage.layers[0]).forward)
-        # Batched decode needs plain full-attention caches (sliding windows keep their own length).
-        self.can_batch = set(stage.layer_types) == {"full_attention"}
+        # Batched decode needs plain full-attention caches (sliding windows keep their own length) and
+        # transformers' SDPA attention (engine.runner.rowwise splits it per session).
+        self.can_batch = set(stage.layer_types) == {"full_attention"} and \
+            getattr(self.config, "_attn_implementation", None) == "sdpa"
 
     # ---- sessions -------------------------------------------------------------------------
 
@@ -236,39 +239,25 @@ class StageExecutor:
         else:
             hidden = torch.cat(inputs).to(self.device, self.dtype)
         lengths = torch.tensor([e.next_position for e in entries], device=self.device)
-        longest = int(lengths.max())
-        # The batch's cache: every session's keys/values left-padded to the longest.
-        cache = DynamicCache(config=self.config)
-        layout = stage.layout
-        cache.layers = cache.layers[layout.layer_start:layout.layer_end]
-        for index in range(len(stage.layers)):
-            keys, values = [], []
-            for entry in entries:
-                layer = entry.cache.layers[index]
-                pad = longest - layer.keys.shape[2]
-                keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)) if pad else layer.keys)
-                values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)) if pad else layer.values)
-            cache.update(torch.cat(keys), torch.cat(values), index)
         position_ids = lengths.unsqueeze(1)                                             # [B, 1]
-        # True = attend: each row sees its own cached positions (right-aligned) and its new token.
-        columns = torch.arange(longest + 1, device=self.device)
-        mask = (columns.unsqueeze(0) >= (longest - lengths).unsqueeze(1))[:, None, None, :]
         position_embeddings = stage.rotary_emb(hidden, position_ids)
-        extra: dict[str, Any] = {self._names.layer_cache: cache}
+        # Each session's keys and values go straight to its own cache (SessionCaches) and attention
+        # reads them from there, per session (RowWise): no padded copy of the caches. No mask:
+        # transformers then calls attention exactly as for one session alone.
+        rows = RowWise()
+        extra: dict[str, Any] = {self._names.layer_cache: SessionCaches([e.cache for e in entries], rows)}
         if self._names.layer_cache_position:
-            extra["cache_position"] = torch.tensor([longest], device=self.device)
-        for layer in stage.layers:
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                           position_ids=position_ids, use_cache=True, **extra)
-            if isinstance(hidden, tuple):
-                hidden = hidden[0]
-        for index in range(len(stage.layers)):
-            layer = cache.layers[index]
-            new_keys, new_values = layer.keys[:, :, -1:, :], layer.values[:, :, -1:, :]
-            for row, entry in enumerate(entries):
-                entry.cache.update(new_keys[row:row + 1], new_values[row:row + 1], index)
-        if self.last:
-            hidden = stage.lm_head(stage.norm(hidden))
+            extra["cache_position"] = torch.tensor([int(lengths.max())], device=self.device)
+        with rows:
+            for layer in stage.layers:
+                hidden = layer(hidden, attention_mask=None, position_embeddings=position_embeddings,
+                               position_ids=position_ids, use_cache=True, **extra)
+                if isinstance(hidden, tuple):
+                    hidden = hidden[0]
+            if self.last:
+                hidden = stage.logits(hidden)
+        if rows.attention_calls != len(stage.layers):
+            raise RowWiseUnsupported(f"{rows.attention_calls} attention calls for {len(stage.layers)} layers")
         return [hidden[row:row + 1] for row in range(len(entries))]
 
     def _check_inputs(self, inputs: torch.Tensor) -> None:

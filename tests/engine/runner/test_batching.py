@@ -35,9 +35,9 @@ def alone(stages, prompt, session) -> tuple[list[int], list[torch.Tensor]]:
     return tokens, logits
 
 
-async def batched(stages, prompts) -> tuple[list[list[int]], list[StepQueue]]:
+async def batched(stages, prompts, groups: int = 1) -> tuple[list[list[int]], list[StepQueue]]:
     """Every session a task of its own, all submitting through the stages' queues at once."""
-    queues = [StepQueue(stage) for stage in stages]
+    queues = [StepQueue(stage, groups=groups) for stage in stages]
 
     async def session(index, prompt):
         tokens, inputs, position = [], torch.tensor([prompt]), 0
@@ -66,7 +66,17 @@ def test_sessions_batched_at_every_stage_get_exactly_their_tokens_alone(tmp_path
         assert max(q.largest_batch for q in queues) == len(PROMPTS)
 
 
-def test_batched_logits_equal_the_alone_logits(tmp_path):
+def test_two_groups_take_turns_at_the_first_stage_and_every_session_gets_its_tokens_alone(tmp_path):
+    folder = save_tiny(tmp_path)
+    expected = [alone(chain(folder), prompt, "alone")[0] for prompt in PROMPTS]
+    tokens, queues = asyncio.run(batched(chain(folder), PROMPTS, groups=2))
+    assert tokens == expected
+    first = queues[0]
+    assert first.largest_batch == len(PROMPTS) // 2           # a group is half the sessions
+    assert first.rounds >= 2 * (NEW_TOKENS - 1)               # the two groups step in turns
+
+
+def test_batched_logits_are_bit_for_bit_the_alone_logits(tmp_path):
     folder = save_tiny(tmp_path)
     stages = chain(folder)
     references = [alone(chain(folder), prompt, "alone") for prompt in PROMPTS]
@@ -79,7 +89,7 @@ def test_batched_logits_equal_the_alone_logits(tmp_path):
     for stage in stages:
         inputs = stage.forward_batch([Step(f"b{i}", positions[i], x) for i, x in enumerate(inputs)])
     for (_, logits), out in zip(references, inputs, strict=True):
-        assert (out[0, -1] - logits[1]).abs().max().item() <= 1e-5
+        assert torch.equal(out[0, -1], logits[1])          # bit for bit: a near tie never flips
 
 
 def test_one_bad_step_in_a_batch_fails_alone(tmp_path):
