@@ -1,10 +1,18 @@
-"""Shared fixtures for the GUI tests: small peers files written to a temp dir."""
+"""Shared pieces of the GUI tests: small peers files written to a temp dir; reading the app's state
+file (PRISMN_STATE_FILE), driving it with xdotool and taking screenshots of the display."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
+
+from engine.paths import REPO_ROOT
+from tests.conftest import poll
+
+ARTIFACTS = REPO_ROOT / "artifacts" / "screenshots"
 
 
 def write_peers(path, peers, ingress=None):
@@ -20,3 +28,50 @@ def tiny_swarm(tmp_path):
         {"id": "a", "lat": 48.86, "lon": 2.35, "free_vram_gb": 8.0, "carbon_g_per_kwh": 50, "gpu": "RTX 3070"},
         {"id": "b", "lat": 40.71, "lon": -74.0, "free_vram_gb": 12.0, "carbon_g_per_kwh": 400, "gpu": "RTX 3080"},
     ])
+
+
+def read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_state(path: Path, predicate, timeout_s: float = 45.0, proc=None) -> dict:
+    """The app's state once `predicate` holds for it; fails at once if the app process `proc` exits."""
+    last: list[dict | None] = [None]
+
+    def matching() -> dict | None:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the app exited with {proc.returncode}")
+        last[0] = read_state(path)
+        return last[0] if last[0] is not None and predicate(last[0]) else None
+    return poll(matching, timeout_s, lambda: f"the app's state to match; last state: {last[0]}")
+
+
+def xdo(app, *args: str) -> str:
+    return subprocess.run(["xdotool", *args], env=app["env"], check=True, capture_output=True,
+                          text=True, timeout=10).stdout
+
+
+def centre_of(box: list[int], fraction_x: float = 0.5) -> tuple[int, int]:
+    x, y, width, height = box
+    return int(x + width * fraction_x), int(y + height / 2)
+
+
+def screenshot(app, name: str, shows=lambda pixels: pixels.std() > 20, timeout_s: float = 20.0):
+    """Capture the display to ARTIFACTS/name until `shows(pixels)` holds (pixels: 0-255 ints, rows x
+    columns x RGB) and return the pixels: a draw still on its way is waited for, not slept through."""
+    import matplotlib.image
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    last = [None]
+
+    def captured():
+        subprocess.run(["import", "-window", "root", str(path)], env=app["env"], check=True, timeout=30)
+        last[0] = (matplotlib.image.imread(path)[..., :3] * 255).astype(int)
+        return shows(last[0])
+    poll(captured, timeout_s, lambda: f"{name} to show what the test expects (std {last[0].std():.1f})",
+         every_s=0.2)
+    return last[0]

@@ -19,7 +19,7 @@ import pytest
 
 from engine.paths import REPO_ROOT
 from tests.engine.carbon.fake_grids import start_fake_grids
-from tests.prismn_gui.test_window import ARTIFACTS, centre_of, display, wait_for_state  # noqa: F401
+from tests.prismn_gui.conftest import centre_of, screenshot, wait_for_state
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ def diurnal(base: float, evening: float, solar: float):
 
 
 @pytest.fixture(scope="module")
-def carbon_app(display, tmp_path_factory):  # noqa: F811 (the display fixture from test_window)
+def carbon_app(display, tmp_path_factory):
     grids = start_fake_grids()
     grids.now = datetime.now(UTC)
     for name, (lat, lon, base, evening, solar) in ZONES.items():
@@ -71,11 +71,6 @@ def carbon_app(display, tmp_path_factory):  # noqa: F811 (the display fixture fr
 def click(app, box) -> None:
     x, y = centre_of(box)
     subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], env=app["env"], check=True, timeout=10)
-
-
-def screenshot(app, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["import", "-window", "root", str(ARTIFACTS / name)], env=app["env"], check=True, timeout=30)
 
 
 def test_the_timeline_then_a_proposal_when_the_running_grid_turns_dirty(carbon_app):

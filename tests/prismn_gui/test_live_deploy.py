@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.paths import REPO_ROOT, user_data_dir
-from tests.prismn_gui.test_window import ARTIFACTS, centre_of, display, read_state, wait_for_state, xdo  # noqa: F401
+from tests.prismn_gui.conftest import centre_of, read_state, screenshot, wait_for_state, xdo
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
 PROMPT = "What is the capital of France?"
@@ -43,7 +43,7 @@ def _runner_pids(app_pid: int, peer_id: str | None = None) -> list[int]:
 
 
 @pytest.fixture
-def live_app(display, tmp_path):  # noqa: F811
+def live_app(display, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     shared_models = user_data_dir() / "models"
@@ -85,19 +85,6 @@ def click(app, widget: str) -> None:
     box = read_state(app["state_file"])["widgets"][widget]
     x, y = centre_of(box)
     xdo(app, "mousemove", str(x), str(y), "click", "1")
-
-
-def screenshot(app, name: str) -> Path:
-    import matplotlib.image
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    time.sleep(0.4)    # let the last draw_idle land
-    subprocess.run(["import", "-window", "root", str(path)], env=app["env"], check=True, timeout=20)
-    pixels = matplotlib.image.imread(path)[..., :3]
-    assert pixels.shape[:2] == (800, 1280)
-    assert pixels.std() * 255 > 20, f"{name} is blank"
-    return path
 
 
 def test_start_runners_deploy_live_and_ask_a_question(live_app):

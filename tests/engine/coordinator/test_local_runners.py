@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from engine.model import footprint, load_spec
 from engine.paths import REPO_ROOT
 from engine.planning.planner import make_plan
 from engine.planning.types import CarbonSource, Ingress, Peer, Policy, Weights
+from tests.conftest import poll
 
 INGRESS = Ingress(lat=50.11, lon=8.68)
 
@@ -57,12 +57,8 @@ def test_local_runners_end_when_the_app_that_spawned_them_is_killed(tmp_path):
     app.wait()
     # A runner watches its parent once its imports are done: seconds when quiet, up to a minute or more
     # on a loaded 2-core machine. The point is that they end by themselves, not how fast.
-    deadline = time.monotonic() + 120
-    alive = runner_pids
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if _running(pid)]
-        time.sleep(0.2)
-    assert not alive, f"runners {alive} outlived their app"
+    poll(lambda: not any(_running(pid) for pid in runner_pids), 120,
+         lambda: f"runners {[pid for pid in runner_pids if _running(pid)]} to end with their app")
 
 
 def _running(pid: int) -> bool:

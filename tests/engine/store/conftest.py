@@ -6,7 +6,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from engine.store import Store, open_store
+from tests.conftest import poll
 
 _NX_MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
 _NX_READY_TIMEOUT_S = 20.0
@@ -54,20 +54,19 @@ def nx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _wait_ready(proc: subprocess.Popen, uri: str, root: Path) -> None:
-    deadline = time.monotonic() + _NX_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if proc.poll() is not None:
             log = (root / "stdout.txt").read_text(errors="replace")
             pytest.fail(f"nx-27017 exited with {proc.returncode}:\n{log}")
         client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=200, connectTimeoutMS=200)
         try:
             client.admin.command("ping")
-            return
+            return True
         except PyMongoError:
-            time.sleep(0.1)
+            return False
         finally:
             client.close()
-    pytest.fail(f"nx-27017 not ready at {uri} after {_NX_READY_TIMEOUT_S} s")
+    poll(ready, _NX_READY_TIMEOUT_S, f"nx-27017 to answer at {uri}", every_s=0.1)
 
 
 @dataclass
