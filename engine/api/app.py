@@ -4,7 +4,7 @@ Serving a request:
 1. authorise (a bearer key when one is set: constant-time compare, never logged);
 2. admit (at most `max_in_flight` requests at once, else 429 — running requests are unaffected);
 3. parse the body (engine.api.requests: a 400 naming the field and value);
-4. generate through the ingress (engine.decoding's loop; streamed as server-sent events);
+4. generate through the orchestrator (engine.decoding's loop; streamed as server-sent events);
 5. answer with `usage` and a `prismn` object (deployment, stages, measured ms/token, gCO2).
 
 Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}}: bad input 400, wrong or
@@ -27,8 +27,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from engine.api.requests import GenerationRequest, parse_chat, parse_completion
-from engine.coordinator.ingress import Ingress
 from engine.coordinator.links import PeerLost, RunnerFailed
+from engine.coordinator.orchestrator import Orchestrator
 from engine.errors import InfeasiblePlan, InvalidInput, PrismnError
 
 log = logging.getLogger("prismn.api")
@@ -51,7 +51,7 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
-def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int = MAX_IN_FLIGHT) -> FastAPI:
+def create_app(orchestrator: Orchestrator, api_key: str | None = None, max_in_flight: int = MAX_IN_FLIGHT) -> FastAPI:
     app = FastAPI(title="Prismn", docs_url=None, redoc_url=None, openapi_url=None)
     in_flight = [0]
 
@@ -71,7 +71,7 @@ def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int 
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        dep = ingress.coordinator.deployment
+        dep = orchestrator.coordinator.deployment
         data = [] if dep is None else [{"id": dep.plan.model.name, "object": "model", "created": 0,
                                         "owned_by": "prismn", "root": dep.model,
                                         "ready": dep.ready}]
@@ -83,17 +83,17 @@ def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int 
             generation = parse(body)
         except InvalidInput as exc:
             raise _bad_request(exc) from None
-        _check_model(ingress, generation.model)
+        _check_model(orchestrator, generation.model)
         if in_flight[0] >= max_in_flight:
             raise ApiError(429, f"this server already runs {max_in_flight} requests; retry later",
                            "rate_limit_exceeded", code="too_many_requests")
         in_flight[0] += 1
         try:
             if generation.stream:
-                return StreamingResponse(_released(_stream(ingress, generation, kind), in_flight),
+                return StreamingResponse(_released(_stream(orchestrator, generation, kind), in_flight),
                                          media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
             try:
-                result = await _generate(ingress, generation, None)
+                result = await _generate(orchestrator, generation, None)
             finally:
                 in_flight[0] -= 1
             return _answer(result, generation, kind)
@@ -115,9 +115,9 @@ def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int 
 
 # ---- generating -------------------------------------------------------------------------------
 
-async def _generate(ingress: Ingress, generation: GenerationRequest, on_text) -> dict[str, Any]:
+async def _generate(orchestrator: Orchestrator, generation: GenerationRequest, on_text) -> dict[str, Any]:
     try:
-        return await ingress.generate(generation.prompt, generation.max_tokens, on_text, chat=generation.chat,
+        return await orchestrator.generate(generation.prompt, generation.max_tokens, on_text, chat=generation.chat,
                                       sampling=generation.sampling, stop=generation.stop)
     except InvalidInput as exc:
         if exc.field == "deployment":
@@ -133,10 +133,10 @@ async def _generate(ingress: Ingress, generation: GenerationRequest, on_text) ->
         raise ApiError(503, str(exc), "server_error") from None
 
 
-async def _stream(ingress: Ingress, generation: GenerationRequest, kind: str) -> AsyncIterator[bytes]:
+async def _stream(orchestrator: Orchestrator, generation: GenerationRequest, kind: str) -> AsyncIterator[bytes]:
     request_id, created = _ids(kind)
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    task = asyncio.ensure_future(_generate(ingress, generation, queue.put_nowait))
+    task = asyncio.ensure_future(_generate(orchestrator, generation, queue.put_nowait))
     task.add_done_callback(lambda _t: queue.put_nowait(None))
     model = generation.model
     try:
@@ -227,8 +227,8 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, f"the body is not JSON: {exc}", "invalid_request_error", "body") from None
 
 
-def _check_model(ingress: Ingress, model: str) -> None:
-    dep = ingress.coordinator.deployment
+def _check_model(orchestrator: Orchestrator, model: str) -> None:
+    dep = orchestrator.coordinator.deployment
     if dep is None:
         raise ApiError(503, "no model is deployed: deploy a plan first", "server_error", code="no_deployment")
     if model not in (dep.plan.model.name, dep.model):

@@ -41,14 +41,14 @@ async def _serve(args: argparse.Namespace) -> None:
     api = None
     try:
         if args.api_bind != "none":
-            api = await start_api(running.ingress, args.api_bind, max_in_flight=args.max_in_flight)
+            api = await start_api(running.orchestrator, args.api_bind, max_in_flight=args.max_in_flight)
             print(f"api: {api.url}", flush=True)
             if api.key_generated:
                 print(f"api key: {api.api_key}", flush=True)
         if args.plan:
             plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
             await _wait_for_peers(running, {s.peer_id for s in plan.stages}, args.wait_s)
-            await running.ingress.deploy(plan, args.model, _print_progress)
+            await running.orchestrator.deploy(plan, args.model, _print_progress)
         await _watch(running, args)
     finally:
         if api is not None:
@@ -92,11 +92,11 @@ async def _keep_deployed(running: server.Running, args: argparse.Namespace) -> N
         print(f"planned {plan.model.name} over {len(plan.stages)} of {len(live)} runner(s) "
               f"({args.policy}): " + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in plan.stages),
               flush=True)
-        await running.ingress.deploy(plan, args.model, _print_progress)
+        await running.orchestrator.deploy(plan, args.model, _print_progress)
     elif any(status == LOST for status in dep.status.values()) or not all(
             running.coordinator.registry.is_alive(p) for p in dep.status):
         print("a deployed runner was lost: re-planning over the live runners", flush=True)
-        await running.ingress.ensure_ready()
+        await running.orchestrator.ensure_ready()
 
 
 def _plan_over(live, args: argparse.Namespace) -> Plan:
