@@ -49,8 +49,8 @@ from engine.coordinator.messages import (
 from engine.coordinator.registry import MISSED_BEATS
 from engine.coordinator.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
 from engine.errors import InvalidInput, PrismnError
+from engine.runner.device_metrics import read_metrics
 from engine.runner.energy import CPU_WATTS_PER_CORE, EnergyMeter
-from engine.runner.metrics import read_metrics
 from engine.runner.server import RunnerServer, error_header
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError

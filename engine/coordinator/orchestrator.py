@@ -41,7 +41,7 @@ from engine.decoding import (
 from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
-from engine.planning.metrics import JOULES_PER_KWH
+from engine.planning.estimates import JOULES_PER_KWH
 from engine.planning.types import Ingress
 
 log = logging.getLogger("prismn.coordinator")

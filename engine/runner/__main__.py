@@ -79,9 +79,9 @@ def _emit(stream, record: dict[str, Any]) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     import torch
 
+    from engine.runner.device_metrics import read_metrics
     from engine.runner.energy import EnergyMeter
     from engine.runner.memory import measure_memory
-    from engine.runner.metrics import read_metrics
     from engine.runner.model_source import resolve_model
     from engine.runner.quantize import compute_dtype_name
     from engine.runner.server import RunnerServer, open_node, stage_info
