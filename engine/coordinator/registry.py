@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.planning.types import CarbonSource, Peer
+from engine.carbon_values import CarbonSource
+from engine.planning.types import Peer
 
 MISSED_BEATS = 3
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.carbon.resolver import CarbonResolver
+from engine.carbon_values import CarbonSource
 from engine.coordinator import registry as reg
 from engine.coordinator.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
@@ -32,7 +33,7 @@ from engine.coordinator.registry import PeerState, Registry
 from engine.coordinator.tour import FrameCounts, StepTrace, TourSteps
 from engine.errors import InvalidInput
 from engine.plan import Plan
-from engine.planning.types import CarbonSource, Ingress, Peer
+from engine.planning.types import Ingress, Peer
 from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
 from engine.store.base import PeerRecord as StoredPeer
 from engine.transport.base import Channel, ConnectionClosed, Node

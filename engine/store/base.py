@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.carbon_values import CarbonSource
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
-from engine.planning.types import CarbonSource
 from engine.validate import finite_number
 
 PEER_ALIVE = "alive"

@@ -171,7 +171,8 @@ def test_the_worker_computes_only_the_latest_of_a_burst_of_requests(tmp_path):
 
 
 def test_live_requests_plan_over_the_coordinators_peers_at_the_file_swarms_ingress():
-    from engine.planning.types import CarbonSource, Peer
+    from engine.carbon_values import CarbonSource
+    from engine.planning.types import Peer
     from engine.swarm import Swarm
 
     asked = []

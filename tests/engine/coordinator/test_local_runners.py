@@ -7,12 +7,13 @@ import sys
 
 import pytest
 
+from engine.carbon_values import CarbonSource
 from engine.coordinator.local_runners import demo_cities, runner_vram_gb
 from engine.errors import InvalidInput
 from engine.model import footprint, load_spec
 from engine.paths import REPO_ROOT
 from engine.planning.planner import make_plan
-from engine.planning.types import CarbonSource, Ingress, Peer, Policy, Weights
+from engine.planning.types import Ingress, Peer, Policy, Weights
 from tests.conftest import poll
 
 INGRESS = Ingress(lat=50.11, lon=8.68)
