@@ -19,8 +19,8 @@ from typing import Any
 import customtkinter as ctk
 
 from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.model.source import SMOLLM2_NAMES
 from engine.plan import Plan
-from engine.runner.model_source import SMOLLM2_NAMES
 from prismn_gui.live_chart import LiveChart
 from prismn_gui.local_model import LocalModelMenu
 from prismn_gui.serving_controls import ServingControls, app_api_bind

@@ -313,7 +313,7 @@ def _prompt_ids(prompt: str | Sequence[int] | Sequence[dict[str, str]], tokenize
 
 def _load_text(model: str) -> tuple[Any, frozenset[int]]:
     """The model source's tokenizer (None for a bare checkpoint) and its end-of-sequence ids."""
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     return load_text(resolve_model(model).folder)
 

@@ -12,8 +12,7 @@ from typing import Any
 
 from engine.carbon_values import CarbonSource
 from engine.planning.types import Peer
-
-MISSED_BEATS = 3
+from engine.protocol.messages import MISSED_BEATS
 
 # peer status, also the colour key of the GUI's runners panel
 LIVE = "live"          # joined and beating, holds no stage of the current deployment

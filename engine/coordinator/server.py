@@ -9,12 +9,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from engine.coordinator.auth import SigningKey
-from engine.coordinator.messages import FRAME_LIMITS
 from engine.coordinator.orchestrator import Orchestrator
 from engine.coordinator.service import Coordinator
-from engine.coordinator.ticket import Ticket, identity_dir, load_identity, save_identity
 from engine.errors import InvalidInput
+from engine.protocol.auth import SigningKey
+from engine.protocol.messages import FRAME_LIMITS
+from engine.protocol.ticket import Ticket, identity_dir, load_identity, save_identity
 from engine.store import Store, open_store
 from engine.transport.base import Node
 from engine.transport.iroh_channel import IrohNode

@@ -1,4 +1,4 @@
-"""The coordinator: admits runners that prove the join secret (engine.coordinator.auth), watches their
+"""The coordinator: admits runners that prove the join secret (engine.protocol.auth), watches their
 heartbeats, deploys plans and recovers when a runner dies. One asyncio loop owns all of its state.
 
 Routing follows the plan's tour (engine.coordinator.tour): the ingress sends each step to stage 1
@@ -23,17 +23,17 @@ from typing import Any
 from engine.carbon.resolver import CarbonResolver
 from engine.carbon_values import CarbonSource
 from engine.coordinator import registry as reg
-from engine.coordinator.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import FORWARD_TIMEOUT_S, PeerLink, PeerLost
 from engine.coordinator.measured import Measurements, ingress_key_of
-from engine.coordinator.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
 from engine.coordinator.plausible import VramSanity
 from engine.coordinator.registry import PeerState, Registry
 from engine.coordinator.tour import FrameCounts, StepTrace, TourSteps
 from engine.errors import InvalidInput
 from engine.plan import Plan
 from engine.planning.types import Ingress, Peer
+from engine.protocol.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
+from engine.protocol.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
 from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
 from engine.store.base import PeerRecord as StoredPeer
 from engine.transport.base import Channel, ConnectionClosed, Node
@@ -156,7 +156,7 @@ class Coordinator:
             await _quiet_close(channel)
 
     async def _admit(self, channel: Channel) -> str | None:
-        """The join handshake (engine.coordinator.auth): proof of the join secret over fresh nonces,
+        """The join handshake (engine.protocol.auth): proof of the join secret over fresh nonces,
         and a runner key that owns its peer id; returns the peer id or None."""
         joined_limits, channel.limits = channel.limits, JOIN_LIMITS
         try:

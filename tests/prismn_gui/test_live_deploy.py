@@ -164,7 +164,7 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
 
     # The pipeline's answer is the whole model's greedy answer to the same chat-formatted prompt.
     from engine.generate import load_tokenizer, prompt_ids
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
     from tests.engine.coordinator.conftest import greedy_monolithic
 
     folder = resolve_model("smollm2-135m").folder

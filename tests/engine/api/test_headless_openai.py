@@ -91,7 +91,7 @@ class Process:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     resolve_model("smollm2")                  # the GGUF converted once, before four processes want it
     store = tmp_path_factory.mktemp("headless") / "prismn.sqlite3"

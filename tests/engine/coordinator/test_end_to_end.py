@@ -16,12 +16,12 @@ import pytest
 
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.coordinator.local_runners import runner_vram_gb
-from engine.coordinator.ticket import Ticket, decode_ticket
 from engine.decoding import Sampling
 from engine.errors import InfeasiblePlan
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
+from engine.protocol.ticket import Ticket, decode_ticket
 from engine.store import open_store
 from tests.conftest import poll
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner

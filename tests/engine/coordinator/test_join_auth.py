@@ -10,7 +10,9 @@ import stat
 
 import pytest
 
-from engine.coordinator.auth import (
+from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.errors import InvalidInput
+from engine.protocol.auth import (
     NotTheCoordinator,
     PeerKeys,
     SigningKey,
@@ -21,10 +23,8 @@ from engine.coordinator.auth import (
     runner_handshake,
     verify,
 )
-from engine.coordinator.embedded import EmbeddedCoordinator
-from engine.coordinator.messages import PROTOCOL_VERSION
-from engine.coordinator.ticket import Ticket, decode_ticket
-from engine.errors import InvalidInput
+from engine.protocol.messages import PROTOCOL_VERSION
+from engine.protocol.ticket import Ticket, decode_ticket
 from engine.transport.tcp_channel import TcpNode, tcp_connect
 from tests.conftest import poll
 from tests.engine.coordinator.test_messages import join

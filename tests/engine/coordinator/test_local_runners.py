@@ -44,7 +44,7 @@ def test_local_runners_end_when_the_app_that_spawned_them_is_killed(tmp_path):
         [sys.executable, "-c",
          "import sys, time\n"
          "from engine.coordinator.local_runners import spawn\n"
-         "from engine.coordinator.ticket import Ticket\n"
+         "from engine.protocol.ticket import Ticket\n"
          f"ps = spawn(Ticket('127.0.0.1:9', 'x', '00' * 32).encode(), 2, 'smollm2', log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
          "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
          "time.sleep(120)\n"],

@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from engine.coordinator.auth import SigningKey, join_proof, join_transcript, new_nonce
 from engine.coordinator.embedded import EmbeddedCoordinator
-from engine.coordinator.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES, PROTOCOL_VERSION
 from engine.coordinator.service import MAX_BAD_FRAMES
-from engine.coordinator.ticket import decode_ticket
+from engine.protocol.auth import SigningKey, join_proof, join_transcript, new_nonce
+from engine.protocol.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES, PROTOCOL_VERSION
+from engine.protocol.ticket import decode_ticket
 from engine.transport.base import HELLO
 from engine.transport.frames import PREFIX, encode_frame
 from engine.transport.tcp_channel import parse_host_port
@@ -71,7 +71,7 @@ class RawClient:
                 return header
 
     async def join(self, secret: str, peer_id: str, key: SigningKey | None = None, **fields) -> dict:
-        """The runner's side of the join handshake (engine.coordinator.auth); the coordinator's answer."""
+        """The runner's side of the join handshake (engine.protocol.auth); the coordinator's answer."""
         key = key or RUNNER_KEYS.setdefault(peer_id, SigningKey.generate())    # each runner keeps its key
         nonce = new_nonce()
         await self.send({"type": "join_hello", "protocol": PROTOCOL_VERSION, "nonce": nonce})

@@ -28,7 +28,7 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.generate import prompt_ids as chat_ids
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     folder = resolve_model("smollm2").folder            # converts the GGUF once (cached)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))

@@ -123,7 +123,7 @@ def test_a_middle_stage_killed_mid_generation_is_replaced_and_the_output_is_iden
     swarm.deploy(plan_over(tiny_model, peers, SPLITS[3]), model=str(tiny_model)).result(120)
     victim = peers[1]["id"]
     pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-               and victim.encode() in _cmdline(p) and b"engine.coordinator.agent" in _cmdline(p))
+               and victim.encode() in _cmdline(p) and b"engine.runner.agent" in _cmdline(p))
     streamed, killed = [], []
 
     def on_token(text: str) -> None:
