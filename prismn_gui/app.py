@@ -26,6 +26,7 @@ from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from engine.planning.types import Weights  # noqa: E402
+from engine.status import PeerStatus, StageStatus  # noqa: E402
 from prismn_gui import export  # noqa: E402
 from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
@@ -267,7 +268,7 @@ class PrismnApp:
 
     def _deploy_started(self, plan) -> None:
         self._deployed_stages = tuple(s.peer_id for s in plan.stages)
-        self._stage_status = {peer_id: "pending" for peer_id in self._deployed_stages}
+        self._stage_status = {peer_id: StageStatus.PENDING for peer_id in self._deployed_stages}
         self._show_deploy()
 
     def _stage_progress(self, peer_id: str, _fraction: float, status: str) -> None:
@@ -292,7 +293,7 @@ class PrismnApp:
             rows = ()
         if rows != self._live_rows:
             self._live_rows = rows
-            live_ids = tuple(sorted(r[0] for r in rows if r[3] != "dead"))
+            live_ids = tuple(sorted(r[0] for r in rows if r[3] != PeerStatus.DEAD))
             if self.coordinator is not None:
                 self.controls.set_live_available(True, len(live_ids))
             if live_ids != self.controls.live_key:

@@ -21,6 +21,7 @@ import customtkinter as ctk
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.model.source import SMOLLM2_NAMES
 from engine.plan import Plan
+from engine.status import PeerStatus, StageStatus
 from prismn_gui.live_chart import LiveChart
 from prismn_gui.local_model import LocalModelMenu
 from prismn_gui.serving_controls import ServingControls, app_api_bind
@@ -229,7 +230,7 @@ class RunnersPanel(ctk.CTkFrame):
         for child in self.stage_list.winfo_children():
             child.destroy()
         self._stage_rows.clear()
-        self._stage_status = {stage.peer_id: "pending" for stage in plan.stages}
+        self._stage_status = {stage.peer_id: StageStatus.PENDING for stage in plan.stages}
         self._emit("deploy_started", plan)
         self.deploy_button.configure(state="disabled")
         self.hint.configure(text=f"Deploying {plan.model.name} on the live runners…")
@@ -325,7 +326,8 @@ class RunnersPanel(ctk.CTkFrame):
             self._stage_rows[peer_id] = (label, bar)
         label, bar = self._stage_rows[peer_id]
         bar.set(fraction)
-        bar.configure(progress_color=STATUS_COLOURS["live"] if status == "pending" else status_colour(status))
+        bar.configure(progress_color=STATUS_COLOURS[PeerStatus.LIVE] if status == StageStatus.PENDING
+                      else status_colour(status))
         label.configure(text=f"{peer_id}  {status}")
         self._stage_status[peer_id] = status
         self._emit("stage", peer_id, fraction, status)

@@ -34,8 +34,9 @@ from engine.plan import Plan
 from engine.planning.types import Ingress, Peer
 from engine.protocol.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
 from engine.protocol.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
-from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
+from engine.status import PeerStatus
 from engine.store.base import PeerRecord as StoredPeer
+from engine.store.base import Store
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, FrameLimits, tensor_to_frame
 from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, WanEmulation
@@ -111,8 +112,8 @@ class Coordinator:
                 power_w=metrics.get("power_w"), carbon_g_per_kwh=stored.carbon_g_per_kwh or 0.0,
                 carbon_source=CarbonSource(stored.carbon_source or CarbonSource.DEFAULT.value),
                 tflops=metrics.get("tflops"), status=reg.DEAD, last_beat_s=0.0))
-            if stored.status != PEER_DEAD:
-                self._store("mark_peer", stored.peer_id, PEER_DEAD)
+            if stored.status != PeerStatus.DEAD:
+                self._store("mark_peer", stored.peer_id, PeerStatus.DEAD)
         record = self.store.current_deployment()
         if record is not None:
             plan = record.to_plan()
@@ -308,7 +309,7 @@ class Coordinator:
         if link is not None:
             link.fail(reason)
             asyncio.get_running_loop().create_task(_quiet_close(link.channel))
-        self._store("mark_peer", peer_id, PEER_DEAD)
+        self._store("mark_peer", peer_id, PeerStatus.DEAD)
         self.tours.peer_lost(PeerLost(peer_id, reason, link))
         dep = self.deployment
         if dep is not None and dep.status.get(peer_id) not in (None, LOST):
@@ -462,7 +463,7 @@ class Coordinator:
         self._store("upsert_peer", StoredPeer(
             peer_id=record.id, lat=record.lat, lon=record.lon, gpu=record.gpu,
             free_vram_gb=record.free_vram_gb, carbon_g_per_kwh=record.carbon_g_per_kwh,
-            carbon_source=record.carbon_source.value, status=PEER_ALIVE, last_seen=time.time(),
+            carbon_source=record.carbon_source.value, status=PeerStatus.LIVE, last_seen=time.time(),
             metrics={**_metrics_of(msg), "name": record.name, "tflops": record.tflops}))
 
     def _store(self, method: str, *args: Any) -> None:

@@ -22,6 +22,7 @@ from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
 from engine.protocol.ticket import Ticket, decode_ticket
+from engine.status import PeerStatus
 from engine.store import open_store
 from tests.conftest import poll
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
@@ -100,7 +101,7 @@ def test_three_runners_join_with_location_metrics_and_resolved_carbon(swarm):
     assert by_id["warsaw"]["carbon_source"] == "country"        # Poland's grid, by location
     assert by_id["warsaw"]["carbon_g_per_kwh"] > by_id["paris"]["carbon_g_per_kwh"]
     with open_store(swarm.store_spec) as store:
-        assert {p.peer_id for p in store.list_peers(status="alive")} == set(CITIES)
+        assert {p.peer_id for p in store.list_peers(status=PeerStatus.LIVE)} == set(CITIES)
         assert store.metrics_history("paris") or poll(lambda: store.metrics_history("paris"), 5, "metrics")
 
 
