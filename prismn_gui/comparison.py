@@ -7,6 +7,7 @@ from tkinter import ttk
 
 import customtkinter as ctk
 
+from engine.plan_text import COMPARISON_LABELS
 from prismn_gui.measured_view import MeasuredTable
 from prismn_gui.viewmodel import PlanOutcome
 
@@ -14,8 +15,7 @@ PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
 STAGE_COLUMNS = (("#", 16), ("Peer", 104), ("GPU", 40), ("Layers", 70), ("VRAM GB used/free", 54),
                  ("g/kWh", 38), ("Signal", 84), ("Compute ms est/meas", 64))
 HEADINGS = {"VRAM GB used/free": "VRAM", "Compute ms est/meas": "ms e/m"}
-ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
-        "VRAM utilisation")
+ROWS = COMPARISON_LABELS
 
 
 class ComparisonPanel(ctk.CTkFrame):
