@@ -1,15 +1,17 @@
-"""Headless coordinator: `python -m engine.coordinator [--store sqlite:PATH|mongodb://...]`.
+"""Headless coordinator: `python -m engine.coordinator [--store sqlite:PATH|mongodb://...]` (or `prismn-coordinator`).
 
     python -m engine.coordinator --transport tcp --bind-host 127.0.0.1 --store sqlite:PATH \\
         --api-bind 127.0.0.1:PORT --model smollm2 --min-peers 3
 
 Serving, in order:
 1. start the coordinator; print `ticket: T` (runners join with `python -m engine.runner --ticket T ...`);
-2. start the OpenAI-compatible API; print `api: http://HOST:PORT/v1` (and `api key: K` when bound beyond
-   loopback without PRISMN_API_KEY);
-3. deploy: `--plan FILE` once its runners joined, or with `--model`, once `--min-peers` runners are live,
-   plan over them (`--policy`, `--weights`, `--quant`, `--context` as in `engine plan`; the ingress is
-   `--ingress LAT,LON`, else the live runners' mean position) and deploy;
+2. start the OpenAI-compatible API (`--api-bind none`: no API); print `api: http://HOST:PORT/v1` (and
+   `api key: K` when bound beyond loopback without PRISMN_API_KEY);
+3. deploy: `--plan FILE` once its runners joined (waiting at most `--wait-s`), or with
+   `--model`, once `--min-peers` runners are live, plan over them (`--policy`, `--weights`, `--quant`,
+   `--context` as in `engine plan`; the ingress is `--ingress LAT,LON`, else the live runners' mean
+   position) and deploy; print `deployed ID on N runner(s): ...` once its stages are ready, or
+   `not deployed: WHY` (an infeasible plan waits for the peers to change);
 4. serve until stopped, printing the peers whenever they change; when a deployed runner is lost,
    re-plan over the live ones and redeploy (a request in flight does the same and retries).
 """

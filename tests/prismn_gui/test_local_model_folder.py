@@ -32,6 +32,7 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path, 
     monkeypatch.setenv("DISPLAY", display)      # the in-process Tk below opens it
     import customtkinter as ctk
 
+    from prismn_gui.deploy_area import AppContext
     from prismn_gui.runners_panel import RunnersPanel
 
     folder = save_tiny(tmp_path / "tiny-gemma", "gemma")
@@ -46,7 +47,8 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path, 
     root = ctk.CTk()
     root.geometry("760x520")
     plan_box = []
-    panel = RunnersPanel(root, coordinator, lambda: plan_box[0] if plan_box else None)
+    panel = RunnersPanel(root, AppContext(root=root, current_plan=lambda: plan_box[0] if plan_box else None,
+                                          coordinator=coordinator))
     panel.pack(fill="both", expand=True)
     pump = partial(poll, every_s=0.02, before_each=root.update)     # the window keeps working meanwhile
     try:

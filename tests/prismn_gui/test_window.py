@@ -54,9 +54,8 @@ def test_the_window_is_titled_prismn_and_shows_both_plans(app):
     assert first["error"] is None
     assert first["vram"]["feasible"] and first["carbon"]["feasible"]
     assert first["peer_count"] > 0
-    if first["deploy"]["panel"] == "DeployPlaceholder":     # until the coordinator's panel lands
-        assert first["deploy"]["deploy_enabled"] is False
-        assert "Start the coordinator" in first["deploy"]["hint"]
+    assert first["deploy"]["panel"] == "RunnersPanel" and first["deploy"]["deploy_enabled"] is False
+    assert "Start the coordinator" in first["deploy"]["hint"]
 
 
 def test_dragging_a_slider_then_clicking_a_preset_changes_the_comparison(app):

@@ -28,6 +28,7 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
     monkeypatch.setenv("DISPLAY", display)      # the in-process Tk below opens it
     import customtkinter as ctk
 
+    from prismn_gui.deploy_area import AppContext
     from prismn_gui.runners_panel import STATUS_COLOURS, RunnersPanel
 
     coordinator = EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", transport="tcp", bind_host="127.0.0.1",
@@ -38,7 +39,8 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
     root = ctk.CTk()
     root.geometry("760x520")
     plan_box = []
-    panel = RunnersPanel(root, coordinator, lambda: plan_box[0] if plan_box else None)
+    panel = RunnersPanel(root, AppContext(root=root, current_plan=lambda: plan_box[0] if plan_box else None,
+                                          coordinator=coordinator))
     panel.pack(fill="both", expand=True)
     pump = partial(poll, every_s=0.02, before_each=root.update)     # the window keeps working meanwhile
     try:
