@@ -3,8 +3,13 @@ file (PRISMN_STATE_FILE), driving it with xdotool and taking screenshots of the 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +52,46 @@ def wait_for_state(path: Path, predicate, timeout_s: float = 45.0, proc=None) ->
         last[0] = read_state(path)
         return last[0] if last[0] is not None and predicate(last[0]) else None
     return poll(matching, timeout_s, lambda: f"the app's state to match; last state: {last[0]}")
+
+
+def first_drawn(state: dict) -> bool:
+    return state["update"] >= 1 and state["map_draws"] >= 1
+
+
+@contextlib.contextmanager
+def running_app(display: str, folder: Path, env: dict[str, str] | None = None, *,
+                ready: Callable[[dict], bool] = first_drawn, timeout_s: float = 60.0,
+                stop_timeout_s: float = 10.0) -> Iterator[dict]:
+    """`python main.py` on `display`, its state in folder/state.json and its output in folder/app.log
+    (no Electricity Maps token unless `env` gives one). Yields {"proc", "state_file", "env", "display",
+    "first"} once `ready(state)` holds; then SIGTERM (a kill after `stop_timeout_s`), and the output's
+    tail printed when it holds a traceback."""
+    state_file = folder / "state.json"
+    env = {**{k: v for k, v in os.environ.items() if k != "ELECTRICITYMAPS_TOKEN"},
+           "DISPLAY": display, "PRISMN_STATE_FILE": str(state_file), **(env or {})}
+    log_path = folder / "app.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "main.py", "--appearance", "light"], cwd=REPO_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            first = wait_for_state(state_file, ready, timeout_s=timeout_s, proc=proc)
+            yield {"proc": proc, "state_file": state_file, "env": env, "display": display, "first": first}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            output = log_path.read_text(errors="replace")
+            if "Traceback" in output:
+                print(output[-4000:])
+
+
+def click(app, widget: str) -> None:
+    """Click the middle of `widget` (a name in the state's "widgets") where the app last said it is."""
+    x, y = centre_of(read_state(app["state_file"])["widgets"][widget])
+    xdo(app, "mousemove", str(x), str(y), "click", "1")
 
 
 def xdo(app, *args: str) -> str:

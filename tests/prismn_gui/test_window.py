@@ -7,43 +7,21 @@ Skipped only when Xvfb is missing outside CI; in CI (env CI set) a missing tool 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from engine.paths import REPO_ROOT
 from prismn_gui.map_view import THEMES
-from tests.prismn_gui.conftest import centre_of, read_state, screenshot, wait_for_state, xdo
+from tests.prismn_gui.conftest import centre_of, read_state, running_app, screenshot, wait_for_state, xdo
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture(scope="module")
 def app(display, tmp_path_factory):
-    state_file = tmp_path_factory.mktemp("gui") / "state.json"
-    env = dict(os.environ, DISPLAY=display, PRISMN_STATE_FILE=str(state_file))
-    env.pop("ELECTRICITYMAPS_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "main.py", "--appearance", "light"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        first = wait_for_state(state_file, lambda s: s["update"] >= 1 and s["map_draws"] >= 1,
-                               timeout_s=60, proc=proc)
-        yield {"proc": proc, "state_file": state_file, "display": display, "env": env, "first": first}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        if "Traceback" in output:
-            print(output)
+    with running_app(display, tmp_path_factory.mktemp("gui")) as app:
+        yield app
 
 
 def test_the_window_is_titled_prismn_and_shows_both_plans(app):
