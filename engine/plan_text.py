@@ -21,7 +21,7 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("VRAM utilisation", "vram_utilization", "{:.0%}"),
 )
 COMPARISON_LABELS = ("Feasible", *(label for label, _, _ in METRIC_ROWS))
-STAGE_HEADER = ("#", "peer", "GPU", "layers", "VRAM GB", "gCO2/kWh", "source", "compute ms")
+STAGE_HEADER = ("#", "peer", "GPU", "layers", "VRAM GB", "gCO2/kWh · source", "compute ms")
 MISSING = "—"
 
 
@@ -46,8 +46,9 @@ class StageRow:
     compute: str = MISSING         # estimated compute ms per token, "m" measured by the runner / "t" GPU table
 
     def values(self) -> tuple[str, ...]:
-        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram, self.carbon,
-                self.signal or self.source, self.compute)
+        """The cells of a stage table: carbon and its signal (or source) share one column."""
+        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram,
+                f"{self.carbon} · {self.signal or self.source}", self.compute)
 
 
 def percent_change(baseline: float, other: float) -> float | None:

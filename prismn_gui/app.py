@@ -32,7 +32,8 @@ from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
 from prismn_gui.deploy_area import AppContext, build_deploy_area  # noqa: E402
-from prismn_gui.map_hover import MapHover, add_navigation  # noqa: E402
+from prismn_gui.map_hover import MapHover  # noqa: E402
+from prismn_gui.map_toolbar import add_map_toolbar  # noqa: E402
 from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, region_around  # noqa: E402
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
 from prismn_gui.targets import disallowed_ids  # noqa: E402
@@ -78,10 +79,13 @@ class PrismnApp:
         from engine.model import list_presets
         presets = list_presets()
         model = args.model if args.model in presets or Path(args.model).exists() else DEFAULT_MODEL
-        self.controls = Controls(self.root, presets=presets, default_model=model,
+        # The controls scroll when the window is shorter than they are (a 1366x768 laptop).
+        left = ctk.CTkScrollableFrame(self.root, width=236, fg_color="transparent")
+        left.grid(row=0, column=0, sticky="nsw", padx=(6, 3), pady=6)
+        self.controls = Controls(left, presets=presets, default_model=model,
                                  initial_weights=DEFAULT_WEIGHTS, on_change=self.request_plan,
                                  initial_swarm_path=args.swarm)
-        self.controls.grid(row=0, column=0, sticky="nsw", padx=(6, 3), pady=6)
+        self.controls.pack(fill="both", expand=True)
 
         centre = ctk.CTkFrame(self.root, fg_color="transparent")
         centre.grid(row=0, column=1, sticky="nsew", padx=3, pady=6)
@@ -100,7 +104,7 @@ class PrismnApp:
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
         self.map_canvas = FigureCanvasTkAgg(self.map_figure, master=map_tab)
         self.map = MapFigure(self.map_figure, projection=args.projection, theme=theme)
-        self.map_toolbar = add_navigation(self.map_canvas, map_tab)          # zoom / pan
+        self.map_toolbar = add_map_toolbar(self.map_canvas, centre, over=self.tabs)   # zoom / pan
         self.map_canvas.get_tk_widget().pack(fill="both", expand=True)
         self.map_hover = MapHover(self.map_canvas, self.map, lambda: self.outcome.peers if self.outcome else ())
         self.map_draws = 0
@@ -226,6 +230,7 @@ class PrismnApp:
             self.pareto_canvas.draw_idle()
 
     def _tab_changed(self) -> None:
+        self.map_toolbar.show_over(self.tabs, visible=self.tabs.get() == "Map")
         if self.tabs.get() == "Pareto":
             self.pareto_canvas.draw_idle()
         elif self.tabs.get() == "Carbon 24 h":

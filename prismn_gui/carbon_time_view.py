@@ -58,16 +58,19 @@ class CarbonTimeTab:
 
         self.figure = Figure(figsize=(6.2, 2.2), dpi=100)
         self.canvas = FigureCanvasTkAgg(self.figure, master=parent)
-        self.canvas.get_tk_widget().pack(fill="both", expand=True)
         self.canvas.mpl_connect("draw_event", lambda _e: self._on_updated())
         self._dark = theme == "dark"
 
+        # The controls are packed from the bottom first, so a short tab squeezes the chart, not them.
+        migration = ctk.CTkFrame(parent)
+        migration.pack(side="bottom", fill="x", pady=(4, 0))
         window = ctk.CTkFrame(parent)
-        window.pack(fill="x", pady=(4, 0))
+        window.pack(side="bottom", fill="x", pady=(4, 0))
+        self.canvas.get_tk_widget().pack(side="top", fill="both", expand=True)
         entries = ctk.CTkFrame(window, fg_color="transparent")
         entries.pack(fill="x", padx=8, pady=(4, 0))
         self.tokens = ctk.CTkEntry(entries, width=80, height=24, font=small)
-        self.tokens.insert(0, "1000000")
+        self.tokens.insert(0, "100000")       # ~5 h of a 70B tour at ~180 ms/token
         self.hours = ctk.CTkEntry(entries, width=40, height=24, font=small)
         self.hours.insert(0, "12")
         self.find_button = ctk.CTkButton(entries, text="Find", width=50, height=24, font=small,
@@ -81,8 +84,6 @@ class CarbonTimeTab:
                                         wraplength=520, height=30)
         self.window_text.pack(fill="x", padx=8, pady=(0, 2))
 
-        migration = ctk.CTkFrame(parent)
-        migration.pack(fill="x", pady=(4, 0))
         head = ctk.CTkFrame(migration, fg_color="transparent")
         head.pack(fill="x", padx=8, pady=(4, 0))
         self.mode = ctk.CTkSegmentedButton(head, values=["auto", "ask me"], font=small, height=24)

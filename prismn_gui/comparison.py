@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from tkinter import font as tkfont
 from tkinter import ttk
 
 import customtkinter as ctk
@@ -13,8 +14,10 @@ from prismn_gui.viewmodel import PlanOutcome
 
 PLAN_TABS = {"Carbon + distance": "carbon", "VRAM baseline": "vram"}
 STAGE_COLUMNS = (("#", 16), ("Peer", 104), ("GPU", 40), ("Layers", 70), ("VRAM GB used/free", 54),
-                 ("g/kWh", 38), ("Signal", 84), ("Compute ms est/meas", 64))
-HEADINGS = {"VRAM GB used/free": "VRAM", "Compute ms est/meas": "ms e/m"}
+                 ("gCO2/kWh · signal", 100), ("Compute ms est/meas", 64))
+CELL_PAD_PX = 8
+TABLE_FONT = ("TkDefaultFont", 8)
+HEADINGS = {"VRAM GB used/free": "VRAM", "gCO2/kWh · signal": "g/kWh · signal", "Compute ms est/meas": "ms e/m"}
 ROWS = COMPARISON_LABELS
 
 
@@ -124,6 +127,20 @@ class ComparisonPanel(ctk.CTkFrame):
             if row.peer_id in measured_ms:
                 values[-1] = f"{values[-1]}/{measured_ms[row.peer_id]:.3g}"
             self.tree.insert("", "end", values=values)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its widest cell or heading, so nothing is cut off (the panel
+        grows with the table)."""
+        body = tkfont.Font(font=TABLE_FONT)
+        heading = tkfont.Font(font=(*TABLE_FONT, "bold"))
+        rows = [self.tree.item(item, "values") for item in self.tree.get_children()]
+        for col, (name, _width) in enumerate(STAGE_COLUMNS):
+            widest = max([heading.measure(HEADINGS.get(name, name))]
+                         + [body.measure(str(row[col])) for row in rows if col < len(row)])
+            self.tree.column(name, width=widest + CELL_PAD_PX, stretch=False)
+        total = sum(int(self.tree.column(name, "width")) for name, _w in STAGE_COLUMNS)
+        self.grid_columnconfigure(0, minsize=total + 24)   # a treeview does not ask for it
 
 
 def _style_treeview() -> None:
@@ -133,7 +150,7 @@ def _style_treeview() -> None:
     style.theme_use("default")
     background, foreground, heading = ("#2b2b2b", "#e6e6e6", "#3a3a3a") if dark else ("#f5f5f5", "#1a1a1a", "#dcdcdc")
     style.configure("Prismn.Treeview", background=background, fieldbackground=background,
-                    foreground=foreground, rowheight=20, font=("TkDefaultFont", 9), borderwidth=0)
+                    foreground=foreground, rowheight=20, font=TABLE_FONT, borderwidth=0)
     style.configure("Prismn.Treeview.Heading", background=heading, foreground=foreground,
-                    font=("TkDefaultFont", 9, "bold"), relief="flat")
+                    font=(*TABLE_FONT, "bold"), relief="flat")
     style.map("Prismn.Treeview", background=[("selected", "#1f6aa5")])

@@ -25,7 +25,7 @@ class LocalModelMenu(ctk.CTkOptionMenu):
     """`folder`: the chosen folder, or None for the bundled SmolLM2."""
 
     def __init__(self, master: Any, on_message: Callable[[str], None], **kwargs: Any) -> None:
-        super().__init__(master, values=[BUNDLED, MODEL_FOLDER], command=self._picked, width=150, **kwargs)
+        super().__init__(master, values=[BUNDLED, MODEL_FOLDER], command=self._picked, width=128, **kwargs)
         self._on_message = on_message
         self.folder: Path | None = None
         self.set(BUNDLED)

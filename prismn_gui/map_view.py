@@ -25,11 +25,13 @@ from prismn_gui.status_colours import status_colour
 NATURAL_EARTH_DIR = ASSETS_DIR / "natural_earth"
 RESOLUTION = "110m"   # shipped: 110m and 50m; always explicit, so cartopy never picks 10m
 
-# Below the map, in pixels: the legend, then the colour bar with its ticks and label.
-LEGEND_PX = 24
-COLORBAR_GAP_PX = 8
+# Below the map, in pixels: a gap, then the colour bar with its ticks and label. The plans' legend
+# sits inside the map, in the projection's empty lower-left corner, so the globe keeps the height.
+LEGEND_PX = 4
+COLORBAR_GAP_PX = 4
 COLORBAR_PX = 10
-BAND_PX = 82
+BAND_PX = 52
+LEGEND_MIN_MAP_PX = 170       # the legend covers too much of a smaller globe
 MARGIN_PX = 4
 
 VRAM_STYLE = {"color": "#ff7f0e", "linestyle": (0, (5, 3)), "linewidth": 1.8, "label": "VRAM baseline"}
@@ -66,6 +68,7 @@ class MapFigure:
         self.ax.set_global()
         self._region: tuple[float, float, float, float] | None = None
         self._aspect = self._limits_aspect()        # width / height of what is shown, projected
+        self._map_h_px = float("inf")             # the globe's height on screen, set by fit()
         self.ax.set_facecolor(self.theme["ocean"])
         for category, name, style in (
             ("physical", "ocean", {"facecolor": self.theme["ocean"], "edgecolor": "none"}),
@@ -78,7 +81,7 @@ class MapFigure:
         self.cmap = colormaps["RdYlGn_r"]
         self.norm = Normalize(vmin=0, vmax=800)
         from matplotlib.cm import ScalarMappable
-        cax = figure.add_axes((0.2, 0.05, 0.6, 0.03))     # placed by fit(), under the legend
+        cax = figure.add_axes((0.2, 0.05, 0.6, 0.03))     # placed by fit(), under the map
         self.colorbar = figure.colorbar(ScalarMappable(self.norm, self.cmap), cax=cax, orientation="horizontal")
         self.colorbar.set_label("grid carbon intensity, gCO2/kWh (marker size: free VRAM)",
                                 color=self.theme["text"], fontsize=8)
@@ -135,6 +138,8 @@ class MapFigure:
         left = (width_px - map_w) / 2
         bottom = (height_px - map_h - BAND_PX) / 2 + BAND_PX
         self.ax.set_position((left / width_px, bottom / height_px, map_w / width_px, map_h / height_px))
+        self._map_h_px = map_h
+        self._fit_legend()
         bar_w = min(0.6 * map_w, 420.0)
         bar_bottom = bottom - LEGEND_PX - COLORBAR_GAP_PX - COLORBAR_PX
         self.colorbar.ax.set_position(((width_px - bar_w) / 2 / width_px, bar_bottom / height_px,
@@ -245,10 +250,17 @@ class MapFigure:
             Line2D([], [], marker="o", linestyle="none", markersize=6, markerfacecolor="#999999",
                    markeredgecolor="#111111", label="Peer in a plan"),
         ]
-        legend = self.ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005), ncol=4,
-                                fontsize=7, framealpha=0.85, facecolor=self.theme["figure"],
+        legend = self.ax.legend(handles=handles, loc="lower left", ncol=1, fontsize=6.5, borderaxespad=0.2,
+                                framealpha=0.85, facecolor=self.theme["figure"],
                                 edgecolor=self.theme["border"], labelcolor=self.theme["text"])
         self._dynamic.append(legend)
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """The plans' legend sits inside the map: on a globe too small to hold it, it is hidden."""
+        legend = self.ax.get_legend()
+        if legend is not None:
+            legend.set_visible(bool(self._map_h_px >= LEGEND_MIN_MAP_PX))
 
     # ---- live mode: runner statuses and a deployment in flight ------------------------------
 

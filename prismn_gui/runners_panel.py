@@ -72,26 +72,26 @@ class RunnersPanel(ctk.CTkFrame):
         ctk.CTkLabel(top, text="Runners", font=ctk.CTkFont(size=13, weight="bold")).pack(side="left")
         self.start_button = ctk.CTkButton(top, text="Start coordinator", width=130, command=self._start_coordinator)
         self.start_button.pack(side="left", padx=(10, 0))
-        self.ticket_entry = ctk.CTkEntry(top, font=small, placeholder_text="ticket")
+        self.ticket_entry = ctk.CTkEntry(top, width=80, font=small, placeholder_text="ticket")
         self.ticket_entry.pack(side="left", fill="x", expand=True, padx=6)
         self.copy_button = ctk.CTkButton(top, text="Copy", width=50, command=self._copy_ticket)
         self.copy_button.pack(side="left")
         # On the ticket row: the runners row is full since the model folder menu joined it.
-        self.both_button = ctk.CTkButton(top, text="Measure both", width=110, command=self._deploy_both)
+        self.both_button = ctk.CTkButton(top, text="Measure both", width=96, command=self._deploy_both)
         self.both_button.pack(side="left", padx=(6, 0))
 
         row = ctk.CTkFrame(self, fg_color="transparent")
         row.pack(fill="x", padx=10, pady=2)
-        ctk.CTkLabel(row, text="Local runners", font=small).pack(side="left")
+        ctk.CTkLabel(row, text="Local", font=small).pack(side="left")
         self.runner_count = ctk.CTkOptionMenu(row, values=[str(n) for n in range(1, MAX_LOCAL_RUNNERS + 1)],
-                                              width=60)
+                                              width=52)
         self.runner_count.set("3")
         self.runner_count.pack(side="left", padx=4)
         self.local_model = LocalModelMenu(row, on_message=lambda text: self.hint.configure(text=text))
         self.local_model.pack(side="left", padx=4)
-        self.local_button = ctk.CTkButton(row, text="Start local runners", width=130, command=self._start_local)
+        self.local_button = ctk.CTkButton(row, text="Start local runners", width=124, command=self._start_local)
         self.local_button.pack(side="left")
-        self.deploy_button = ctk.CTkButton(row, text="Deploy", width=90, command=self._deploy)
+        self.deploy_button = ctk.CTkButton(row, text="Deploy", width=70, command=self._deploy)
         self.deploy_button.pack(side="right")
 
         self.hint = ctk.CTkLabel(self, text=HINT_IDLE, anchor="w", text_color="gray55", font=small,

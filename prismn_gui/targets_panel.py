@@ -1,4 +1,4 @@
-"""The targets strip above the map: metric targets, a country filter and the "Exact" button.
+"""The targets strip above the map (three short rows, so the map keeps the height): metric targets, a country filter and the "Exact" button.
 
 Typed values go to the view-model unparsed (prismn_gui.targets), so a bad one comes back as a
 message naming its field. Selecting countries in the list allows only those (none selected:
@@ -15,7 +15,7 @@ import customtkinter as ctk
 
 from prismn_gui.targets import TargetsRequest, certificate_text, swarm_countries
 
-FIELDS = (("max_ms", "Max ms/token"), ("max_g", "Max gCO2/1k tok"), ("max_peers", "Max peers"))
+FIELDS = (("max_ms", "ms/token ≤"), ("max_g", "gCO2/1k tok ≤"), ("max_peers", "peers ≤"))
 
 
 class TargetsPanel(ctk.CTkFrame):
@@ -29,28 +29,30 @@ class TargetsPanel(ctk.CTkFrame):
             row=0, column=0, rowspan=2, padx=(8, 6), sticky="n", pady=(4, 0))
         self.entries: dict[str, ctk.CTkEntry] = {}
         for col, (name, title) in enumerate(FIELDS, start=1):
-            ctk.CTkLabel(self, text=title, font=small, anchor="w").grid(row=0, column=col, sticky="w", padx=3)
-            entry = ctk.CTkEntry(self, width=84, font=small, placeholder_text="none")
+            ctk.CTkLabel(self, text=title, font=small, anchor="w", height=16).grid(row=0, column=col, sticky="w",
+                                                                                padx=3, pady=(2, 0))
+            entry = ctk.CTkEntry(self, width=60, height=26, font=small, placeholder_text="none")
             entry.grid(row=1, column=col, sticky="w", padx=3, pady=(0, 2))
             entry.bind("<Return>", lambda _e: self._changed())
             entry.bind("<FocusOut>", lambda _e: self._changed())
             self.entries[name] = entry
-        ctk.CTkLabel(self, text="Countries (none = all)", font=small, anchor="w").grid(
-            row=0, column=4, sticky="w", padx=(10, 3))
+        ctk.CTkLabel(self, text="countries (none: all)", font=small, anchor="w", height=16).grid(
+            row=0, column=4, sticky="w", padx=(10, 3), pady=(2, 0))
         box = tk.Frame(self)
-        box.grid(row=1, column=4, rowspan=2, sticky="w", padx=(10, 3), pady=(0, 6))
-        self.country_list = tk.Listbox(box, selectmode="multiple", height=4, width=7,
+        box.grid(row=1, column=4, sticky="w", padx=(10, 3), pady=(0, 2))
+        self.country_list = tk.Listbox(box, selectmode="multiple", height=2, width=7,
                                        exportselection=False, font=("TkDefaultFont", 9))
         scroll = tk.Scrollbar(box, orient="vertical", command=self.country_list.yview)
         self.country_list.configure(yscrollcommand=scroll.set)
         self.country_list.pack(side="left")
         scroll.pack(side="left", fill="y")
         self.country_list.bind("<<ListboxSelect>>", lambda _e: self._changed())
-        self.exact_button = ctk.CTkButton(self, text="Exact", width=64, font=small, command=self._exact)
+        self.exact_button = ctk.CTkButton(self, text="Exact", width=56, height=26, font=small, command=self._exact)
         self.exact_button.grid(row=1, column=5, sticky="w", padx=(8, 6), pady=(0, 2))
-        self.certificate = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=11, weight="bold"),
+        # One short line under the fields: the certificate of the last "Exact" (empty otherwise).
+        self.certificate = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=11, weight="bold"), height=14,
                                         anchor="w", justify="left", text_color=("#1a7f37", "#3fb950"))
-        self.certificate.grid(row=2, column=1, columnspan=3, sticky="w", padx=3, pady=(0, 4))
+        self.certificate.grid(row=2, column=0, columnspan=6, sticky="w", padx=8, pady=(0, 2))
 
     def request(self) -> TargetsRequest:
         """The fields as typed; "Exact" applies to one request only."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 PREFERRED = (1280, 800)
 MINIMUM = (960, 600)
-DESKTOP_MARGIN = (40, 90)         # window decorations, a taskbar / top bar
+DESKTOP_MARGIN = (16, 90)         # window decorations, a taskbar / top bar
 
 
 def initial_size(screen_w: int, screen_h: int) -> tuple[int, int]:

@@ -211,3 +211,17 @@ def test_the_panel_refuses_a_plan_that_is_infeasible_or_not_on_live_runners(outc
     assert "not live runners" in _undeployable(plan, ids - {plan.stages[0].peer_id})
     infeasible = PlanningSession(str(tiny_swarm)).compute(PlanRequest(model="llama-3.1-70b")).carbon_plan
     assert not infeasible.feasible and "infeasible" in _undeployable(infeasible, ids)
+
+
+@pytest.mark.parametrize(("height_in", "shown"), [(4.2, True), (1.9, False)])
+def test_the_plans_legend_sits_inside_the_map_and_is_hidden_on_a_globe_too_small_for_it(outcome, height_in, shown):
+    figure = Figure(figsize=(5.4, height_in), dpi=100)
+    FigureCanvasAgg(figure)
+    view = MapFigure(figure)
+    view.show(outcome.peers, outcome.ingress, outcome.vram_plan, outcome.carbon_plan)
+    figure.canvas.draw()
+    legend = view.ax.get_legend()
+    assert legend.get_visible() is shown
+    if shown:
+        box, globe = legend.get_window_extent(), view.ax.get_window_extent()
+        assert globe.x0 <= box.x0 and box.y0 >= globe.y0 - 1 and box.y1 <= globe.y1   # inside, not below
