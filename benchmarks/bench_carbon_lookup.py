@@ -59,13 +59,14 @@ def cli_seconds(path: Path) -> tuple[float, float]:
 
 
 def main() -> None:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         files = {n: peers_file(n, Path(folder)) for n in (100, 10_000)}
         times: dict[int, list[tuple[float, float]]] = {n: [] for n in files}
         for _ in range(RUNS):
             for n, path in files.items():   # interleaved, so machine load hits both alike
                 times[n].append(cli_seconds(path))
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"load average (1 min) before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     wall = {n: statistics.median(w for w, _ in t) for n, t in times.items()}
     cpu = {n: statistics.median(c for _, c in t) for n, t in times.items()}
     for n, t in times.items():

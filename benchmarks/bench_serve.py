@@ -21,16 +21,15 @@ import asyncio
 import json
 import math
 import os
-import queue
-import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.headless import start_headless  # noqa: E402
+from engine.coordinator.local_runners import runner_vram_gb  # noqa: E402
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
@@ -43,61 +42,6 @@ PROMPTS = [
     "Explain why the sky is blue.",
 ]
 RUNNERS = {"paris": (48.86, 2.35), "frankfurt": (50.11, 8.68), "stockholm": (59.33, 18.07)}
-
-
-class Process:
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self.log = open(log_path, "w")
-        self.popen = subprocess.Popen([sys.executable, *args], cwd=str(ROOT), env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.popen.stdout:
-            self.log.write(line)
-            self.log.flush()
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_line(self, prefix: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.popen.poll() is not None:
-                    break
-                continue
-            if line.startswith(prefix):
-                return line
-        raise SystemExit(f"no line starting {prefix!r} within {timeout_s} s (log: {self.log.name})")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-        self.log.close()
-
-
-def third_of_smollm2_gb() -> float:
-    from engine import GB
-    from engine.model import footprint, load_spec
-
-    fp = footprint(load_spec("smollm2"))
-    third = fp.stage_bytes(math.ceil(fp.num_layers / 3), first=True, last=True)
-    half = fp.stage_bytes(math.ceil(fp.num_layers / 2), first=True, last=True)
-    return (third + half) / 2 / (1.0 - fp.safety_margin) / GB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def one_request(client, prompt: str, tokens: int) -> dict:
@@ -191,28 +135,17 @@ def main() -> int:
     from engine.model.source import resolve_model
 
     resolve_model("smollm2")
-    port = free_port()
-    coordinator = Process(["-m", "engine.coordinator", "--transport", "tcp", "--bind-host", "127.0.0.1",
-                           "--store", f"sqlite:{log_dir}/prismn.sqlite3", "--api-bind", f"127.0.0.1:{port}",
-                           "--model", "smollm2", "--min-peers", "3", "--log-level", "WARNING"],
-                          log_dir / "coordinator.log")
-    runners = []
+    swarm = start_headless(log_dir, f"sqlite:{log_dir}/prismn.sqlite3", "smollm2", RUNNERS,
+                           runner_vram_gb("smollm2", stages=3), coordinator_extra=("--log-level", "WARNING"),
+                           runner_extra=("--log-level", "WARNING"),
+                           runner_env={"OMP_NUM_THREADS": str(args.runner_threads)} if args.runner_threads else None)
     try:
-        ticket = coordinator.wait_line("ticket: ", 60).split(": ", 1)[1]
-        url = coordinator.wait_line("api: ", 30).split(": ", 1)[1]
-        vram_gb = third_of_smollm2_gb()
-        for name, (lat, lon) in RUNNERS.items():
-            runners.append(Process(["-m", "engine.runner", "--ticket", ticket, "--lat", str(lat), "--lon", str(lon),
-                                    "--vram-gb", f"{vram_gb:.6f}", "--id", name, "--log-level", "WARNING"],
-                                   log_dir / f"{name}.log",
-                                   {"OMP_NUM_THREADS": str(args.runner_threads)} if args.runner_threads else None))
-        coordinator.wait_line("deployed ", 300)
-        pids = {"coordinator": coordinator.popen.pid,
-                **{name: process.popen.pid for name, process in zip(RUNNERS, runners, strict=True)}}
+        swarm.coordinator.wait_line("deployed ", 300)
+        url = swarm.url
+        pids = {"coordinator": swarm.coordinator.pid, **{name: p.pid for name, p in swarm.runners.items()}}
         rounds = asyncio.run(run_rounds(url, clients, args.tokens, pids))
     finally:
-        for process in [*runners, coordinator]:
-            process.stop()
+        swarm.close()
     base = rounds.get(1, {}).get("aggregate_tokens_per_s")
     if args.json:
         print(json.dumps({"tokens": args.tokens, "rounds": rounds}))

@@ -79,6 +79,8 @@ def printable_text(raw: Any, field: str, max_chars: int = 256) -> str:
         raise InvalidInput(field, raw, f"expected a string, got {type(raw).__name__}")
     if len(raw) > max_chars:
         raise InvalidInput(field, raw[:40] + "...", f"longer than {max_chars} characters")
+    if raw.isprintable():        # the common case in one C pass: no Cc / Cs (nor other unprintables)
+        return raw
     for char in raw:
         if unicodedata.category(char) in ("Cc", "Cs"):
             raise InvalidInput(field, raw.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"),

@@ -106,7 +106,8 @@ class PrismnApp:
         self.map = MapFigure(self.map_figure, projection=args.projection, theme=theme)
         self.map_toolbar = add_map_toolbar(self.map_canvas, centre, over=self.tabs)   # zoom / pan
         self.map_canvas.get_tk_widget().pack(fill="both", expand=True)
-        self.map_hover = MapHover(self.map_canvas, self.map, lambda: self.outcome.peers if self.outcome else ())
+        self.map_hover = MapHover(self.map_canvas, self.map, lambda: self.outcome.peers if self.outcome else (),
+                                  lambda: self.outcome.signals if self.outcome else {})
         self.map_draws = 0
         self.map_blit = BlitManager(self.map_canvas, self.map, on_drawn=self._map_drawn)
 

@@ -1,17 +1,22 @@
 """Map navigation (matplotlib's zoom / pan toolbar) and a tooltip for the peer under the mouse.
 
 The tooltip is a Tk label placed over the canvas, not a matplotlib artist: showing it never redraws
-the map. It names the peer's id, GPU, free VRAM, grid carbon intensity and where that figure comes from.
+the map. It names the peer's id, GPU, free VRAM and grid carbon intensity; where the plan resolved a
+carbon signal for the peer, its kind (average / marginal), source and age (prismn_gui.carbon_signals).
 """
 
 from __future__ import annotations
 
 import tkinter as tk
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_tkagg import NavigationToolbar2Tk
+
+from engine.carbon_values import CarbonSignal
+from prismn_gui.carbon_signals import signal_hover
 
 HOVER_PX = 9.0
 
@@ -24,10 +29,13 @@ def add_navigation(canvas: Any, parent: Any) -> NavigationToolbar2Tk:
     return toolbar
 
 
-def peer_tooltip(peer: Any) -> str:
+def peer_tooltip(peer: Any, signal: CarbonSignal | None = None, now: datetime | None = None) -> str:
+    """The hover text; with the peer's resolved `signal`, its carbon line says kind, source and age."""
+    head = f"{peer.id}\nGPU: {peer.gpu or 'unknown'}\nfree VRAM: {peer.free_vram_gb:.1f} GB\n"
+    if signal is not None:
+        return head + f"carbon: {signal_hover(signal, now)}"
     source = getattr(peer.carbon_source, "value", peer.carbon_source)
-    return (f"{peer.id}\nGPU: {peer.gpu or 'unknown'}\nfree VRAM: {peer.free_vram_gb:.1f} GB\n"
-            f"carbon: {peer.carbon_g_per_kwh:.0f} gCO2/kWh ({source})")
+    return head + f"carbon: {peer.carbon_g_per_kwh:.0f} gCO2/kWh ({source})"
 
 
 def nearest(points_px: np.ndarray, x: float, y: float, radius_px: float = HOVER_PX) -> int | None:
@@ -40,10 +48,13 @@ def nearest(points_px: np.ndarray, x: float, y: float, radius_px: float = HOVER_
 
 
 class MapHover:
-    def __init__(self, canvas: Any, map_figure: Any, peers: Callable[[], Sequence[Any]]) -> None:
+    def __init__(self, canvas: Any, map_figure: Any, peers: Callable[[], Sequence[Any]],
+                 signals: Callable[[], Mapping[str, CarbonSignal]] = dict) -> None:
+        """`peers`: the peers on the map now; `signals`: their carbon signals by peer id (may be empty)."""
         self.canvas = canvas
         self.map = map_figure
         self.peers = peers
+        self.signals = signals
         widget = canvas.get_tk_widget()
         self.label = tk.Label(widget, justify="left", bg="#fffbe6", fg="#1a1a1a", relief="solid", borderwidth=1,
                               font=("TkDefaultFont", 9))
@@ -62,7 +73,8 @@ class MapHover:
         if index is None:
             self._hide()
             return
-        text = peer_tooltip(peers[index])
+        peer = peers[index]
+        text = peer_tooltip(peer, self.signals().get(peer.id))
         gui = event.guiEvent
         x, y = (gui.x, gui.y) if gui is not None and hasattr(gui, "x") else (event.x, event.y)
         self.label.configure(text=text)

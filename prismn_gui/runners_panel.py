@@ -277,7 +277,10 @@ class RunnersPanel(ctk.CTkFrame):
             self._show_progress(*args)
         elif kind == "deployed":
             self.deploy_button.configure(state="normal")
-            self.hint.configure(text=_outcome_text(args[0], lambda dep_id: f"Deployed ({dep_id[:8]}): ready."))
+            # Said where it stays in view: the runner list's own "emulated WAN" is off its right edge.
+            wan = " Frames between the local runners cross an emulated WAN." \
+                if any(row[-1] for row in self._peer_rows_shown) else ""
+            self.hint.configure(text=_outcome_text(args[0], lambda dep_id: f"Deployed ({dep_id[:8]}): ready.{wan}"))
             if args[0].exception() is None:
                 self._continue_both()
             else:

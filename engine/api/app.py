@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from engine.api.requests import GenerationRequest, parse_chat, parse_completion
+from engine.coordinator.deployment import READY
 from engine.coordinator.links import PeerLost, RunnerFailed
 from engine.coordinator.orchestrator import Orchestrator
 from engine.errors import InfeasiblePlan, InvalidInput, PrismnError
@@ -35,23 +36,32 @@ log = logging.getLogger("prismn.api")
 
 MAX_IN_FLIGHT = 32
 MAX_BODY_BYTES = 1_000_000
+# A request that finds the deployment not ready (runners rejoining a restarted coordinator, a
+# re-plan after a lost runner) waits this long for it, then gets 503 with Retry-After: a client
+# holds no connection for minutes, and the official clients retry a 503 after Retry-After by themselves.
+READY_WAIT_S = 5.0
+RETRY_AFTER_S = 2                 # a rejoin takes the runners' reconnect back-off, <= 5 s
 
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str, param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+        self.retry_after_s = retry_after_s
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
-def create_app(orchestrator: Orchestrator, api_key: str | None = None, max_in_flight: int = MAX_IN_FLIGHT) -> FastAPI:
+def create_app(orchestrator: Orchestrator, api_key: str | None = None, max_in_flight: int = MAX_IN_FLIGHT,
+               ready_wait_s: float = READY_WAIT_S) -> FastAPI:
     app = FastAPI(title="Prismn", docs_url=None, redoc_url=None, openapi_url=None)
     in_flight = [0]
 
@@ -89,6 +99,7 @@ def create_app(orchestrator: Orchestrator, api_key: str | None = None, max_in_fl
                            "rate_limit_exceeded", code="too_many_requests")
         in_flight[0] += 1
         try:
+            await _until_ready(orchestrator, ready_wait_s)
             if generation.stream:
                 return StreamingResponse(_released(_stream(orchestrator, generation, kind), in_flight),
                                          media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -119,18 +130,24 @@ async def _generate(orchestrator: Orchestrator, generation: GenerationRequest, o
     try:
         return await orchestrator.generate(generation.prompt, generation.max_tokens, on_text, chat=generation.chat,
                                       sampling=generation.sampling, stop=generation.stop)
-    except InvalidInput as exc:
-        if exc.field == "deployment":
-            raise ApiError(503, "no model is deployed: deploy a plan first", "server_error",
-                           code="no_deployment") from None
-        raise _bad_request(exc) from None
-    except InfeasiblePlan as exc:
-        raise ApiError(503, f"the swarm cannot hold the model: {exc}", "server_error",
-                       code="infeasible") from None
-    except (PeerLost, RunnerFailed) as exc:
-        raise ApiError(503, f"the pipeline failed: {exc}", "server_error", code="runner_unavailable") from None
     except PrismnError as exc:
-        raise ApiError(503, str(exc), "server_error") from None
+        raise _api_error(exc) from None
+
+
+def _api_error(exc: PrismnError) -> ApiError:
+    """What a client is told: 400 for its own mistake, 503 (with Retry-After when retrying can help)."""
+    if isinstance(exc, InvalidInput):
+        if exc.field == "deployment":
+            return ApiError(503, "no model is deployed: deploy a plan first", "server_error", code="no_deployment",
+                            retry_after_s=RETRY_AFTER_S)
+        return _bad_request(exc)
+    if isinstance(exc, InfeasiblePlan):
+        return ApiError(503, f"the swarm cannot hold the model: {exc}", "server_error", code="infeasible",
+                        retry_after_s=RETRY_AFTER_S)
+    if isinstance(exc, PeerLost | RunnerFailed):
+        return ApiError(503, f"the pipeline failed: {exc}", "server_error", code="runner_unavailable",
+                        retry_after_s=RETRY_AFTER_S)
+    return ApiError(503, str(exc), "server_error")
 
 
 async def _stream(orchestrator: Orchestrator, generation: GenerationRequest, kind: str) -> AsyncIterator[bytes]:
@@ -217,6 +234,26 @@ def _prismn(result: dict[str, Any]) -> dict[str, Any]:
 
 # ---- checks -----------------------------------------------------------------------------------
 
+async def _until_ready(orchestrator: Orchestrator, wait_s: float) -> None:
+    """Returns once the deployment is ready; 503 with Retry-After when it is not within `wait_s`.
+
+    The wait is on the orchestrator's shared readiness (which re-plans around runners that do not come
+    back): a request giving up does not cancel it for the others."""
+    dep = orchestrator.coordinator.deployment
+    if dep is not None and dep.ready:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(orchestrator.readiness()), wait_s)
+    except TimeoutError:
+        dep = orchestrator.coordinator.deployment
+        waiting = sorted(p for p, status in dep.status.items() if status != READY) if dep is not None else []
+        raise ApiError(503, f"the deployment is not ready yet (waiting for {', '.join(waiting) or 'a re-plan'}): "
+                            f"retry in {RETRY_AFTER_S} s", "server_error", code="deployment_not_ready",
+                       retry_after_s=RETRY_AFTER_S) from None
+    except PrismnError as exc:
+        raise _api_error(exc) from None
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
@@ -230,7 +267,8 @@ async def _json_body(request: Request) -> Any:
 def _check_model(orchestrator: Orchestrator, model: str) -> None:
     dep = orchestrator.coordinator.deployment
     if dep is None:
-        raise ApiError(503, "no model is deployed: deploy a plan first", "server_error", code="no_deployment")
+        raise ApiError(503, "no model is deployed: deploy a plan first", "server_error", code="no_deployment",
+                       retry_after_s=RETRY_AFTER_S)
     if model not in (dep.plan.model.name, dep.model):
         raise ApiError(404, f"model {model!r} is not deployed here; this swarm serves {dep.plan.model.name!r}",
                        "invalid_request_error", "model", "model_not_found")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from engine.api.app import MAX_IN_FLIGHT, create_app
+from engine.api.app import MAX_IN_FLIGHT, READY_WAIT_S, create_app
 from engine.coordinator.orchestrator import Orchestrator
 from engine.errors import InvalidInput
 
@@ -79,15 +79,16 @@ class ApiServer:
 
 
 async def start_api(orchestrator: Orchestrator, bind: str, max_in_flight: int = MAX_IN_FLIGHT,
-                    api_key: str | None = None, any_port_if_taken: bool = False) -> ApiServer:
+                    api_key: str | None = None, any_port_if_taken: bool = False,
+                    ready_wait_s: float = READY_WAIT_S) -> ApiServer:
     """Serve on `bind` (HOST:PORT, port 0 = any free one) from the running loop; returns once listening.
 
     `any_port_if_taken`: when PORT is busy, take any free port instead of failing (the app's default
     address is a convenience; the headless command fails on a taken port, as asked)."""
     host, port = parse_bind(bind)
     key, generated = (api_key, False) if api_key is not None else api_key_for(host)
-    config = uvicorn.Config(create_app(orchestrator, key, max_in_flight), host=host, port=port, log_level="warning",
-                            lifespan="off", access_log=False, server_header=False)
+    config = uvicorn.Config(create_app(orchestrator, key, max_in_flight, ready_wait_s), host=host, port=port,
+                            log_level="warning", lifespan="off", access_log=False, server_header=False)
     server = _Server(config)
     # Bound here, not by uvicorn: uvicorn answers a bind error with sys.exit, which would end the coordinator.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

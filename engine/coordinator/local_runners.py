@@ -51,15 +51,18 @@ def demo_cities(names: list[str] | None = None) -> list[City]:
     return picked
 
 
-def runner_vram_gb(model: str, quant: str = "bf16") -> float:
-    """Free VRAM for each local runner: two can hold `model` at `quant`, one cannot (module docstring)."""
+def runner_vram_gb(model: str, quant: str = "bf16", stages: int = 2) -> float:
+    """Free VRAM for each local runner: `stages` of them can hold `model` at `quant`, one fewer cannot
+    (module docstring: two by default)."""
     from engine.model import footprint, load_spec
 
+    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 2:
+        raise InvalidInput("stages", stages, "expected an integer >= 2")
     fp = footprint(load_spec(model), quant)     # a preset ("smollm2"), a config file or a model folder
-    half = fp.stage_bytes(math.ceil(fp.num_layers / 2), first=True, last=True)
-    whole = fp.stage_bytes(fp.num_layers, first=True, last=True)
-    # Midway between the two: usable VRAM (after the planner's safety margin) fits a half, not all.
-    return (half + whole) / 2 / (1.0 - fp.safety_margin) / GB
+    share = fp.stage_bytes(math.ceil(fp.num_layers / stages), first=True, last=True)
+    more = fp.stage_bytes(math.ceil(fp.num_layers / (stages - 1)), first=True, last=True)
+    # Midway between the two: usable VRAM (after the planner's safety margin) fits one share, not more.
+    return (share + more) / 2 / (1.0 - fp.safety_margin) / GB
 
 
 def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,

@@ -63,6 +63,7 @@ class Orchestrator:
         self._started_s = time.monotonic()
         # The loop keeps only weak references to tasks: an unreferenced end_session could vanish mid-send.
         self._background: set[asyncio.Task[None]] = set()
+        self._readiness: asyncio.Future[Deployment] | None = None
 
     # ---- deploy ---------------------------------------------------------------------------
 
@@ -126,6 +127,14 @@ class Orchestrator:
     async def ensure_ready(self) -> Deployment:
         """The current deployment once ready, re-planning and redeploying around lost runners."""
         return await self._ready_deployment()
+
+    def readiness(self) -> asyncio.Future[Deployment]:
+        """One shared `ensure_ready` for callers that may stop waiting (the API answers 503 after a
+        while): a caller giving up does not cancel the re-plan the others wait on."""
+        if self._readiness is None or self._readiness.done():
+            self._readiness = asyncio.ensure_future(self._ready_deployment())
+            self._readiness.add_done_callback(_retrieved)
+        return self._readiness
 
     async def _ready_deployment(self) -> Deployment:
         """The current deployment once ready: waits for stages still loading, and for the runners of
@@ -276,6 +285,12 @@ class Orchestrator:
             # resolve_model may convert a GGUF (tens of seconds): never on the event loop
             self._texts[model] = await asyncio.to_thread(_load_text, model)
         return self._texts[model]
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Marks a shared future's exception as seen: the callers still waiting get it themselves."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _NoPeer:

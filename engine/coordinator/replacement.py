@@ -27,7 +27,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from engine.planning.replacement import (
     decide_migration,
     stage_weight_bytes,
 )
+from engine.planning.types import Peer
 
 log = logging.getLogger("prismn.coordinator")
 
@@ -201,13 +202,8 @@ class Replacement:
         candidate, decision = self.proposal
         return await self.migrate(candidate, decision, "accepted")
 
-    def _fresh_peers(self) -> list:
-        records = self.coordinator.live_peers()
-        peers = [record.as_peer() for record in records]
-        signals = self.resolver.signals([p.lat for p in peers], [p.lon for p in peers], kind=self.signal)
-        return [p if p.carbon_source is CarbonSource.EXPLICIT else
-                dataclasses.replace(p, carbon_g_per_kwh=s.g_per_kwh, carbon_source=s.source)
-                for p, s in zip(peers, signals, strict=True)]
+    def _fresh_peers(self) -> list[Peer]:
+        return fresh_peers(self.coordinator.live_peers(), self.resolver, self.signal)
 
     # ---- migration ------------------------------------------------------------------------
 
@@ -302,6 +298,16 @@ class Replacement:
                          "migration_g": r.decision.migration_g, "payback_s": r.decision.to_dict()["payback_s"]}
                         for r in self.history],
         }
+
+
+def fresh_peers(records: Sequence[Any], resolver: CarbonResolver, kind: SignalKind) -> list[Peer]:
+    """Live runners (registry records) as planning Peers at fresh intensities of `kind`; a runner that
+    states its own value keeps it. Blocking (HTTP): call it in a thread."""
+    peers = [record.as_peer() for record in records]
+    signals = resolver.signals([p.lat for p in peers], [p.lon for p in peers], kind=kind)
+    return [p if p.carbon_source is CarbonSource.EXPLICIT else
+            dataclasses.replace(p, carbon_g_per_kwh=s.g_per_kwh, carbon_source=s.source)
+            for p, s in zip(peers, signals, strict=True)]
 
 
 def pending_progress(dep: Deployment, peer_id: str, msg: dict[str, Any]) -> None:

@@ -283,7 +283,6 @@ class Coordinator:
             # only later by the stall).
             allowance_s = max(loop.time() - woke_due_s, allowance_s - tick_s, 0.0)
             for peer_id in self.registry.expire(loop.time() - allowance_s):
-                log.warning("%s missed %d heartbeats", peer_id, reg.MISSED_BEATS)
                 self._peer_lost(peer_id, f"missed {reg.MISSED_BEATS} heartbeats")
             if self._rows_stale:
                 self._publish()
@@ -303,6 +302,7 @@ class Coordinator:
             self._store("record_metrics", peer_id, at_s, _metrics_of(msg))
 
     def _peer_lost(self, peer_id: str, reason: str) -> None:
+        log.warning("lost %s: %s", peer_id, reason)       # the soak times detection by this line
         self._unsaved.pop(peer_id, None)
         self.registry.mark_dead(peer_id)
         link = self.links.pop(peer_id, None)

@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -65,6 +66,7 @@ RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
 PROGRESS_EVERY_S = 0.2
 RTT_PINGS = 5
+SILENCE_TICK_S = 0.25           # how often the coordinator's silence is checked
 CONNECT_TIMEOUT_S = 5.0          # a coordinator that is down: try again soon rather than wait long
 
 
@@ -162,21 +164,14 @@ class Agent:
         beats = asyncio.create_task(self._heartbeats(channel, heartbeat_s))
         try:
             silence_s = MISSED_BEATS * heartbeat_s + 1.0    # the coordinator pings every heartbeat_s
-            while True:
-                try:
-                    header, payload = await asyncio.wait_for(channel.recv(), silence_s)
-                    msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"challenge", "welcome", "refused"})
-                except TimeoutError:
-                    raise ConnectionClosed(f"no word from the coordinator for {silence_s:g} s") from None
-                except FrameError as exc:
-                    if not exc.recoverable:
-                        raise
-                    log.warning("bad frame from the coordinator: %s", exc)
-                    continue
-                except InvalidInput as exc:
-                    log.warning("bad message from the coordinator: %s", exc)
-                    continue
-                self._dispatch(channel, msg, payload)
+            async with contextlib.aclosing(_words(channel, silence_s)) as words:
+                async for header, payload in words:
+                    try:
+                        msg = validate(header, payload, COORDINATOR_TO_RUNNER - {"challenge", "welcome", "refused"})
+                    except InvalidInput as exc:
+                        log.warning("bad message from the coordinator: %s", exc)
+                        continue
+                    self._dispatch(channel, msg, payload)
         finally:
             beats.cancel()
 
@@ -345,6 +340,40 @@ class Agent:
                 await channel.send(error_header(exc, msg))
             except (ConnectionClosed, FrameError, OSError):
                 pass
+
+
+async def _words(channel: Channel, silence_s: float):
+    """The coordinator's frames; ConnectionClosed after `silence_s` without one.
+
+    Silence is counted on this loop's clock less its own stalls: while a stage loads, the loading
+    thread can hold the interpreter for seconds, and the pings that came meanwhile wait unread in the
+    socket; a runner must not leave a coordinator that kept talking (the coordinator's monitor allows
+    for its own stalls the same way)."""
+    loop = asyncio.get_running_loop()
+    recv = asyncio.ensure_future(channel.recv())
+    last_word_s, allowance_s = loop.time(), 0.0
+    try:
+        while True:
+            due_s = loop.time() + SILENCE_TICK_S
+            done, _ = await asyncio.wait({recv}, timeout=SILENCE_TICK_S)
+            allowance_s = max(loop.time() - due_s, allowance_s - SILENCE_TICK_S, 0.0)
+            if not done:
+                if loop.time() - last_word_s > silence_s + allowance_s:
+                    raise ConnectionClosed(f"no word from the coordinator for {silence_s:g} s")
+                continue
+            last_word_s = loop.time()
+            try:
+                frame = recv.result()
+            except FrameError as exc:
+                if not exc.recoverable:
+                    raise
+                log.warning("bad frame from the coordinator: %s", exc)
+                frame = None
+            recv = asyncio.ensure_future(channel.recv())
+            if frame is not None:
+                yield frame
+    finally:
+        recv.cancel()
 
 
 async def _watch_parent(pid: int, main: asyncio.Task[Any] | None) -> None:

@@ -107,6 +107,7 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
     assert set(ready["deploy"]["stages"]) == set(stages)
     assert ready["deploy"]["map_stages"] == ready["deploy"]["stages"]
     assert ready["deploy"]["map"]["ready_legs"] == len(stages) + 1      # the whole tour, drawn solid
+    assert "emulated WAN" in ready["deploy"]["hint"]                       # still said once deployed
     screenshot(app, "live_deploy_ready.png")
 
     click(app, "panel_prompt")

