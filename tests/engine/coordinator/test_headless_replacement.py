@@ -11,9 +11,9 @@ import threading
 import httpx
 import pytest
 
+from benchmarks.headless import Process, free_port
 from engine.coordinator.local_runners import runner_vram_gb
 from tests.conftest import poll
-from tests.engine.api.test_headless_openai import Process, free_port
 from tests.engine.carbon.fake_grids import start_fake_grids
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
 from tests.engine.coordinator.test_end_to_end import CITIES
