@@ -4,7 +4,6 @@ generating; every request completes with the monolithic model's tokens, none los
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -28,19 +27,14 @@ INGRESS = Ingress(lat=50.11, lon=8.68, name="Frankfurt")
 
 
 @pytest.fixture
-def grids():
+def grids(monkeypatch):
     server = start_fake_grids()
     for zone, (city, g) in {"FR": ("paris", 50), "ES": ("madrid", 300), "PL": ("warsaw", 700)}.items():
         server.set_zone(zone, *CITIES[city], g)
-    saved = {k: os.environ.get(k) for k in ("ELECTRICITYMAPS_TOKEN", "ELECTRICITYMAPS_API_URL", "NO_PROXY", "no_proxy")}
-    os.environ.update(ELECTRICITYMAPS_TOKEN=server.token, ELECTRICITYMAPS_API_URL=server.url + "/em",
-                      NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    for key, value in {"ELECTRICITYMAPS_TOKEN": server.token, "ELECTRICITYMAPS_API_URL": server.url + "/em",
+                       "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}.items():
+        monkeypatch.setenv(key, value)          # the runner processes started below inherit them
     yield server
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     server.stop()
 
 
