@@ -32,7 +32,6 @@ from benchmarks.soak import PROMPTS, Request, references
 from engine.coordinator.local_runners import runner_vram_gb
 from engine.store import open_store
 from tests.conftest import poll
-from tests.engine.store.conftest import nx_server  # noqa: F401 - the nx-27017 server fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -11,12 +11,11 @@ from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.store import open_store
 from tests.conftest import poll
 from tests.engine.coordinator.test_security import HEARTBEAT, RawClient, secret_of
-from tests.engine.store.conftest import nx_server  # noqa: F401 - the nx-27017 server fixture
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_peers_and_metrics_live_in_mongodb_and_survive_a_restart(nx_server, tmp_path, monkeypatch):  # noqa: F811
+def test_peers_and_metrics_live_in_mongodb_and_survive_a_restart(nx_server, tmp_path, monkeypatch):
     monkeypatch.setenv("PRISMN_HOME", str(tmp_path))          # the identity file goes beside the store
     spec = f"{nx_server}/prismn_coordinator_test"
 
