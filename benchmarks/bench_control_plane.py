@@ -4,7 +4,7 @@
 
 Steps: start the coordinator in its own process (TCP on loopback, a fresh SQLite store) -> start
 `--processes` worker processes, each holding its share of lightweight fake runners (one TCP
-connection each, the real join handshake of engine.coordinator.auth, then a heartbeat every second
+connection each, the real join handshake of engine.protocol.auth, then a heartbeat every second
 on a fixed cadence, and the coordinator's pings read) -> wait until all have joined -> hold the swarm
 for `--duration-s` while the coordinator re-plans llama-3.1-70b over the live swarm every 5 s (on its
 event loop, as a worst case: heartbeats wait meanwhile) -> report.
@@ -105,9 +105,9 @@ def runners_main(ticket: str, first_index: int, count: int, stop: mp.Event, out:
 
 
 async def _runners(ticket_text: str, first_index: int, count: int, stop: mp.Event, out: mp.Queue) -> None:
-    from engine.coordinator.auth import SigningKey, runner_handshake
-    from engine.coordinator.messages import FRAME_LIMITS, PROTOCOL_VERSION
-    from engine.coordinator.ticket import decode_ticket
+    from engine.protocol.auth import SigningKey, runner_handshake
+    from engine.protocol.messages import FRAME_LIMITS, PROTOCOL_VERSION
+    from engine.protocol.ticket import decode_ticket
     from engine.transport.tcp_channel import tcp_connect
 
     ticket = decode_ticket(ticket_text)

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.coordinator import local_runners  # noqa: E402
 from engine.coordinator.embedded import EmbeddedCoordinator  # noqa: E402
+from engine.geo import haversine_km  # noqa: E402
 from engine.model import footprint, load_spec  # noqa: E402
-from engine.planning.geo import haversine_km  # noqa: E402
 from engine.planning.latency import one_way_ms  # noqa: E402
 from engine.planning.planner import plan_both  # noqa: E402
 from engine.planning.types import Ingress, Weights  # noqa: E402

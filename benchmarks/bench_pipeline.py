@@ -41,7 +41,7 @@ from engine.generate import (  # noqa: E402
     start_runners,
     stop_runners,
 )
-from engine.runner.model_source import resolve_model  # noqa: E402
+from engine.model.source import resolve_model  # noqa: E402
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -18,12 +18,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.carbon_values import CarbonSource  # noqa: E402
+from engine.geo import pairwise_km, unit_vectors  # noqa: E402
 from engine.model.footprint import ModelFootprint  # noqa: E402
-from engine.planning.geo import pairwise_km, unit_vectors  # noqa: E402
 from engine.planning.ordering import tour_length  # noqa: E402
 from engine.planning.planner import make_plan  # noqa: E402
 from engine.planning.tour_heuristics import heuristic_cycle  # noqa: E402
-from engine.planning.types import CarbonSource, Ingress, Peer, Policy, Weights  # noqa: E402
+from engine.planning.types import Ingress, Peer, Policy, Weights  # noqa: E402
 
 GPUS = [("RTX 4090", 24), ("RTX 3090", 24), ("A100 80GB", 80), ("H100 80GB", 80), ("L4", 24),
         ("T4", 16), ("RTX 4080", 16), ("A100 40GB", 40), ("RTX A6000", 48), (None, 12)]

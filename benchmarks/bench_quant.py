@@ -97,7 +97,7 @@ def main() -> int:
             ids = [int(i) for i in torch.randint(1000, 20000, (32,), generator=torch.Generator().manual_seed(1))]
             tokenizer, eos = None, set()
         else:
-            from engine.runner.model_source import resolve_model
+            from engine.model.source import resolve_model
 
             source = resolve_model(args.model)
             folder, spec = source.folder, load_spec(str(source.folder))

@@ -132,7 +132,7 @@ def main() -> int:
     clients = [int(c) for c in args.clients.split(",")]
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     resolve_model("smollm2")
     swarm = start_headless(log_dir, f"sqlite:{log_dir}/prismn.sqlite3", "smollm2", RUNNERS,

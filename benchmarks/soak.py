@@ -119,7 +119,7 @@ def references(model: str, requests: list[Request], max_tokens: int) -> dict[tup
     from transformers import AutoModelForCausalLM
 
     from engine.decoding import load_text
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     folder = resolve_model(model).folder
     tokenizer, eos_ids = load_text(folder)
@@ -277,7 +277,7 @@ def run_soak(model: str, requests: int, clients: int, kills: int, seed: int, max
              deploy_timeout_s: float = 300.0) -> dict[str, Any]:
     from engine.coordinator.local_runners import runner_vram_gb
     from engine.decoding import load_text
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     plan = make_requests(requests, clients)
     expected = references(model, plan, max_tokens)

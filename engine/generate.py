@@ -503,7 +503,7 @@ async def _run_pipeline(args: argparse.Namespace, runners: list[RunnerProcess], 
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
     from engine.runner.shards import load_config
 
     check_max_tokens(args.max_new_tokens, "max_new_tokens")

@@ -1,19 +1,19 @@
 """The Prismn window: controls | map & Pareto tabs + deploy area | plan comparison.
 
 Planning runs on worker threads (prismn_gui.worker); this module only wires widgets, polls the
-result queue with `after`, applies outcomes and redraws with `draw_idle`. With env
-PRISMN_STATE_FILE set, a JSON state (weights, both plans' metrics, an increasing update number,
-widget screen boxes) is written after each applied update, for tests and benchmarks.
+result queue with `after`, applies outcomes and redraws with `draw_idle`. Observers (`observers`) hear
+what changed; with `--state-file` / PRISMN_STATE_FILE, `main` attaches prismn_gui.state_file, which
+writes the window's state as JSON for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from tkinter import filedialog
@@ -26,7 +26,8 @@ from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from engine.planning.types import Weights  # noqa: E402
-from prismn_gui import export  # noqa: E402
+from engine.status import PeerStatus, StageStatus  # noqa: E402
+from prismn_gui import export, state_file  # noqa: E402
 from prismn_gui.carbon_time_view import CarbonTimeTab  # noqa: E402
 from prismn_gui.comparison import ComparisonPanel  # noqa: E402
 from prismn_gui.controls import Controls  # noqa: E402
@@ -37,7 +38,7 @@ from prismn_gui.map_view import BlitManager, MapFigure, configure_cartopy, regio
 from prismn_gui.pareto_view import ParetoFigure  # noqa: E402
 from prismn_gui.targets import disallowed_ids  # noqa: E402
 from prismn_gui.targets_panel import TargetsPanel  # noqa: E402
-from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome, state_summary  # noqa: E402
+from prismn_gui.viewmodel import DEFAULT_WEIGHTS, PlanningSession, PlanOutcome  # noqa: E402
 from prismn_gui.window_size import initial_size, minimum_size  # noqa: E402
 from prismn_gui.worker import PlanWorker  # noqa: E402
 
@@ -62,7 +63,7 @@ class PrismnApp:
     def __init__(self, args: argparse.Namespace) -> None:
         self.started = time.perf_counter()
         self.args = args
-        self.state_file = args.state_file
+        self.observers: list[Callable[[str], None]] = []     # told what changed (prismn_gui.state_file)
         ctk.set_appearance_mode(args.appearance)
         theme = "dark" if ctk.get_appearance_mode() == "Dark" else "light"
         configure_cartopy()
@@ -97,7 +98,7 @@ class PrismnApp:
         self.tabs.grid(row=1, column=0, sticky="nsew")
         map_tab, pareto_tab = self.tabs.add("Map"), self.tabs.add("Pareto")
         self.carbon_time = CarbonTimeTab(self.tabs.add("Carbon 24 h"), self.root, theme,
-                                         on_updated=lambda: self._write_state(),
+                                         on_updated=lambda: self._changed("carbon_time"),
                                          coordinator=lambda: getattr(self, "coordinator", None))
 
         self.map_figure = Figure(figsize=(6.2, 4.0), dpi=100)
@@ -114,7 +115,7 @@ class PrismnApp:
         self.pareto_canvas = FigureCanvasTkAgg(self.pareto_figure, master=pareto_tab)
         self.pareto = ParetoFigure(self.pareto_figure, on_pick=self.use_weights, theme=theme)
         self.pareto_canvas.get_tk_widget().pack(fill="both", expand=True)
-        self.pareto_canvas.mpl_connect("draw_event", lambda _e: self._write_state())
+        self.pareto_canvas.mpl_connect("draw_event", lambda _e: self._changed("pareto"))
 
         self.outcome: PlanOutcome | None = None
         self.context = AppContext(
@@ -129,7 +130,6 @@ class PrismnApp:
         self._live_rows: tuple = ()
         self._deployed_stages: tuple[str, ...] = ()
         self._stage_status: dict[str, str] = {}
-        self._panel_state_written = ""
         self.context.on_panel("coordinator", self._coordinator_changed)
         self.context.on_panel("local_runners", self._local_runners_started)
         self.context.on_panel("deploy_started", self._deploy_started)
@@ -216,7 +216,7 @@ class PrismnApp:
         self.applied_at = time.perf_counter()
         self.last_apply_ms = (self.applied_at - apply_started) * 1000
         self.context.publish(outcome)
-        self._write_state()
+        self._changed("plan")
 
     def _apply_pareto(self, request, result) -> None:
         if isinstance(result, Exception) or request.planning_key() != self._pareto_key:
@@ -240,7 +240,7 @@ class PrismnApp:
 
     def _map_drawn(self) -> None:
         self.map_draws += 1
-        self._write_state()
+        self._changed("map")
 
     def _set_status(self, text: str) -> None:
         self.status.configure(text=text)
@@ -273,7 +273,7 @@ class PrismnApp:
 
     def _deploy_started(self, plan) -> None:
         self._deployed_stages = tuple(s.peer_id for s in plan.stages)
-        self._stage_status = {peer_id: "pending" for peer_id in self._deployed_stages}
+        self._stage_status = {peer_id: StageStatus.PENDING for peer_id in self._deployed_stages}
         self._show_deploy()
 
     def _stage_progress(self, peer_id: str, _fraction: float, status: str) -> None:
@@ -286,11 +286,11 @@ class PrismnApp:
         if shown is not None and tuple(s.peer_id for s in shown.stages) == self._deployed_stages:
             self.map.show_deploy(self._stage_status)
             self.map_blit.update()
-        self._write_state()
+        self._changed("deploy")
 
     def _live_tick(self) -> None:
         """Follow the coordinator's peers: a join or death re-plans (live mode), a status change
-        recolours the rings on the map; then the panel's state goes to the state file."""
+        recolours the rings on the map; then observers hear a tick."""
         try:
             rows = () if self.coordinator is None else tuple(
                 (p["id"], p["lat"], p["lon"], p["status"]) for p in self.coordinator.all_peers())
@@ -298,7 +298,7 @@ class PrismnApp:
             rows = ()
         if rows != self._live_rows:
             self._live_rows = rows
-            live_ids = tuple(sorted(r[0] for r in rows if r[3] != "dead"))
+            live_ids = tuple(sorted(r[0] for r in rows if r[3] != PeerStatus.DEAD))
             if self.coordinator is not None:
                 self.controls.set_live_available(True, len(live_ids))
             if live_ids != self.controls.live_key:
@@ -309,12 +309,7 @@ class PrismnApp:
             if self.outcome is not None and self.outcome.request.live:
                 self.map.show_runner_status(rows)
                 self.map_blit.update()
-        if self.state_file:       # the panel changed, or a widget moved (first mapped, resized)
-            snapshot = getattr(self.deploy_area, "snapshot", None)
-            text = json.dumps([snapshot() if snapshot else None, self.widget_boxes()], sort_keys=True)
-            if text != self._panel_state_written:
-                self._panel_state_written = text
-                self._write_state()
+        self._changed("tick")
         self.root.after(LIVE_POLL_MS, self._live_tick)
 
     # ---- exports ---------------------------------------------------------------------------
@@ -338,73 +333,9 @@ class PrismnApp:
                 export.write_figure_png(self.map_figure, path)
             self._set_status(f"Map written to {path}")
 
-    # ---- test hook ---------------------------------------------------------------------------
-
-    def widget_boxes(self) -> dict[str, list[int]]:
-        self.root.update_idletasks()   # positions after any pending re-layout, so a click lands
-        widgets = {f"slider_{name}": slider for name, slider in self.controls.sliders.items()}
-        widgets.update({f"preset_{name.lower().replace(' ', '_')}": button
-                        for name, button in self.controls.preset_buttons.items()})
-        widgets["map"] = self.map_canvas.get_tk_widget()
-        widgets["context_entry"] = self.controls.context
-        widgets["live_radio"] = self.controls.live_radio
-        widgets["model_menu"] = self.controls.model_menu
-        widgets.update(self.targets_panel.widgets())
-        panel_widgets = getattr(self.deploy_area, "widgets", None)
-        if panel_widgets is not None:
-            widgets.update({f"panel_{name}": widget for name, widget in panel_widgets().items()})
-        widgets.update(self.carbon_time.widgets())
-        for name, button in self.tabs._segmented_button._buttons_dict.items():  # no public accessor
-            widgets[f"tab_{name.lower()}"] = button
-        boxes = {}
-        for name, widget in widgets.items():
-            if widget.winfo_ismapped():
-                boxes[name] = [widget.winfo_rootx(), widget.winfo_rooty(), widget.winfo_width(),
-                               widget.winfo_height()]
-        return boxes
-
-    def _pareto_screen_points(self) -> list[dict]:
-        widget = self.pareto_canvas.get_tk_widget()
-        if self.tabs.get() != "Pareto" or not widget.winfo_ismapped():
-            return []
-        height = widget.winfo_height()
-        return [{"x": widget.winfo_rootx() + x, "y": widget.winfo_rooty() + height - y,
-                 "weights": {"carbon": w.carbon, "distance": w.distance, "vram": w.vram}}
-                for x, y, w in self.pareto.display_points()]
-
-    def _deploy_state(self) -> dict:
-        button = getattr(self.deploy_area, "deploy_button", None)
-        hint = getattr(self.deploy_area, "hint", None)
-        state = {"panel": type(self.deploy_area).__name__,
-                 "deploy_enabled": bool(button is not None and button.cget("state") == "normal"),
-                 "hint": hint.cget("text") if hint is not None else None}
-        snapshot = getattr(self.deploy_area, "snapshot", None)
-        if snapshot is not None:
-            state.update(snapshot())
-        state["map_stages"] = dict(self._stage_status)
-        state["map"] = self.map.artist_counts()
-        return state
-
-    def _write_state(self) -> None:
-        if not self.state_file or self.outcome is None:
-            return
-        state = state_summary(self.outcome, self.update_number)
-        state.update({
-            "title": self.root.title(),
-            "map_draws": self.map_draws,
-            "seconds_since_start": time.perf_counter() - self.started,
-            "widgets": self.widget_boxes(),
-            "tab": self.tabs.get(),
-            "pareto_points": self._pareto_screen_points(),
-            "pid": os.getpid(),
-            "deploy": self._deploy_state(),
-            "live_available": self.controls.live_radio.cget("state") == "normal",
-            "measured": dict(self.comparison.measured.shown),
-            "window": [self.root.winfo_width(), self.root.winfo_height()],
-            "certificate": self.targets_panel.certificate.cget("text"),
-            "carbon_time": self.carbon_time.snapshot(),
-        })
-        export.write_state_json(state, self.state_file)
+    def _changed(self, event: str) -> None:
+        for observer in self.observers:
+            observer(event)
 
     def close(self) -> None:
         if self._closing:
@@ -420,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         app = PrismnApp(args)
+        if args.state_file:
+            state_file.attach(app, args.state_file)
     except Exception as exc:  # e.g. no display: say so plainly
         print(f"prismn: cannot start the window: {exc}", file=sys.stderr)
         return 1

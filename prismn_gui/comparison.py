@@ -8,6 +8,7 @@ from tkinter import ttk
 
 import customtkinter as ctk
 
+from engine.plan_text import COMPARISON_LABELS
 from prismn_gui.measured_view import MeasuredTable
 from prismn_gui.viewmodel import PlanOutcome
 
@@ -17,8 +18,7 @@ STAGE_COLUMNS = (("#", 16), ("Peer", 104), ("GPU", 40), ("Layers", 70), ("VRAM G
 CELL_PAD_PX = 8
 TABLE_FONT = ("TkDefaultFont", 8)
 HEADINGS = {"VRAM GB used/free": "VRAM", "gCO2/kWh · signal": "g/kWh · signal", "Compute ms est/meas": "ms e/m"}
-ROWS = ("Feasible", "Peers used", "Tour km", "Est. ms/token", "gCO2 / 1k tokens", "gCO2/kWh (layer-wtd)",
-        "VRAM utilisation")
+ROWS = COMPARISON_LABELS
 
 
 class ComparisonPanel(ctk.CTkFrame):

@@ -1,33 +1,34 @@
-"""The deploy / runners area under the map, and the seam where the coordinator's panel plugs in.
+"""The deploy / runners area under the map, and what it shares with the window (`AppContext`).
 
-The app builds this area through `build_deploy_area(parent, context)`. While no
-`prismn_gui/runners_panel.py` exists, a disabled Deploy button and a hint are shown. The
-coordinator's module only has to define `RunnersPanel(parent, context)` (a CTkFrame); the app
-then uses it without other edits. `AppContext` is all such a panel may rely on.
+The app builds the area with `build_deploy_area(parent, context)`: the runners panel
+(prismn_gui.runners_panel.RunnersPanel), which relies on nothing of the window but its `AppContext`:
+the plans shown, the status line, the events it tells the window (PANEL_EVENTS) and, for a panel
+shown beside a coordinator started elsewhere (the tests), that coordinator.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import customtkinter as ctk
 
 from engine.plan import Plan
 
-COORDINATOR_HINT = "Start the coordinator to see runners and deploy a plan (python -m engine coordinator …)."
-
 
 @dataclass
 class AppContext:
-    """What the window shares with pluggable panels (all calls on the Tk thread)."""
+    """What the window shares with the runners panel (all calls on the Tk thread)."""
 
     root: object
     current_plan: Callable[[], Plan | None]           # the carbon+distance plan now shown
-    baseline_plan: Callable[[], Plan | None]          # the VRAM baseline now shown
-    set_status: Callable[[str], None]
+    baseline_plan: Callable[[], Plan | None] = lambda: None     # the VRAM baseline now shown
+    set_status: Callable[[str], None] = lambda _text: None      # the window's status line
+    # A running EmbeddedCoordinator to show; None: the panel owns one, started by its button (with
+    # `store_spec`) and stopped with its runners when the panel is destroyed.
+    coordinator: Any = None
+    store_spec: str | None = None
     _listeners: list[Callable[[object], None]] = field(default_factory=list)
     _panel_listeners: dict[str, list[Callable[..., None]]] = field(default_factory=dict)
 
@@ -56,25 +57,7 @@ class AppContext:
 PANEL_EVENTS = ("coordinator", "local_runners", "deploy_started", "stage", "generated")
 
 
-class DeployPlaceholder(ctk.CTkFrame):
-    def __init__(self, parent, context: AppContext) -> None:
-        super().__init__(parent)
-        top = ctk.CTkFrame(self, fg_color="transparent")
-        top.pack(fill="x", padx=10, pady=(8, 4))
-        ctk.CTkLabel(top, text="Runners", font=ctk.CTkFont(size=13, weight="bold")).pack(side="left")
-        self.deploy_button = ctk.CTkButton(top, text="Deploy", state="disabled", width=90)
-        self.deploy_button.pack(side="right")
-        self.hint = ctk.CTkLabel(self, text=COORDINATOR_HINT, anchor="w", text_color="gray55",
-                                 font=ctk.CTkFont(size=11), wraplength=520, justify="left")
-        self.hint.pack(fill="x", padx=10)
-        self.status = ctk.CTkTextbox(self, height=90, font=ctk.CTkFont(size=11))
-        self.status.insert("end", "No coordinator connected: no runners, nothing deployed.\n")
-        self.status.configure(state="disabled")
-        self.status.pack(fill="both", expand=True, padx=10, pady=(4, 8))
-
-
 def build_deploy_area(parent, context: AppContext) -> ctk.CTkFrame:
-    if importlib.util.find_spec("prismn_gui.runners_panel") is not None:
-        module = importlib.import_module("prismn_gui.runners_panel")
-        return module.RunnersPanel(parent, context)
-    return DeployPlaceholder(parent, context)
+    from prismn_gui.runners_panel import RunnersPanel  # it imports AppContext from here
+
+    return RunnersPanel(parent, context)

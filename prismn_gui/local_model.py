@@ -15,7 +15,7 @@ from typing import Any
 import customtkinter as ctk
 
 from engine.errors import InvalidInput
-from engine.runner.model_source import check_model_folder
+from engine.model.source import check_model_folder
 
 BUNDLED = "Bundled SmolLM2"
 MODEL_FOLDER = "Model folder…"

@@ -19,6 +19,7 @@ import cartopy
 import numpy as np
 
 from engine.paths import ASSETS_DIR
+from engine.status import PeerStatus, StageStatus
 from prismn_gui.status_colours import status_colour
 
 NATURAL_EARTH_DIR = ASSETS_DIR / "natural_earth"
@@ -282,7 +283,7 @@ class MapFigure:
             return
         if self._ring_legend is None:
             self._ring_legend = self._make_ring_legend(STATUS_COLOURS)
-        colours = [STATUS_COLOURS.get(r[3], STATUS_COLOURS["live"]) for r in key]
+        colours = [STATUS_COLOURS.get(r[3], STATUS_COLOURS[PeerStatus.LIVE]) for r in key]
         if self._status_rings is None:
             self._status_rings = self.ax.scatter([r[2] for r in key], [r[1] for r in key], s=190,
                                                  facecolors="none", edgecolors=colours, linewidths=2.2,
@@ -330,7 +331,7 @@ class MapFigure:
             line.set_alpha(None)
             return
         ready = 0
-        while ready < len(plan.stages) and statuses.get(plan.stages[ready].peer_id) == "ready":
+        while ready < len(plan.stages) and statuses.get(plan.stages[ready].peer_id) == StageStatus.READY:
             ready += 1
         line.set_alpha(0.25)
         if ready == 0:

@@ -1,9 +1,9 @@
 """The runners panel: live peers, local runners, Deploy with per-stage progress, and a prompt box.
 
-`RunnersPanel(master, coordinator, get_current_plan)` with a running `EmbeddedCoordinator`, or
-`RunnersPanel(master, context)` as the app's deploy-area seam builds it (prismn_gui.deploy_area): the
-panel then owns a coordinator that its "Start coordinator" button starts, and stops it (and the
-runners it spawned) when the panel is destroyed. Coordinator callbacks arrive on the coordinator's
+`RunnersPanel(master, context)` with the window's `AppContext` (prismn_gui.deploy_area): the plans it
+deploys, the status line, the events it tells the window, and a running `EmbeddedCoordinator` to show
+or none; with none the panel owns a coordinator that its "Start coordinator" button starts, and stops
+it (and the runners it spawned) when the panel is destroyed. Coordinator callbacks arrive on the coordinator's
 thread; they go through a queue that the Tk thread drains every 50 ms, so no Tk call ever happens
 off the Tk thread.
 """
@@ -19,8 +19,10 @@ from typing import Any
 import customtkinter as ctk
 
 from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.model.source import SMOLLM2_NAMES
 from engine.plan import Plan
-from engine.runner.model_source import SMOLLM2_NAMES
+from engine.status import PeerStatus, StageStatus
+from prismn_gui.deploy_area import AppContext
 from prismn_gui.live_chart import LiveChart
 from prismn_gui.local_model import LocalModelMenu
 from prismn_gui.serving_controls import ServingControls, app_api_bind
@@ -37,21 +39,14 @@ LOCAL_MODEL = "smollm2-135m"
 
 
 class RunnersPanel(ctk.CTkFrame):
-    def __init__(self, master: Any, coordinator: Any = None,
-                 get_current_plan: Callable[[], Plan | None] | None = None, *,
-                 set_status: Callable[[str], None] | None = None, store_spec: str | None = None) -> None:
+    def __init__(self, master: Any, context: AppContext) -> None:
         super().__init__(master)
-        self._context = None
-        if coordinator is not None and hasattr(coordinator, "current_plan"):    # the app's AppContext
-            context, coordinator = coordinator, None
-            self._context = context
-            get_current_plan = context.current_plan
-            set_status = context.set_status
-        self.coordinator: EmbeddedCoordinator | None = coordinator
-        self._owns_coordinator = coordinator is None
-        self._store_spec = store_spec
-        self._get_plan = get_current_plan or (lambda: None)
-        self._set_status = set_status or (lambda _text: None)
+        self._context = context
+        self.coordinator: EmbeddedCoordinator | None = context.coordinator
+        self._owns_coordinator = context.coordinator is None
+        self._store_spec = context.store_spec
+        self._get_plan = context.current_plan
+        self._set_status = context.set_status
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stage_rows: dict[str, tuple[ctk.CTkLabel, ctk.CTkProgressBar]] = {}
         self._stage_status: dict[str, str] = {}
@@ -194,8 +189,7 @@ class RunnersPanel(ctk.CTkFrame):
         self._emit("local_runners", model)
 
     def _emit(self, event: str, *args: Any) -> None:
-        if self._context is not None:
-            self._context.panel_event(event, *args)
+        self._context.panel_event(event, *args)
 
     def _deploy_both(self) -> None:
         """The VRAM baseline, then the carbon+distance plan, each measured on the same prompt."""
@@ -206,7 +200,7 @@ class RunnersPanel(ctk.CTkFrame):
         self._deploy(self._baseline_plan())
 
     def _baseline_plan(self) -> Plan | None:
-        return self._context.baseline_plan() if self._context is not None else None
+        return self._context.baseline_plan()
 
     def _continue_both(self) -> None:
         if not self._both:
@@ -229,7 +223,7 @@ class RunnersPanel(ctk.CTkFrame):
         for child in self.stage_list.winfo_children():
             child.destroy()
         self._stage_rows.clear()
-        self._stage_status = {stage.peer_id: "pending" for stage in plan.stages}
+        self._stage_status = {stage.peer_id: StageStatus.PENDING for stage in plan.stages}
         self._emit("deploy_started", plan)
         self.deploy_button.configure(state="disabled")
         self.hint.configure(text=f"Deploying {plan.model.name} on the live runners…")
@@ -328,7 +322,8 @@ class RunnersPanel(ctk.CTkFrame):
             self._stage_rows[peer_id] = (label, bar)
         label, bar = self._stage_rows[peer_id]
         bar.set(fraction)
-        bar.configure(progress_color=STATUS_COLOURS["live"] if status == "pending" else status_colour(status))
+        bar.configure(progress_color=STATUS_COLOURS[PeerStatus.LIVE] if status == StageStatus.PENDING
+                      else status_colour(status))
         label.configure(text=f"{peer_id}  {status}")
         self._stage_status[peer_id] = status
         self._emit("stage", peer_id, fraction, status)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-STATUS_COLOURS = {"live": "#3b82f6", "loading": "#f59e0b", "ready": "#22c55e", "dead": "#ef4444"}
+from engine.status import PeerStatus, StageStatus
+
+STATUS_COLOURS = {PeerStatus.LIVE: "#3b82f6", PeerStatus.LOADING: "#f59e0b", PeerStatus.READY: "#22c55e",
+                  PeerStatus.DEAD: "#ef4444"}
 PENDING_COLOUR = "#9ca3af"
-# A deployment's stage statuses (engine.coordinator.deployment) as runner statuses.
-_STAGE_AS_STATUS = {"lost": "dead", "failed": "dead"}
+# A deployment's stage statuses as runner statuses.
+_STAGE_AS_STATUS = {StageStatus.LOST: PeerStatus.DEAD, StageStatus.FAILED: PeerStatus.DEAD}
 
 
 def status_colour(status: str) -> str:

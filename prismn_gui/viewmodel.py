@@ -15,6 +15,8 @@ from pathlib import Path
 
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
+from engine.plan_text import ComparisonRow, StageRow, comparison_rows, shortfall_message
+from engine.plan_text import stage_rows as plan_text_stage_rows
 from engine.planning.types import Ingress, Weights
 from prismn_gui.cities import CUSTOM, city_coords
 from prismn_gui.targets import NO_TARGETS_REQUEST, TargetsRequest, plan_pair
@@ -53,31 +55,6 @@ class PlanRequest:
         """Everything but the weights: the Pareto sweep depends only on this."""
         return (self.model, self.quant, self.context_text, self.ingress_choice,
                 self.lat_text, self.lon_text, self.swarm_path, self.live, self.live_key, self.signal)
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    label: str
-    vram: str
-    carbon: str
-    diff: str
-
-
-@dataclass(frozen=True)
-class StageRow:
-    index: int
-    peer_id: str
-    gpu: str
-    layers: str
-    vram: str
-    carbon: str
-    source: str
-    signal: str = ""                  # "EMaps avg 12m" (prismn_gui.carbon_signals)
-    compute: str = "—"          # estimated compute ms per token, "m" measured by the runner / "t" GPU table
-
-    def values(self) -> tuple[str, ...]:
-        return (str(self.index), self.peer_id, self.gpu, self.layers, self.vram,
-                f"{self.carbon} · {self.signal or self.source}", self.compute)
 
 
 @dataclass(frozen=True)
@@ -151,74 +128,17 @@ def weights_for_preset(name: str) -> Weights:
         raise InvalidInput("preset", name, f"expected one of {sorted(WEIGHT_PRESETS)}") from None
 
 
-# ---- strings for the comparison ----------------------------------------------------------
-
-def percent_diff(baseline: float | None, other: float | None) -> str:
-    """Carbon+distance relative to the VRAM baseline, in percent."""
-    if baseline is None or other is None:
-        return "—"
-    if baseline == 0:
-        return "—" if other == 0 else "n/a"
-    change = (other - baseline) / abs(baseline) * 100.0
-    return f"{change:+.1f}%"
-
+# ---- strings for the comparison (built by engine.plan_text) -----------------------------
 
 def infeasible_message(plan: Plan) -> str:
     label = "VRAM baseline" if plan.policy == "vram" else "Carbon+distance"
-    if plan.binding is not None:
-        return f"{label}: infeasible — {plan.binding['message']}"
-    gb = plan.shortfall_gb if plan.shortfall_gb is not None else float("nan")
-    layers = plan.shortfall_layers if plan.shortfall_layers is not None else "?"
-    return (f"{label}: infeasible — the swarm cannot hold {plan.model.name} ({plan.model.quant}): "
-            f"short by {gb:.2f} GB and {layers} layer(s)")
-
-
-_METRICS: tuple[tuple[str, str, str], ...] = (
-    # (label, PlanMetrics attribute, format)
-    ("Peers used", "peers_used", "{:d}"),
-    ("Tour km", "tour_km", "{:,.0f}"),
-    ("Est. ms/token", "est_ms_per_token", "{:.1f}"),
-    ("gCO2 / 1k tokens", "g_co2_per_1k_tokens", "{:.3f}"),
-    ("gCO2/kWh (layer-wtd)", "avg_carbon_g_per_kwh", "{:.0f}"),
-    ("VRAM utilisation", "vram_utilization", "{:.0%}"),
-)
-
-
-def comparison_rows(vram_plan: Plan, carbon_plan: Plan) -> tuple[ComparisonRow, ...]:
-    rows = [ComparisonRow("Feasible", _yes_no(vram_plan.feasible), _yes_no(carbon_plan.feasible), "")]
-    for label, attr, fmt in _METRICS:
-        a = getattr(vram_plan.metrics, attr) if vram_plan.metrics else None
-        b = getattr(carbon_plan.metrics, attr) if carbon_plan.metrics else None
-        rows.append(ComparisonRow(label, _fmt(fmt, a), _fmt(fmt, b), percent_diff(a, b)))
-    return tuple(rows)
+    return f"{label}: {shortfall_message(plan)}"
 
 
 def stage_rows(plan: Plan, signals: dict | None = None) -> tuple[StageRow, ...]:
+    """engine.plan_text's stage rows, each carbon value labelled with its live signal when known."""
     from prismn_gui.carbon_signals import signal_label
-    signals = signals or {}
-    return tuple(
-        StageRow(
-            index=i + 1,
-            peer_id=s.peer_id,
-            gpu=s.gpu or "—",
-            layers=f"{s.layer_start}–{s.layer_end - 1} ({s.num_layers})",
-            vram=f"{s.vram_required_gb:.1f}/{s.vram_free_gb:.1f}",
-            carbon=f"{s.carbon_g_per_kwh:.0f}",
-            source=s.carbon_source,
-            compute="—" if s.est_compute_ms is None else
-            f"{s.est_compute_ms:.3g}{'m' if s.compute_source == 'measured' else 't'}",
-            signal=signal_label(signals[s.peer_id]) if s.peer_id in signals else "",
-        )
-        for i, s in enumerate(plan.stages)
-    )
-
-
-def _yes_no(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _fmt(fmt: str, value: float | int | None) -> str:
-    return "—" if value is None else fmt.format(value)
+    return plan_text_stage_rows(plan, {peer_id: signal_label(signal) for peer_id, signal in (signals or {}).items()})
 
 
 # ---- the planner shell the worker thread calls ------------------------------------------

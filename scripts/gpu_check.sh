@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check for one NVIDIA GPU (H100 class), under 15 minutes:
-#   1. NVML readings through engine.runner.metrics (GPU name, VRAM, utilisation, power);
+#   1. NVML readings through engine.runner.device_metrics (GPU name, VRAM, utilisation, power);
 #   2. CUDA runners: the pipeline stages below load on the GPU and report device + NVML in their ready line;
 #   3. a 2-stage pipeline (layers 0:16, 16:32) of a Llama-3.1-8B-shaped model with random bf16 weights
 #      vs the monolithic model on the same GPU: decode tokens/s, ratio (goal >= 0.8), and whether the
@@ -28,7 +28,7 @@ echo "== versions and NVML readings =="
 "$PYTHON" - <<'PY'
 import importlib.util, json
 import torch, transformers
-from engine.runner.metrics import read_metrics
+from engine.runner.device_metrics import read_metrics
 print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                   "cuda": torch.cuda.is_available(), "iroh": importlib.util.find_spec("iroh") is not None}))
 print(json.dumps(read_metrics().to_dict()))

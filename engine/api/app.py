@@ -4,7 +4,7 @@ Serving a request:
 1. authorise (a bearer key when one is set: constant-time compare, never logged);
 2. admit (at most `max_in_flight` requests at once, else 429 — running requests are unaffected);
 3. parse the body (engine.api.requests: a 400 naming the field and value);
-4. generate through the ingress (engine.decoding's loop; streamed as server-sent events);
+4. generate through the orchestrator (engine.decoding's loop; streamed as server-sent events);
 5. answer with `usage` and a `prismn` object (deployment, stages, measured ms/token, gCO2).
 
 Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}}: bad input 400, wrong or
@@ -28,8 +28,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from engine.api.requests import GenerationRequest, parse_chat, parse_completion
 from engine.coordinator.deployment import READY
-from engine.coordinator.ingress import Ingress
 from engine.coordinator.links import PeerLost, RunnerFailed
+from engine.coordinator.orchestrator import Orchestrator
 from engine.errors import InfeasiblePlan, InvalidInput, PrismnError
 
 log = logging.getLogger("prismn.api")
@@ -60,7 +60,7 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
-def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int = MAX_IN_FLIGHT,
+def create_app(orchestrator: Orchestrator, api_key: str | None = None, max_in_flight: int = MAX_IN_FLIGHT,
                ready_wait_s: float = READY_WAIT_S) -> FastAPI:
     app = FastAPI(title="Prismn", docs_url=None, redoc_url=None, openapi_url=None)
     in_flight = [0]
@@ -81,7 +81,7 @@ def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int 
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        dep = ingress.coordinator.deployment
+        dep = orchestrator.coordinator.deployment
         data = [] if dep is None else [{"id": dep.plan.model.name, "object": "model", "created": 0,
                                         "owned_by": "prismn", "root": dep.model,
                                         "ready": dep.ready}]
@@ -93,18 +93,18 @@ def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int 
             generation = parse(body)
         except InvalidInput as exc:
             raise _bad_request(exc) from None
-        _check_model(ingress, generation.model)
+        _check_model(orchestrator, generation.model)
         if in_flight[0] >= max_in_flight:
             raise ApiError(429, f"this server already runs {max_in_flight} requests; retry later",
                            "rate_limit_exceeded", code="too_many_requests")
         in_flight[0] += 1
         try:
-            await _until_ready(ingress, ready_wait_s)
+            await _until_ready(orchestrator, ready_wait_s)
             if generation.stream:
-                return StreamingResponse(_released(_stream(ingress, generation, kind), in_flight),
+                return StreamingResponse(_released(_stream(orchestrator, generation, kind), in_flight),
                                          media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
             try:
-                result = await _generate(ingress, generation, None)
+                result = await _generate(orchestrator, generation, None)
             finally:
                 in_flight[0] -= 1
             return _answer(result, generation, kind)
@@ -126,9 +126,9 @@ def create_app(ingress: Ingress, api_key: str | None = None, max_in_flight: int 
 
 # ---- generating -------------------------------------------------------------------------------
 
-async def _generate(ingress: Ingress, generation: GenerationRequest, on_text) -> dict[str, Any]:
+async def _generate(orchestrator: Orchestrator, generation: GenerationRequest, on_text) -> dict[str, Any]:
     try:
-        return await ingress.generate(generation.prompt, generation.max_tokens, on_text, chat=generation.chat,
+        return await orchestrator.generate(generation.prompt, generation.max_tokens, on_text, chat=generation.chat,
                                       sampling=generation.sampling, stop=generation.stop)
     except PrismnError as exc:
         raise _api_error(exc) from None
@@ -150,10 +150,10 @@ def _api_error(exc: PrismnError) -> ApiError:
     return ApiError(503, str(exc), "server_error")
 
 
-async def _stream(ingress: Ingress, generation: GenerationRequest, kind: str) -> AsyncIterator[bytes]:
+async def _stream(orchestrator: Orchestrator, generation: GenerationRequest, kind: str) -> AsyncIterator[bytes]:
     request_id, created = _ids(kind)
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    task = asyncio.ensure_future(_generate(ingress, generation, queue.put_nowait))
+    task = asyncio.ensure_future(_generate(orchestrator, generation, queue.put_nowait))
     task.add_done_callback(lambda _t: queue.put_nowait(None))
     model = generation.model
     try:
@@ -234,18 +234,18 @@ def _prismn(result: dict[str, Any]) -> dict[str, Any]:
 
 # ---- checks -----------------------------------------------------------------------------------
 
-async def _until_ready(ingress: Ingress, wait_s: float) -> None:
+async def _until_ready(orchestrator: Orchestrator, wait_s: float) -> None:
     """Returns once the deployment is ready; 503 with Retry-After when it is not within `wait_s`.
 
-    The wait is on the ingress's shared readiness (which re-plans around runners that do not come
+    The wait is on the orchestrator's shared readiness (which re-plans around runners that do not come
     back): a request giving up does not cancel it for the others."""
-    dep = ingress.coordinator.deployment
+    dep = orchestrator.coordinator.deployment
     if dep is not None and dep.ready:
         return
     try:
-        await asyncio.wait_for(asyncio.shield(ingress.readiness()), wait_s)
+        await asyncio.wait_for(asyncio.shield(orchestrator.readiness()), wait_s)
     except TimeoutError:
-        dep = ingress.coordinator.deployment
+        dep = orchestrator.coordinator.deployment
         waiting = sorted(p for p, status in dep.status.items() if status != READY) if dep is not None else []
         raise ApiError(503, f"the deployment is not ready yet (waiting for {', '.join(waiting) or 'a re-plan'}): "
                             f"retry in {RETRY_AFTER_S} s", "server_error", code="deployment_not_ready",
@@ -264,8 +264,8 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, f"the body is not JSON: {exc}", "invalid_request_error", "body") from None
 
 
-def _check_model(ingress: Ingress, model: str) -> None:
-    dep = ingress.coordinator.deployment
+def _check_model(orchestrator: Orchestrator, model: str) -> None:
+    dep = orchestrator.coordinator.deployment
     if dep is None:
         raise ApiError(503, "no model is deployed: deploy a plan first", "server_error", code="no_deployment",
                        retry_after_s=RETRY_AFTER_S)

@@ -1,6 +1,6 @@
 """Bind the API beside the coordinator: uvicorn on the coordinator's own asyncio loop.
 
-Requests only await the ingress (network steps, no heavy compute on the loop), so heartbeats keep
+Requests only await the orchestrator (network steps, no heavy compute on the loop), so heartbeats keep
 their cadence. "Loopback" is 127.0.0.0/8, ::1 and the name localhost; any other bind address
 (0.0.0.0 included) needs a bearer key: PRISMN_API_KEY, else one generated here and shown like the
 ticket. CORS stays closed (no Access-Control headers): browsers on other origins cannot call it.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from engine.api.app import MAX_IN_FLIGHT, READY_WAIT_S, create_app
-from engine.coordinator.ingress import Ingress
+from engine.coordinator.orchestrator import Orchestrator
 from engine.errors import InvalidInput
 
 KEY_ENV = "PRISMN_API_KEY"
@@ -78,7 +78,7 @@ class ApiServer:
             self._task.cancel()
 
 
-async def start_api(ingress: Ingress, bind: str, max_in_flight: int = MAX_IN_FLIGHT,
+async def start_api(orchestrator: Orchestrator, bind: str, max_in_flight: int = MAX_IN_FLIGHT,
                     api_key: str | None = None, any_port_if_taken: bool = False,
                     ready_wait_s: float = READY_WAIT_S) -> ApiServer:
     """Serve on `bind` (HOST:PORT, port 0 = any free one) from the running loop; returns once listening.
@@ -87,7 +87,7 @@ async def start_api(ingress: Ingress, bind: str, max_in_flight: int = MAX_IN_FLI
     address is a convenience; the headless command fails on a taken port, as asked)."""
     host, port = parse_bind(bind)
     key, generated = (api_key, False) if api_key is not None else api_key_for(host)
-    config = uvicorn.Config(create_app(ingress, key, max_in_flight, ready_wait_s), host=host, port=port,
+    config = uvicorn.Config(create_app(orchestrator, key, max_in_flight, ready_wait_s), host=host, port=port,
                             log_level="warning", lifespan="off", access_log=False, server_header=False)
     server = _Server(config)
     # Bound here, not by uvicorn: uvicorn answers a bind error with sys.exit, which would end the coordinator.

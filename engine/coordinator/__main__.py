@@ -1,15 +1,17 @@
-"""Headless coordinator: `python -m engine.coordinator [--store sqlite:PATH|mongodb://...]`.
+"""Headless coordinator: `python -m engine.coordinator [--store sqlite:PATH|mongodb://...]` (or `prismn-coordinator`).
 
     python -m engine.coordinator --transport tcp --bind-host 127.0.0.1 --store sqlite:PATH \\
         --api-bind 127.0.0.1:PORT --model smollm2 --min-peers 3
 
 Serving, in order:
 1. start the coordinator; print `ticket: T` (runners join with `python -m engine.runner --ticket T ...`);
-2. start the OpenAI-compatible API; print `api: http://HOST:PORT/v1` (and `api key: K` when bound beyond
-   loopback without PRISMN_API_KEY);
-3. deploy: `--plan FILE` once its runners joined, or with `--model`, once `--min-peers` runners are live,
-   plan over them (`--policy`, `--weights`, `--quant`, `--context` as in `engine plan`; the ingress is
-   `--ingress LAT,LON`, else the live runners' mean position) and deploy;
+2. start the OpenAI-compatible API (`--api-bind none`: no API); print `api: http://HOST:PORT/v1` (and
+   `api key: K` when bound beyond loopback without PRISMN_API_KEY);
+3. deploy: `--plan FILE` once its runners joined (waiting at most `--wait-s`), or with
+   `--model`, once `--min-peers` runners are live, plan over them (`--policy`, `--weights`, `--quant`,
+   `--context` as in `engine plan`; the ingress is `--ingress LAT,LON`, else the live runners' mean
+   position) and deploy; print `deployed ID on N runner(s): ...` once its stages are ready, or
+   `not deployed: WHY` (an infeasible plan waits for the peers to change);
 4. serve until stopped, printing the peers whenever they change; when a deployed runner is lost,
    re-plan over the live ones and redeploy (a request in flight does the same and retries);
 5. meanwhile re-place as the app does (engine.coordinator.replacement): every `--replan-every`
@@ -71,7 +73,7 @@ async def _serve(args: argparse.Namespace) -> None:
     api = None
     try:
         if args.api_bind != "none":
-            api = await start_api(running.ingress, args.api_bind, max_in_flight=args.max_in_flight,
+            api = await start_api(running.orchestrator, args.api_bind, max_in_flight=args.max_in_flight,
                                   ready_wait_s=args.ready_wait_s)
             print(f"api: {api.url}", flush=True)
             if api.key_generated:
@@ -79,7 +81,7 @@ async def _serve(args: argparse.Namespace) -> None:
         if args.plan:
             plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
             await _wait_for_peers(running, {s.peer_id for s in plan.stages}, args.wait_s)
-            await running.ingress.deploy(plan, args.model, _print_progress)
+            await running.orchestrator.deploy(plan, args.model, _print_progress)
         await _watch(running, args, resolver)
     finally:
         if api is not None:
@@ -123,13 +125,13 @@ async def _keep_deployed(running: server.Running, args: argparse.Namespace, reso
         print(f"planned {plan.model.name} over {len(plan.stages)} of {len(live)} runner(s) "
               f"({args.policy}): " + ", ".join(f"{s.peer_id} {s.layer_start}:{s.layer_end}" for s in plan.stages),
               flush=True)
-        await running.ingress.deploy(plan, args.model, _print_progress)
+        await running.orchestrator.deploy(plan, args.model, _print_progress)
     elif any(status == LOST for status in dep.status.values()):
         print("a deployed runner was lost: re-planning over the live runners", flush=True)
-        await running.ingress.readiness()
+        await running.orchestrator.readiness()
     elif not all(running.coordinator.registry.is_alive(p) for p in dep.status):
         # restored from the store: its runners rejoin (keeping their stages), or it is re-planned
-        await running.ingress.readiness()
+        await running.orchestrator.readiness()
 
 
 def _plan_over(live, args: argparse.Namespace, resolver: CarbonResolver) -> Plan:
@@ -174,7 +176,7 @@ def replacement_for(running: server.Running, resolver: CarbonResolver, args: arg
     """The coordinator's re-placement schedule (auto mode) as the flags set it, printing what it does."""
     from engine.coordinator.replacement import Replacement
 
-    replacement = Replacement(running.coordinator, running.ingress, resolver=resolver,
+    replacement = Replacement(running.coordinator, running.orchestrator, resolver=resolver,
                               period_s=args.replan_every, horizon_h=args.replan_horizon_h,
                               threshold=args.replan_threshold, mode="auto", signal=SignalKind(args.signal))
     replacement.on_change = ReplanLog(replacement)

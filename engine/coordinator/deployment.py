@@ -17,8 +17,10 @@ from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
 from engine.planning.types import Ingress, Peer, Policy, Weights
+from engine.status import StageStatus
 
-PENDING, LOADING, READY, LOST, FAILED = "pending", "loading", "ready", "lost", "failed"
+PENDING, LOADING, READY, LOST, FAILED = (StageStatus.PENDING, StageStatus.LOADING, StageStatus.READY,
+                                         StageStatus.LOST, StageStatus.FAILED)
 
 ProgressCallback = Callable[[str, float, str], None]      # (peer_id, fraction 0..1, status)
 

@@ -73,7 +73,7 @@ class EmbeddedCoordinator:
                         from engine.api.server import start_api
 
                         try:
-                            self._api = await start_api(running.ingress, self.api_bind, any_port_if_taken=True)
+                            self._api = await start_api(running.orchestrator, self.api_bind, any_port_if_taken=True)
                         except BaseException:
                             await running.close()
                             raise
@@ -201,7 +201,7 @@ class EmbeddedCoordinator:
         running = self._require()
 
         async def deploy() -> str:
-            return (await running.ingress.deploy(plan, model or self.model_source, on_progress)).id
+            return (await running.orchestrator.deploy(plan, model or self.model_source, on_progress)).id
 
         return self._call(deploy)
 
@@ -209,12 +209,12 @@ class EmbeddedCoordinator:
                  on_token: Callable[[str], None] | None = None, chat: bool = True,
                  sampling: Sampling = GREEDY, stop: tuple[str, ...] = ()) -> concurrent.futures.Future[dict[str, Any]]:
         """Generation through the deployed pipeline (greedy unless `sampling` says otherwise); result:
-        text, token_ids, tokens_per_s, g_co2, ... (Ingress.generate).
+        text, token_ids, tokens_per_s, g_co2, ... (Orchestrator.generate).
 
         `prompt` is text (through the chat template where the model has one and `chat` is on) or
         token ids."""
         running = self._require()
-        return self._call(running.ingress.generate, prompt, max_new_tokens, on_token, chat, sampling, stop)
+        return self._call(running.orchestrator.generate, prompt, max_new_tokens, on_token, chat, sampling, stop)
 
     # ---- re-placement (engine.coordinator.replacement) --------------------------------------
 
@@ -227,7 +227,7 @@ class EmbeddedCoordinator:
             from engine.coordinator.replacement import Replacement
             if running.replacement is not None:
                 await running.replacement.stop()
-            running.replacement = Replacement(running.coordinator, running.ingress, **options)
+            running.replacement = Replacement(running.coordinator, running.orchestrator, **options)
             running.replacement.start()
 
         self._call(enable).result(STOP_TIMEOUT_S)

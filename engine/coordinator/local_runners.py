@@ -87,7 +87,7 @@ def spawn(ticket: str, n: int, model: str, cities: list[str] | None = None,
     for city, vram_gb_here in zip(chosen[:n], vram_each, strict=False):
         log_file: IO[bytes] = open(log_dir / f"{re.sub(r'[^A-Za-z0-9._-]', '_', city.peer_id)}.log", "ab")
         # The ticket goes in the environment: /proc/PID/environ is the owner's, the command line is not.
-        command = [sys.executable, "-m", "engine.coordinator.agent",
+        command = [sys.executable, "-m", "engine.runner.agent",
                    "--lat", str(city.lat), "--lon", str(city.lon), "--vram-gb", f"{vram_gb_here:.6f}",
                    "--name", city.name, "--id", city.peer_id, "--exit-with-pid", str(os.getpid())]
         if emulate_wan:

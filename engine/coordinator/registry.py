@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.planning.types import CarbonSource, Peer
+from engine.carbon_values import CarbonSource
+from engine.planning.types import Peer
+from engine.protocol.messages import MISSED_BEATS
+from engine.status import PeerStatus
 
-MISSED_BEATS = 3
-
-# peer status, also the colour key of the GUI's runners panel
-LIVE = "live"          # joined and beating, holds no stage of the current deployment
-LOADING = "loading"    # loading its stage
-READY = "ready"        # holds its stage of the current deployment
-DEAD = "dead"          # missed MISSED_BEATS beats or dropped its connection
-STATUSES = (LIVE, LOADING, READY, DEAD)
+# peer status (engine.status), also the colour key of the GUI's runners panel
+LIVE, LOADING, READY, DEAD = PeerStatus.LIVE, PeerStatus.LOADING, PeerStatus.READY, PeerStatus.DEAD
+STATUSES = tuple(PeerStatus)
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class PeerState:
     carbon_g_per_kwh: float
     carbon_source: CarbonSource
     tflops: float | None
-    status: str
+    status: PeerStatus
     last_beat_s: float
     address: str | None = None           # where the previous stage of a tour reaches it
     emulated_wan: bool = False
@@ -93,7 +91,7 @@ class Registry:
         self._peers[peer_id] = record
         return record
 
-    def set_status(self, peer_id: str, status: str) -> None:
+    def set_status(self, peer_id: str, status: PeerStatus) -> None:
         record = self._peers.get(peer_id)
         if record is not None and record.status != DEAD:
             self._peers[peer_id] = replace(record, status=status)

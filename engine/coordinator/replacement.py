@@ -120,7 +120,7 @@ class MigrationRecord:
 @dataclass
 class Replacement:
     coordinator: Any                 # engine.coordinator.service.Coordinator
-    ingress: Any                     # engine.coordinator.ingress.Ingress
+    orchestrator: Any                # engine.coordinator.orchestrator.Orchestrator
     resolver: CarbonResolver = field(default_factory=CarbonResolver)
     period_s: float = DEFAULT_PERIOD_S
     horizon_h: float = DEFAULT_HORIZON_H
@@ -184,7 +184,7 @@ class Replacement:
         live = {p.id for p in peers}
         if any(s.peer_id not in live for s in dep.plan.stages):
             return None                 # a runner of the running plan is gone: recovery's job, not ours
-        rate = self.ingress.traffic.rate() or ServingRate(0.0, 0.0)
+        rate = self.orchestrator.traffic.rate() or ServingRate(0.0, 0.0)
         decision = decide_migration(dep.plan, candidate, footprint, peers, rate, self.load_gb_s,
                                     self.horizon_h, self.threshold)
         self.last_decision = decision
@@ -241,7 +241,7 @@ class Replacement:
         coordinator.pending_deployment = None
         # 3. switch between requests: the normal deploy of the candidate, now that the warm runners
         # hold their weights (they answer ready at once); runners moving from an old stage load here.
-        async with self.ingress.traffic.closed():
+        async with self.orchestrator.traffic.closed():
             if coordinator.deployment is not old:
                 raise RuntimeError("the running deployment changed meanwhile (a recovery)")
             current = await coordinator.deploy_once(candidate, old.model, old.on_progress, LOAD_TIMEOUT_S)

@@ -9,12 +9,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from engine.coordinator.auth import SigningKey
-from engine.coordinator.ingress import Ingress
-from engine.coordinator.messages import FRAME_LIMITS
+from engine.coordinator.orchestrator import Orchestrator
 from engine.coordinator.service import Coordinator
-from engine.coordinator.ticket import Ticket, identity_dir, load_identity, save_identity
 from engine.errors import InvalidInput
+from engine.protocol.auth import SigningKey
+from engine.protocol.messages import FRAME_LIMITS
+from engine.protocol.ticket import Ticket, identity_dir, load_identity, save_identity
 from engine.store import Store, open_store
 from engine.transport.base import Node
 from engine.transport.iroh_channel import IrohNode
@@ -29,7 +29,7 @@ REBIND_TRIES = 20            # x 0.1 s: a coordinator that just stopped may hold
 @dataclass
 class Running:
     coordinator: Coordinator
-    ingress: Ingress
+    orchestrator: Orchestrator
     store: Store
     ticket: str
     replacement: Any = None           # engine.coordinator.replacement.Replacement, once enabled
@@ -62,7 +62,7 @@ async def start(store_spec: str | None = None, *, transport: str = "iroh", bind_
         store.close()
         raise
     ticket = Ticket(node.address, identity.join_secret, coordinator.signing_key.public_hex).encode()
-    return Running(coordinator, Ingress(coordinator), store, ticket)
+    return Running(coordinator, Orchestrator(coordinator), store, ticket)
 
 
 async def _bind(transport: str, host: str, port: int, secret_key: bytes) -> Node:

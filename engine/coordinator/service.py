@@ -1,4 +1,4 @@
-"""The coordinator: admits runners that prove the join secret (engine.coordinator.auth), watches their
+"""The coordinator: admits runners that prove the join secret (engine.protocol.auth), watches their
 heartbeats, deploys plans and recovers when a runner dies. One asyncio loop owns all of its state.
 
 Routing follows the plan's tour (engine.coordinator.tour): the ingress sends each step to stage 1
@@ -21,20 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from engine.carbon.resolver import CarbonResolver
+from engine.carbon_values import CarbonSource
 from engine.coordinator import registry as reg
-from engine.coordinator.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
 from engine.coordinator.deployment import FAILED, LOADING, LOST, PENDING, READY, Deployment, ProgressCallback
 from engine.coordinator.links import FORWARD_TIMEOUT_S, PeerLink, PeerLost
 from engine.coordinator.measured import Measurements, ingress_key_of
-from engine.coordinator.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
 from engine.coordinator.plausible import VramSanity
 from engine.coordinator.registry import PeerState, Registry
 from engine.coordinator.tour import FrameCounts, StepTrace, TourSteps
 from engine.errors import InvalidInput
 from engine.plan import Plan
-from engine.planning.types import CarbonSource, Ingress, Peer
-from engine.store.base import PEER_ALIVE, PEER_DEAD, Store
+from engine.planning.types import Ingress, Peer
+from engine.protocol.auth import PEER_KEYS_FILE, PeerKeys, Refusal, SigningKey, coordinator_handshake
+from engine.protocol.messages import MAX_HEADER_BYTES, RUNNER_TO_COORDINATOR, validate
+from engine.status import PeerStatus
 from engine.store.base import PeerRecord as StoredPeer
+from engine.store.base import Store
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, FrameLimits, tensor_to_frame
 from engine.transport.wan import DEFAULT_BANDWIDTH_MBPS, WanEmulation
@@ -110,8 +112,8 @@ class Coordinator:
                 power_w=metrics.get("power_w"), carbon_g_per_kwh=stored.carbon_g_per_kwh or 0.0,
                 carbon_source=CarbonSource(stored.carbon_source or CarbonSource.DEFAULT.value),
                 tflops=metrics.get("tflops"), status=reg.DEAD, last_beat_s=0.0))
-            if stored.status != PEER_DEAD:
-                self._store("mark_peer", stored.peer_id, PEER_DEAD)
+            if stored.status != PeerStatus.DEAD:
+                self._store("mark_peer", stored.peer_id, PeerStatus.DEAD)
         record = self.store.current_deployment()
         if record is not None:
             plan = record.to_plan()
@@ -155,7 +157,7 @@ class Coordinator:
             await _quiet_close(channel)
 
     async def _admit(self, channel: Channel) -> str | None:
-        """The join handshake (engine.coordinator.auth): proof of the join secret over fresh nonces,
+        """The join handshake (engine.protocol.auth): proof of the join secret over fresh nonces,
         and a runner key that owns its peer id; returns the peer id or None."""
         joined_limits, channel.limits = channel.limits, JOIN_LIMITS
         try:
@@ -307,7 +309,7 @@ class Coordinator:
         if link is not None:
             link.fail(reason)
             asyncio.get_running_loop().create_task(_quiet_close(link.channel))
-        self._store("mark_peer", peer_id, PEER_DEAD)
+        self._store("mark_peer", peer_id, PeerStatus.DEAD)
         self.tours.peer_lost(PeerLost(peer_id, reason, link))
         dep = self.deployment
         if dep is not None and dep.status.get(peer_id) not in (None, LOST):
@@ -461,7 +463,7 @@ class Coordinator:
         self._store("upsert_peer", StoredPeer(
             peer_id=record.id, lat=record.lat, lon=record.lon, gpu=record.gpu,
             free_vram_gb=record.free_vram_gb, carbon_g_per_kwh=record.carbon_g_per_kwh,
-            carbon_source=record.carbon_source.value, status=PEER_ALIVE, last_seen=time.time(),
+            carbon_source=record.carbon_source.value, status=PeerStatus.LIVE, last_seen=time.time(),
             metrics={**_metrics_of(msg), "name": record.name, "tflops": record.tflops}))
 
     def _store(self, method: str, *args: Any) -> None:

@@ -37,10 +37,10 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from engine.errors import InvalidInput
+from engine.geo import pairwise_km
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
 from engine.planning.assignment import ranges_of
-from engine.planning.geo import pairwise_km
 from engine.planning.latency import one_way_ms
 from engine.planning.planner import plan_from_stages, plan_header
 from engine.planning.targets import Targets, meets

@@ -12,8 +12,8 @@ from operator import attrgetter
 import numpy as np
 
 from engine.errors import InvalidInput
+from engine.geo import distances_from_km
 from engine.model.footprint import ModelFootprint
-from engine.planning.geo import distances_from_km
 from engine.planning.latency import ingress_one_way_ms
 from engine.planning.types import Ingress, Peer, Weights
 from engine.validate import finite_number

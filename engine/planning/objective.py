@@ -20,8 +20,8 @@ import numpy as np
 
 from engine.model.footprint import ModelFootprint
 from engine.plan import PlanMetrics
+from engine.planning.estimates import BANDWIDTH_EFFICIENCY, COMPUTE_EFFICIENCY, JOULES_PER_KWH
 from engine.planning.gpus import GpuSpec
-from engine.planning.metrics import BANDWIDTH_EFFICIENCY, COMPUTE_EFFICIENCY, JOULES_PER_KWH
 from engine.planning.types import Weights
 
 
@@ -68,7 +68,7 @@ def objective_from_baseline(weights: Weights, baseline: PlanMetrics) -> Objectiv
 
 @dataclass(frozen=True, eq=False)
 class StageRates:
-    """Per peer, the linear pieces of its stage time (engine.planning.metrics.stage_seconds):
+    """Per peer, the linear pieces of its stage time (engine.planning.estimates.stage_seconds):
 
         stage_s(L, last) = max(compute_s_per_layer · L + last · compute_s_head,
                                memory_s_per_layer · L + last · memory_s_head)

@@ -13,14 +13,14 @@ import numpy as np
 
 from engine import GB
 from engine.errors import InvalidInput
+from engine.geo import pairwise_km, unit_vectors
 from engine.model.footprint import ModelFootprint
 from engine.plan import ModelInfo, Plan, Stage
 from engine.planning.assignment import fits, layer_ranges
-from engine.planning.geo import pairwise_km, unit_vectors
+from engine.planning.estimates import JOULES_PER_KWH, StageTiming, layer_joules, plan_metrics, stage_times_s
 from engine.planning.gpus import GpuSpec, peer_gpu_spec
 from engine.planning.inputs import PeerColumns, check_footprint, check_weights, peer_columns
 from engine.planning.latency import one_way_ms
-from engine.planning.metrics import JOULES_PER_KWH, StageTiming, layer_joules, plan_metrics, stage_times_s
 from engine.planning.ordering import best_cycle, cycle_with_fixed_ends
 from engine.planning.scoring import policy_order
 from engine.planning.selection import Capacities, Selection, layer_capacities, select_peers

@@ -7,7 +7,7 @@ Steps (decide_migration):
                (stages load in parallel while the old ones keep serving), and the energy of loading
                (board power × load time × the runner's intensity);
   4. payback   the saving rate at the measured request rate repays the cost within the horizon.
-All figures are estimates from the planner's energy model (engine.planning.metrics), not measurements.
+All figures are estimates from the planner's energy model (engine.planning.estimates), not measurements.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from engine.errors import InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan, Stage
+from engine.planning.estimates import JOULES_PER_KWH, StageLoad, stage_seconds
 from engine.planning.gpus import peer_gpu_spec
-from engine.planning.metrics import JOULES_PER_KWH, StageLoad, stage_seconds
 from engine.planning.types import Peer
 
 DEFAULT_HORIZON_H = 1.0
@@ -68,7 +68,7 @@ class MigrationDecision:
 
 def plan_g_per_1k_tokens(plan: Plan, footprint: ModelFootprint, peers: Mapping[str, Peer]) -> float:
     """gCO2 per 1k tokens of `plan` with each stage's peer at its current intensity (same model as
-    engine.planning.metrics: board power × stage time per token × grid intensity)."""
+    engine.planning.estimates: board power × stage time per token × grid intensity)."""
     grams = 0.0
     for stage in plan.stages:
         peer = peers.get(stage.peer_id)

@@ -5,7 +5,7 @@ Carbon policy score (lower is better), every term min-max normalised over the sw
     score = w_c · norm(log g_co2_per_layer_token) + w_d · norm(ingress_ms) + w_v · (1 − norm(free_vram_gb))
 
 The carbon term is what one decoder layer's token emits on that peer: grid intensity × the GPU's
-power × its time per layer (engine.planning.metrics.stage_seconds), so an efficient card on a
+power × its time per layer (engine.planning.estimates.stage_seconds), so an efficient card on a
 slightly dirtier grid can beat a slow card on a cleaner one. On a swarm of one GPU kind it orders
 peers exactly as grid intensity (gCO2/kWh) does; across kinds it is what the plan's
 g_co2_per_1k_tokens adds up, so the carbon slider lowers emitted CO2, not a nominal grid figure.

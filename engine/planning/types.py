@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.carbon_values import CarbonSource  # noqa: F401  (re-exported: Peer carries one)
+from engine.carbon_values import CarbonSource
 
 
 class Policy(StrEnum):

@@ -16,7 +16,7 @@ and answers each request on the channel it came in on. Strangers are bounded eit
 between its place and the receiver's would.
 
 `python -m engine.runner --ticket T --lat .. --lon ..` instead joins a coordinator, which assigns the
-stage (engine.coordinator.agent); `--ticket-file F` or $PRISMN_TICKET keep the ticket (which holds the
+stage (engine.runner.agent); `--ticket-file F` or $PRISMN_TICKET keep the ticket (which holds the
 join secret) out of the command line other local users can read.
 """
 
@@ -79,10 +79,10 @@ def _emit(stream, record: dict[str, Any]) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     import torch
 
+    from engine.model.source import resolve_model
+    from engine.runner.device_metrics import read_metrics
     from engine.runner.energy import EnergyMeter
     from engine.runner.memory import measure_memory
-    from engine.runner.metrics import read_metrics
-    from engine.runner.model_source import resolve_model
     from engine.runner.quantize import compute_dtype_name
     from engine.runner.server import RunnerServer, open_node, stage_info
     from engine.runner.shards import load_config, load_stage, parse_layers
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     joining = any(arg.split("=")[0] in ("--ticket", "--ticket-file") for arg in argv)
     if joining or (os.environ.get("PRISMN_TICKET") and not any(a.split("=")[0] == "--model" for a in argv)):
-        # Join mode: the coordinator tells this runner which stage to load (engine.coordinator.agent).
-        from engine.coordinator.agent import main as agent_main
+        # Join mode: the coordinator tells this runner which stage to load (engine.runner.agent).
+        from engine.runner.agent import main as agent_main
 
         return agent_main(argv)
     args = build_parser().parse_args(argv)

@@ -1,6 +1,6 @@
 """A loaded stage times itself: a prefill of a typical prompt and a few warm decode steps.
 
-The coordinator plans live peers with these figures instead of the GPU table (engine.planning.metrics
+The coordinator plans live peers with these figures instead of the GPU table (engine.planning.estimates
 `StageTiming`). Inputs are synthetic (token 0 / zero hidden states): a step's time does not depend on
 the values, only on the shapes.
 """

@@ -11,7 +11,7 @@ limits, a stream cut inside a frame) closes that one channel. Other channels and
 
 `RunnerServer.handlers` maps frame type -> coroutine(channel, header, payload). The same server is
 the routing code of both `python -m engine generate` (runners it starts) and coordinator deployments
-(engine.coordinator.agent embeds one): a forward goes through this stage and on to `route[0]`, the
+(engine.runner.agent embeds one): a forward goes through this stage and on to `route[0]`, the
 last stage's token goes to `reply_to`, and only addresses assigned by `allow_routes` are ever dialled.
 
 What a stranger may take is bounded (engine.runner.limits): idle and mid-frame timeouts, a payload
@@ -35,9 +35,9 @@ import torch
 
 from engine.decoding import pick_token
 from engine.errors import InvalidInput, PrismnError
+from engine.protocol.stage import ForwardRequest, _short, parse_end_session, parse_forward, trace_json
 from engine.runner.energy import EnergyMeter
 from engine.runner.limits import RateLimiter, RunnerLimits, SessionOwners, payload_limit
-from engine.runner.protocol import ForwardRequest, _short, parse_end_session, parse_forward, trace_json
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError, FrameLimits, frame_to_tensor, tensor_to_frame
 from engine.transport.wan import Location, WanEmulation

@@ -10,7 +10,7 @@ One interface, two backends: an embedded SQLite file (the default) and MongoDB (
 
     store.upsert_peer(PeerRecord("p1", lat=52.5, lon=13.4, gpu="RTX 4090", free_vram_gb=22.0,
                                  carbon_g_per_kwh=310.0, carbon_source="region", last_seen=time.time()))
-    store.get_peer("p1") / store.list_peers(status="alive") / store.mark_peer("p1", "dead")
+    store.get_peer("p1") / store.list_peers(status="live") / store.mark_peer("p1", "dead")
     store.record_metrics("p1", at=time.time(), metrics={"tokens_per_s": 41.2})
     store.metrics_history("p1", since=None) -> [MetricsSample(peer_id, at, metrics)], oldest first
     dep_id = store.save_deployment(plan.to_dict())   # becomes the active one; others deactivated
@@ -35,10 +35,8 @@ import os
 from engine.errors import InvalidInput
 from engine.store.base import (
     METRICS_RETENTION_S,
-    PEER_ALIVE,
-    PEER_DEAD,
     PEER_STATUSES,
-    STAGE_PENDING,
+    STAGE_STATUSES,
     DeploymentRecord,
     MetricsSample,
     PeerRecord,
@@ -48,7 +46,7 @@ from engine.store.base import (
 )
 
 __all__ = [
-    "METRICS_RETENTION_S", "PEER_ALIVE", "PEER_DEAD", "PEER_STATUSES", "STAGE_PENDING",
+    "METRICS_RETENTION_S", "PEER_STATUSES", "STAGE_STATUSES",
     "DeploymentRecord", "MetricsSample", "PeerRecord", "Store", "StoreClosed", "StoreUnavailable",
     "open_store",
 ]

@@ -18,15 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.carbon_values import CarbonSource
 from engine.errors import InvalidInput, PrismnError
 from engine.plan import Plan
-from engine.planning.types import CarbonSource
+from engine.status import PeerStatus, StageStatus
 from engine.validate import finite_number
 
-PEER_ALIVE = "alive"
-PEER_DEAD = "dead"
-PEER_STATUSES = (PEER_ALIVE, PEER_DEAD)
-STAGE_PENDING = "pending"                  # every stage of a new deployment starts here
+PEER_STATUSES = (PeerStatus.LIVE.value, PeerStatus.DEAD.value)   # what a store keeps of a peer's status
+STAGE_STATUSES = tuple(s.value for s in StageStatus)
 METRICS_RETENTION_S = 24 * 3600            # metrics history is kept for 24 h
 MAX_ID_CHARS = 256
 _CARBON_SOURCES = tuple(s.value for s in CarbonSource)
@@ -55,9 +54,20 @@ def check_number(value: Any, field_name: str, low: float | None = None, high: fl
 
 
 def check_peer_status(value: Any, field_name: str = "status") -> str:
-    if value not in PEER_STATUSES:
+    """The stored word of a peer status: "live" or "dead" (a store from before 2026-12 says "alive")."""
+    try:
+        word = PeerStatus.read(value).value if isinstance(value, str) else None
+    except ValueError:
+        word = None
+    if word not in PEER_STATUSES:
         raise InvalidInput(field_name, value, f"expected one of {PEER_STATUSES}")
-    return value
+    return word
+
+
+def check_stage_status(value: Any, field_name: str = "status") -> str:
+    if not isinstance(value, str) or value not in STAGE_STATUSES:
+        raise InvalidInput(field_name, value, f"expected one of {STAGE_STATUSES}")
+    return StageStatus(value).value
 
 
 def check_json_object(value: Any, field_name: str) -> dict[str, Any]:
@@ -87,7 +97,7 @@ class PeerRecord:
     free_vram_gb: float
     carbon_g_per_kwh: float | None = None
     carbon_source: str | None = None       # a CarbonSource value
-    status: str = PEER_ALIVE               # "alive" | "dead"
+    status: str = PeerStatus.LIVE.value    # "live" | "dead" (PEER_STATUSES)
     last_seen: float = 0.0                 # epoch seconds
     metrics: dict[str, Any] = field(default_factory=dict)   # latest snapshot; history is separate
 
@@ -162,14 +172,14 @@ class Store(ABC):
     def list_peers(self, status: str | None = None) -> list[PeerRecord]:
         """All peers (or those with `status`), sorted by peer_id."""
         if status is not None:
-            check_peer_status(status)
+            status = check_peer_status(status)
         with self._open():
             return self._list_peers(status)
 
     def mark_peer(self, peer_id: str, status: str) -> None:
         """Set a known peer's status; an unknown peer_id raises InvalidInput."""
         check_id(peer_id, "peer_id")
-        check_peer_status(status)
+        status = check_peer_status(status)
         with self._open():
             if not self._set_peer_status(peer_id, status):
                 raise InvalidInput("peer_id", peer_id, "no such peer")
@@ -203,7 +213,7 @@ class Store(ABC):
             now = time.time() if current is None else max(time.time(), current.created_at + 1e-3)
             rec = DeploymentRecord(
                 deployment_id=uuid.uuid4().hex, plan=parsed.to_dict(),
-                stage_status={s.peer_id: STAGE_PENDING for s in parsed.stages},
+                stage_status={s.peer_id: StageStatus.PENDING.value for s in parsed.stages},
                 created_at=now, updated_at=now, active=True,
             )
             self._insert_deployment(rec)
@@ -223,7 +233,7 @@ class Store(ABC):
         """Set the status of `peer_id`'s stage; the peer must be a stage of that deployment."""
         check_id(deployment_id, "deployment_id")
         check_id(peer_id, "peer_id")
-        check_id(status, "status")
+        status = check_stage_status(status)
         with self._open():
             rec = self._get_deployment(deployment_id)
             if rec is None:

@@ -85,6 +85,7 @@ class MongoStore(Store):
         """Create indexes (idempotent); returns whether the 2dsphere index on peers exists."""
         self._peers.create_index([("peer_id", ASCENDING)], unique=True)
         self._peers.create_index([("status", ASCENDING)])
+        self._peers.update_many({"status": "alive"}, {"$set": {"status": "live"}})  # the word before 2026-12
         # TTL on the BSON date `at`; `at_s` keeps the exact epoch seconds for queries.
         self._metrics.create_index([("at", ASCENDING)], expireAfterSeconds=METRICS_RETENTION_S)
         self._metrics.create_index([("peer_id", ASCENDING), ("at_s", ASCENDING)])

@@ -19,7 +19,8 @@ from engine.store.base import (
 )
 
 DEFAULT_FILENAME = "prismn.sqlite3"
-SCHEMA_VERSION = 1                         # PRAGMA user_version; bump with a migration
+SCHEMA_VERSION = 2                         # PRAGMA user_version; bump with a migration
+# 1 -> 2: a live peer is stored as "live" (it was "alive"); the CHECK on peers.status names the new word.
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS peers (
@@ -31,7 +32,7 @@ CREATE TABLE IF NOT EXISTS peers (
     free_vram_gb     REAL NOT NULL,
     carbon_g_per_kwh REAL,
     carbon_source    TEXT,
-    status           TEXT NOT NULL CHECK (status IN {PEER_STATUSES!r}),
+    status           TEXT NOT NULL CHECK (status IN {tuple(PEER_STATUSES)!r}),
     last_seen        REAL NOT NULL,
     metrics_json     TEXT NOT NULL
 );
@@ -92,6 +93,8 @@ class SqliteStore(Store):
             self._conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")   # durable enough with WAL, much faster
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 1:
+                self._migrate_from_1()
             with self._conn:
                 self._conn.executescript(_SCHEMA)
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -100,6 +103,21 @@ class SqliteStore(Store):
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 said "alive" and its CHECK refuses "live"; SQLite cannot alter a CHECK, so the peers
+        table is rebuilt with the word mapped, in one transaction."""
+        selected = _PEER_COLUMNS.replace("status", "CASE status WHEN 'alive' THEN 'live' ELSE status END")
+        self._conn.executescript(f"""
+            BEGIN;
+            ALTER TABLE peers RENAME TO peers_schema_1;
+            {_SCHEMA}
+            INSERT INTO peers ({_PEER_COLUMNS}, location_geojson)
+                SELECT {selected}, location_geojson FROM peers_schema_1;
+            DROP TABLE peers_schema_1;
+            PRAGMA user_version = 2;
+            COMMIT;
+        """)
 
     # -- peers --
     def _put_peer(self, rec: PeerRecord) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import InvalidInput
-from engine.planning.geo import haversine_km
+from engine.geo import haversine_km
 from engine.planning.latency import one_way_ms
 
 DEFAULT_BANDWIDTH_MBPS = 100.0

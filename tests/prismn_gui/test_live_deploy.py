@@ -9,17 +9,24 @@ Skipped only when Xvfb is missing outside CI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from engine.paths import REPO_ROOT, user_data_dir
-from tests.prismn_gui.test_window import ARTIFACTS, centre_of, display, read_state, wait_for_state, xdo  # noqa: F401
+from engine.paths import user_data_dir
+from tests.conftest import poll
+from tests.prismn_gui.conftest import (
+    click,
+    first_drawn,
+    read_state,
+    running_app,
+    screenshot,
+    wait_for_state,
+    xdo,
+)
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(300)]
 PROMPT = "What is the capital of France?"
@@ -43,61 +50,26 @@ def _runner_pids(app_pid: int, peer_id: str | None = None) -> list[int]:
 
 
 @pytest.fixture
-def live_app(display, tmp_path):  # noqa: F811
+def live_app(display, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     shared_models = user_data_dir() / "models"
     shared_models.mkdir(parents=True, exist_ok=True)
     (home / "models").symlink_to(shared_models, target_is_directory=True)
-    state_file = tmp_path / "state.json"
-    env = dict(os.environ, DISPLAY=display, PRISMN_STATE_FILE=str(state_file), PRISMN_HOME=str(home))
-    env.pop("ELECTRICITYMAPS_TOKEN", None)
-    log = (tmp_path / "app.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "main.py", "--appearance", "light"], cwd=REPO_ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    app = {"proc": proc, "state_file": state_file, "env": env, "display": display}
-    try:
-        wait_for_state(state_file, lambda s: s["update"] >= 1 and s["map_draws"] >= 1
-                       and "panel_start_coordinator" in s["widgets"], timeout_s=60, proc=proc)
+
+    def ready(state: dict) -> bool:
+        return first_drawn(state) and "panel_start_coordinator" in state["widgets"]
+    with running_app(display, tmp_path, {"PRISMN_HOME": str(home)}, ready=ready, stop_timeout_s=30) as app:
+        app_pid = app["proc"].pid
         yield app
-    finally:
-        runners = _runner_pids(proc.pid)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in runners):
-            time.sleep(0.2)
-        left = [pid for pid in runners if Path(f"/proc/{pid}").exists()]
-        for pid in left:          # never leave them behind, even when the assertion below fails
-            os.kill(pid, signal.SIGKILL)
-        output = (tmp_path / "app.log").read_text(errors="replace")
-        if "Traceback" in output:
-            print(output[-4000:])
-        assert not left, f"runner processes {left} outlived the app"
-
-
-def click(app, widget: str) -> None:
-    box = read_state(app["state_file"])["widgets"][widget]
-    x, y = centre_of(box)
-    xdo(app, "mousemove", str(x), str(y), "click", "1")
-
-
-def screenshot(app, name: str) -> Path:
-    import matplotlib.image
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    time.sleep(0.4)    # let the last draw_idle land
-    subprocess.run(["import", "-window", "root", str(path)], env=app["env"], check=True, timeout=20)
-    pixels = matplotlib.image.imread(path)[..., :3]
-    assert pixels.shape[:2] == (800, 1280)
-    assert pixels.std() * 255 > 20, f"{name} is blank"
-    return path
+    # The app stopped its runners as it closed; any still there after a grace period failed that.
+    runners = _runner_pids(app_pid)
+    with contextlib.suppress(pytest.fail.Exception):
+        poll(lambda: not any(Path(f"/proc/{pid}").exists() for pid in runners), 15, "the runners to end")
+    left = [pid for pid in runners if Path(f"/proc/{pid}").exists()]
+    for pid in left:          # never leave them behind, even when the assertion below fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"runner processes {left} outlived the app"
 
 
 def test_start_runners_deploy_live_and_ask_a_question(live_app):
@@ -178,7 +150,7 @@ def test_start_runners_deploy_live_and_ask_a_question(live_app):
 
     # The pipeline's answer is the whole model's greedy answer to the same chat-formatted prompt.
     from engine.generate import load_tokenizer, prompt_ids
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
     from tests.engine.coordinator.conftest import greedy_monolithic
 
     folder = resolve_model("smollm2-135m").folder

@@ -9,6 +9,7 @@ import gc
 import json
 import os
 import shutil
+from functools import partial
 
 import pytest
 
@@ -17,10 +18,9 @@ from engine.model import footprint, load_spec
 from engine.paths import REPO_ROOT
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
+from tests.conftest import poll
 from tests.engine.coordinator.conftest import greedy_monolithic, save_byte_tokenizer
-from tests.engine.coordinator.test_runners_panel import pump
 from tests.engine.runner.conftest import save_tiny
-from tests.prismn_gui.test_window import display  # noqa: F401 - the Xvfb display fixture
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.gui, pytest.mark.slow]
 INGRESS = Ingress(lat=50.11, lon=8.68)
@@ -28,10 +28,11 @@ SCREENSHOT = REPO_ROOT / "artifacts" / "screenshots" / "local_model_folder.png"
 PROMPT = "Hello Gemma"
 
 
-def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path):  # noqa: F811
-    os.environ["DISPLAY"] = display
+def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISPLAY", display)      # the in-process Tk below opens it
     import customtkinter as ctk
 
+    from prismn_gui.deploy_area import AppContext
     from prismn_gui.runners_panel import RunnersPanel
 
     folder = save_tiny(tmp_path / "tiny-gemma", "gemma")
@@ -46,8 +47,10 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path):
     root = ctk.CTk()
     root.geometry("760x520")
     plan_box = []
-    panel = RunnersPanel(root, coordinator, lambda: plan_box[0] if plan_box else None)
+    panel = RunnersPanel(root, AppContext(root=root, current_plan=lambda: plan_box[0] if plan_box else None,
+                                          coordinator=coordinator))
     panel.pack(fill="both", expand=True)
+    pump = partial(poll, every_s=0.02, before_each=root.update)     # the window keeps working meanwhile
     try:
         assert not panel.local_model.choose(refused)
         assert "model_type='gpt2'" in panel.hint.cget("text") and "runners cannot execute" in panel.hint.cget("text")
@@ -57,7 +60,7 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path):
         assert panel.local_model.get() == "tiny-gemma"
         panel.runner_count.set("2")
         panel.local_button.invoke()
-        pump(root, lambda: len(coordinator.live_peers()) == 2, 90, "two local runners joined")
+        pump(lambda: len(coordinator.live_peers()) == 2, 90, "two local runners joined")
 
         # What the app plans once local runners start: the folder at its default quantisation (bf16),
         # over the live (CPU) runners.
@@ -66,11 +69,11 @@ def test_a_gemma_folder_deploys_on_local_runners_and_answers(display, tmp_path):
         assert plan.feasible and len(plan.stages) == 2 and plan.model.name == "tiny-gemma"
         plan_box.append(plan)
         panel.deploy_button.invoke()
-        pump(root, lambda: "Deployed" in panel.hint.cget("text"), 120, "the deployment")
+        pump(lambda: "Deployed" in panel.hint.cget("text"), 120, "the deployment")
 
         panel.prompt_entry.insert(0, PROMPT)
         panel.generate_button.invoke()
-        pump(root, lambda: panel.last_result is not None, 90, "the generation")
+        pump(lambda: panel.last_result is not None, 90, "the generation")
         assert panel.output.get("1.0", "end-1c") == panel.last_result["text"]
         result = panel.last_result
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pytest
@@ -11,7 +10,6 @@ from engine.carbon import CarbonResolver
 from engine.swarm import parse_swarm
 from prismn_gui.map_hover import peer_tooltip
 from tests.engine.carbon.fake_grids import start_fake_grids
-from tests.prismn_gui.test_window import display  # noqa: F401 - the Xvfb display fixture
 
 SWARM = {"ingress": {"name": "Frankfurt", "lat": 50.11, "lon": 8.68}, "peers": [
     {"id": "frankfurt-4090", "lat": 50.11, "lon": 8.68, "free_vram_gb": 22.0, "gpu": "RTX 4090"},
@@ -52,8 +50,8 @@ def test_offline_the_hover_says_yearly_average_and_offline():
 
 
 @pytest.mark.gui
-def test_moving_the_mouse_onto_a_peer_shows_its_signal_over_the_real_map(grids, display):  # noqa: F811
-    os.environ["DISPLAY"] = display
+def test_moving_the_mouse_onto_a_peer_shows_its_signal_over_the_real_map(grids, display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", display)      # the in-process Tk below opens it
     import tkinter as tk
 
     from matplotlib.backend_bases import MouseEvent

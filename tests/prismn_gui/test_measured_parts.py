@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.carbon_values import CarbonSource
 from engine.plan import ModelInfo, Plan, PlanMetrics
-from engine.planning.types import CarbonSource, Peer
+from engine.planning.types import Peer
 from prismn_gui.live_chart import measured_series
 from prismn_gui.map_hover import nearest, peer_tooltip
 from prismn_gui.measured_view import energy_note, measured_cells

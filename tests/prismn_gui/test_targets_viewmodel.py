@@ -32,7 +32,7 @@ def test_an_unreachable_target_shows_the_binding_constraint_where_the_plan_would
     outcome = session.compute(request)
     assert outcome.error is None and not outcome.carbon_plan.feasible
     assert outcome.notices == (
-        "Carbon+distance: infeasible — " + outcome.carbon_plan.binding["message"],)
+        "Carbon+distance: infeasible: " + outcome.carbon_plan.binding["message"],)
     assert "the lowest ms/token found with peers in DE, FR is" in outcome.notices[0]
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from engine.errors import InvalidInput
+from engine.plan_text import percent_text
 from engine.planning.types import Weights
 from engine.swarm import synthetic_peers
 from prismn_gui.cities import CITIES, CUSTOM
@@ -16,7 +17,6 @@ from prismn_gui.viewmodel import (
     PlanningSession,
     PlanRequest,
     parse_context,
-    percent_diff,
     state_summary,
     weights_for_preset,
 )
@@ -59,7 +59,7 @@ def test_slider_weights_reach_the_carbon_plan_and_the_diff_column_follows(sessio
             <= low_latency.carbon_plan.metrics.avg_carbon_g_per_kwh)
     assert low_latency.carbon_plan.metrics.tour_km <= low_carbon.carbon_plan.metrics.tour_km
     km_row = low_carbon.comparison[2]
-    expected = percent_diff(low_carbon.vram_plan.metrics.tour_km, low_carbon.carbon_plan.metrics.tour_km)
+    expected = percent_text(low_carbon.vram_plan.metrics.tour_km, low_carbon.carbon_plan.metrics.tour_km)
     assert km_row.diff == expected and km_row.diff.endswith("%")
 
 
@@ -125,10 +125,10 @@ def test_context_parsing_accepts_underscores_and_rejects_words():
 
 
 def test_percent_diff_strings():
-    assert percent_diff(100.0, 60.0) == "-40.0%"
-    assert percent_diff(50.0, 75.0) == "+50.0%"
-    assert percent_diff(None, 1.0) == "—"
-    assert percent_diff(0.0, 0.0) == "—"
+    assert percent_text(100.0, 60.0) == "-40.0%"
+    assert percent_text(50.0, 75.0) == "+50.0%"
+    assert percent_text(None, 1.0) == "—"
+    assert percent_text(0.0, 0.0) == "—"
 
 
 def test_pareto_entries_come_from_the_engine_sweep(session):
@@ -171,7 +171,8 @@ def test_the_worker_computes_only_the_latest_of_a_burst_of_requests(tmp_path):
 
 
 def test_live_requests_plan_over_the_coordinators_peers_at_the_file_swarms_ingress():
-    from engine.planning.types import CarbonSource, Peer
+    from engine.carbon_values import CarbonSource
+    from engine.planning.types import Peer
     from engine.swarm import Swarm
 
     asked = []

@@ -7,109 +7,21 @@ Skipped only when Xvfb is missing outside CI; in CI (env CI set) a missing tool 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.paths import REPO_ROOT
 from prismn_gui.map_view import THEMES
+from tests.prismn_gui.conftest import centre_of, read_state, running_app, screenshot, wait_for_state, xdo
 
 pytestmark = pytest.mark.gui
-
-ARTIFACTS = REPO_ROOT / "artifacts" / "screenshots"
-TOOLS = ("Xvfb", "xdotool", "import")
-
-
-def _require_tools() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"GUI tests need {missing} in CI")
-        pytest.skip(f"missing {missing} (install xvfb xdotool imagemagick)")
-
-
-# Session scope: an in-process Tk (the runners panel tests) keeps its X connection after its test; if that
-# display's Xvfb went away at the end of a module, Xlib's IO error handler would exit the whole pytest run
-# with status 1 the next time Tk touched it. Displays now live until the session ends.
-@pytest.fixture(scope="session")
-def display():
-    _require_tools()
-    # -displayfd: Xvfb picks a free display number itself and writes it to the pipe when ready.
-    read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24",
-                             "-nolisten", "tcp"], pass_fds=(write_fd,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            pytest.fail("Xvfb did not report a display number")
-        yield f":{number}"
-    finally:
-        xvfb.terminate()
-        xvfb.wait(timeout=10)
-
-
-def read_state(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def wait_for_state(path: Path, predicate, timeout_s: float = 45.0, proc=None) -> dict:
-    deadline = time.monotonic() + timeout_s
-    state = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the app exited with {proc.returncode}")
-        state = read_state(path)
-        if state is not None and predicate(state):
-            return state
-        time.sleep(0.05)
-    pytest.fail(f"state never matched within {timeout_s}s; last state: {state}")
 
 
 @pytest.fixture(scope="module")
 def app(display, tmp_path_factory):
-    state_file = tmp_path_factory.mktemp("gui") / "state.json"
-    env = dict(os.environ, DISPLAY=display, PRISMN_STATE_FILE=str(state_file))
-    env.pop("ELECTRICITYMAPS_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "main.py", "--appearance", "light"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        first = wait_for_state(state_file, lambda s: s["update"] >= 1 and s["map_draws"] >= 1,
-                               timeout_s=60, proc=proc)
-        yield {"proc": proc, "state_file": state_file, "display": display, "env": env, "first": first}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-        if "Traceback" in output:
-            print(output)
-
-
-def xdo(app, *args: str) -> str:
-    return subprocess.run(["xdotool", *args], env=app["env"], check=True, capture_output=True,
-                          text=True, timeout=10).stdout
-
-
-def centre_of(box: list[int], fraction_x: float = 0.5) -> tuple[int, int]:
-    x, y, width, height = box
-    return int(x + width * fraction_x), int(y + height / 2)
+    with running_app(display, tmp_path_factory.mktemp("gui")) as app:
+        yield app
 
 
 def test_the_window_is_titled_prismn_and_shows_both_plans(app):
@@ -120,9 +32,8 @@ def test_the_window_is_titled_prismn_and_shows_both_plans(app):
     assert first["error"] is None
     assert first["vram"]["feasible"] and first["carbon"]["feasible"]
     assert first["peer_count"] > 0
-    if first["deploy"]["panel"] == "DeployPlaceholder":     # until the coordinator's panel lands
-        assert first["deploy"]["deploy_enabled"] is False
-        assert "Start the coordinator" in first["deploy"]["hint"]
+    assert first["deploy"]["panel"] == "RunnersPanel" and first["deploy"]["deploy_enabled"] is False
+    assert "Start the coordinator" in first["deploy"]["hint"]
 
 
 def test_dragging_a_slider_then_clicking_a_preset_changes_the_comparison(app):
@@ -187,36 +98,25 @@ def test_clicking_a_pareto_point_moves_the_sliders_to_its_weights(app):
             all(abs(state["weights"][k] - target["weights"][k]) <= 0.006 for k in ("carbon", "distance", "vram"))
     moved = wait_for_state(state_file, follows, proc=app["proc"])
     assert moved["update"] > shown["update"]
-    time.sleep(0.3)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["import", "-window", "root", str(ARTIFACTS / "prismn_pareto.png")], env=app["env"],
-                   check=True, timeout=20)
+    screenshot(app, "prismn_pareto.png")
     x, y = centre_of(moved["widgets"]["tab_map"])
     xdo(app, "mousemove", str(x), str(y), "click", "1")
-    wait_for_state(state_file, lambda s: s["tab"] == "Map", proc=app["proc"])
-    time.sleep(0.5)   # the map frame is mapped again after the tab switch
+    # The map frame is mapped again after the tab switch, and redrawn.
+    wait_for_state(state_file, lambda s: s["tab"] == "Map" and s["map_draws"] > moved["map_draws"], proc=app["proc"])
 
 
 def test_a_screenshot_shows_the_window_with_the_map(app):
-    import matplotlib.image
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / "prismn_window.png"
-    time.sleep(0.3)   # let the last draw_idle land
-    subprocess.run(["import", "-window", "root", str(path)], env=app["env"], check=True, timeout=20)
-    pixels = (matplotlib.image.imread(path)[..., :3] * 255).astype(int)
-    assert pixels.shape[:2] == (800, 1280)
-    assert pixels.std() > 20, "the screenshot is blank"
     x, y, width, height = app["first"]["widgets"]["map"]   # the map does not move
-    region = pixels[y:y + height, x:x + width]
     theme = THEMES["light"]
 
-    def share(hex_colour: str) -> float:
+    def share(pixels, hex_colour: str) -> float:
         rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
-        return float(np.all(np.abs(region - rgb) < 14, axis=-1).mean())
+        return float(np.all(np.abs(pixels[y:y + height, x:x + width] - rgb) < 14, axis=-1).mean())
 
-    assert share(theme["ocean"]) > 0.10, "no ocean in the map region"
-    assert share(theme["land"]) > 0.03, "no land in the map region"
+    def map_shown(pixels) -> bool:      # ocean and land in the map region
+        return pixels.std() > 20 and share(pixels, theme["ocean"]) > 0.10 and share(pixels, theme["land"]) > 0.03
+    pixels = screenshot(app, "prismn_window.png", map_shown)
+    assert pixels.shape[:2] == (800, 1280)
 
 
 def test_targets_exact_certificate_then_a_binding_target_where_the_plan_would_be(app):

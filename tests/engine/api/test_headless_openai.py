@@ -28,7 +28,7 @@ MAX_IN_FLIGHT = 4
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     resolve_model("smollm2")                  # the GGUF converted once, before four processes want it
     folder = tmp_path_factory.mktemp("headless")

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from engine.carbon import TOKEN_ENV, CarbonResolver
+from engine.carbon_values import CarbonSource
 from engine.errors import InvalidInput
-from engine.planning.types import CarbonSource
 
 PARIS = (48.8566, 2.3522)
 OSLO = (59.9139, 10.7522)

@@ -66,7 +66,7 @@ def spawn_runner(ticket: str, peer_id: str, lat: float, lon: float, vram_gb: flo
     log_file = open(log_dir / f"{peer_id}.log", "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "engine.coordinator.agent", "--id", peer_id,
+            [sys.executable, "-m", "engine.runner.agent", "--id", peer_id,
              "--name", peer_id, "--lat", str(lat), "--lon", str(lon), "--vram-gb", f"{vram_gb:.9f}", *extra],
             cwd=str(REPO_ROOT), env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:

@@ -41,12 +41,12 @@ async def main(store: str, model: str, from_peers: list[str], to_peers: list[str
         peers = tuple(p for p in coordinator.peers_for() if p.id in peer_ids)
         return make_plan(fp, peers, INGRESS, Policy.CARBON, Weights())
 
-    old = await running.ingress.deploy(plan_on(from_peers), model)
+    old = await running.orchestrator.deploy(plan_on(from_peers), model)
     print(f"deployed {old.id}", flush=True)
     candidate = plan_on(to_peers)
     decision = decide_migration(old.plan, candidate, footprint_for(old.plan, model), coordinator.peers_for(),
-                                running.ingress.traffic.rate() or _no_traffic(), {}, 1.0, 0.0)
-    migration = loop.create_task(Replacement(coordinator, running.ingress).migrate(candidate, decision, "auto"))
+                                running.orchestrator.traffic.rate() or _no_traffic(), {}, 1.0, 0.0)
+    migration = loop.create_task(Replacement(coordinator, running.orchestrator).migrate(candidate, decision, "auto"))
     while coordinator.pending_deployment is None and not migration.done():
         await asyncio.sleep(0.01)
     if coordinator.pending_deployment is not None:

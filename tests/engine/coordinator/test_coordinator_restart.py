@@ -31,8 +31,7 @@ from benchmarks.headless import (
 from benchmarks.soak import PROMPTS, Request, references
 from engine.coordinator.local_runners import runner_vram_gb
 from engine.store import open_store
-from tests.conftest import wait_for
-from tests.engine.store.conftest import nx_server  # noqa: F401 - the nx-27017 server fixture
+from tests.conftest import poll
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -145,12 +144,12 @@ def restart_and_call(swarm: HeadlessSwarm, store_spec: str, model: str, restart)
     os.kill(slow.pid, signal.SIGSTOP)
     caller = Caller(swarm.url, model, time.monotonic() + 150)
     try:
-        wait_for(lambda: caller.refused, 30, "the client to find no coordinator")
+        poll(lambda: caller.refused, 30, "the client to find no coordinator")
         restarted_s = time.monotonic()
         restart()
         restored = swarm.coordinator.wait_line("restored deployment ", 60)
         assert restored.startswith(f"restored deployment {stored.deployment_id} from the store")
-        wait_for(caller.seen_503, 30, "a 503 while a runner of the deployment is away")
+        poll(caller.seen_503, 30, "a 503 while a runner of the deployment is away")
     finally:
         os.kill(slow.pid, signal.SIGCONT)
     deployed = swarm.coordinator.wait_line("deployed ", 90)
@@ -158,7 +157,7 @@ def restart_and_call(swarm: HeadlessSwarm, store_spec: str, model: str, restart)
     assert deployed.startswith(f"deployed {stored.deployment_id} on {len(stages)} runner(s)")
     caller.deployment_id = stored.deployment_id
     caller.thread.join(90)
-    peers = wait_for(lambda: [line for _, line in swarm.coordinator.lines_since(restarted_s)
+    peers = poll(lambda: [line for _, line in swarm.coordinator.lines_since(restarted_s)
                               if line.startswith("peers: ") and line.count(" live ") + line.count(" ready ")
                               == len(RUNNERS)], 30, "every runner back")
     assert "dead" not in peers[-1]                           # 0 peers lost

@@ -16,13 +16,15 @@ import pytest
 
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.coordinator.local_runners import runner_vram_gb
-from engine.coordinator.ticket import Ticket, decode_ticket
 from engine.decoding import Sampling
 from engine.errors import InfeasiblePlan
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
+from engine.protocol.ticket import Ticket, decode_ticket
+from engine.status import PeerStatus
 from engine.store import open_store
+from tests.conftest import poll
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
 
 pytestmark = pytest.mark.timeout(240)
@@ -74,16 +76,6 @@ class Swarm:
         self.log_handler.close()
 
 
-def wait_for(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def swarm(tiny_model, tmp_path_factory):
     swarm = Swarm(tiny_model, tmp_path_factory.mktemp("e2e"))
@@ -100,7 +92,7 @@ def reference(tiny_model):
 
 
 def test_three_runners_join_with_location_metrics_and_resolved_carbon(swarm):
-    peers = wait_for(lambda: len(swarm.coordinator.live_peers()) == 3 and swarm.coordinator.live_peers(), 60,
+    peers = poll(lambda: len(swarm.coordinator.live_peers()) == 3 and swarm.coordinator.live_peers(), 60,
                      "three runners to join")
     by_id = {p["id"]: p for p in peers}
     assert set(by_id) == set(CITIES)
@@ -109,8 +101,8 @@ def test_three_runners_join_with_location_metrics_and_resolved_carbon(swarm):
     assert by_id["warsaw"]["carbon_source"] == "country"        # Poland's grid, by location
     assert by_id["warsaw"]["carbon_g_per_kwh"] > by_id["paris"]["carbon_g_per_kwh"]
     with open_store(swarm.store_spec) as store:
-        assert {p.peer_id for p in store.list_peers(status="alive")} == set(CITIES)
-        assert store.metrics_history("paris") or wait_for(lambda: store.metrics_history("paris"), 5, "metrics")
+        assert {p.peer_id for p in store.list_peers(status=PeerStatus.LIVE)} == set(CITIES)
+        assert store.metrics_history("paris") or poll(lambda: store.metrics_history("paris"), 5, "metrics")
 
 
 def test_deploy_reports_progress_and_generation_matches_the_monolithic_model(swarm, reference):
@@ -154,7 +146,7 @@ def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_a
             threading.Thread(target=watch_death, daemon=True).start()
 
     def watch_death() -> None:
-        wait_for(lambda: any(p["id"] == victim and p["status"] == "dead"
+        poll(lambda: any(p["id"] == victim and p["status"] == "dead"
                              for p in swarm.coordinator.all_peers()), 10, "the death")
         dead_after_s.append(time.monotonic() - killed_at[0])
 
@@ -163,7 +155,7 @@ def test_a_runner_killed_mid_generation_is_replaced_and_the_output_is_complete_a
     assert result["recoveries"] == 1
     assert result["token_ids"] == swarm.sampled_reference
     assert "".join(streamed) == result["text"]                 # nothing repeated, nothing missing
-    wait_for(lambda: dead_after_s, 10, "the death to be timed")
+    poll(lambda: dead_after_s, 10, "the death to be timed")
     assert dead_after_s[0] <= 3.3         # 3 missed beats of 1 s after the last one, checked every 0.1 s
     stages = swarm.coordinator.deployment_status()["plan"].stages
     assert victim not in {s.peer_id for s in stages} and len(stages) == 2
@@ -178,7 +170,7 @@ def test_a_restarted_coordinator_recovers_peers_and_deployment_and_runners_rejoi
     assert {p["id"] for p in swarm.coordinator.all_peers()} == set(CITIES)   # from the store
     after = swarm.coordinator.deployment_status()
     assert after["id"] == before["id"] and after["plan"] == before["plan"]
-    wait_for(lambda: swarm.coordinator.deployment_status()["ready"], 30, "the stages to come back")
+    poll(lambda: swarm.coordinator.deployment_status()["ready"], 30, "the stages to come back")
     result = swarm.coordinator.generate(PROMPT, MAX_NEW_TOKENS).result(60)
     assert result["token_ids"] == reference and result["recoveries"] == 0
 

@@ -59,7 +59,7 @@ def test_the_flags_reach_the_coordinators_replacement(tmp_path):
         running = await server.start(f"sqlite:{tmp_path}/store.sqlite3", transport="tcp", bind_host="127.0.0.1")
         try:
             replacement = headless.replacement_for(running, headless.carbon_resolver(args), args)
-            assert replacement.coordinator is running.coordinator and replacement.ingress is running.ingress
+            assert replacement.coordinator is running.coordinator and replacement.orchestrator is running.orchestrator
             assert (replacement.mode, replacement.period_s, replacement.threshold, replacement.horizon_h,
                     replacement.signal) == ("auto", 120.0, 0.25, 3.0, SignalKind.MARGINAL)
             assert await replacement.check() is None           # nothing deployed: nothing to re-place

@@ -11,11 +11,12 @@ import threading
 import httpx
 import pytest
 
+from benchmarks.headless import Process, free_port
 from engine.coordinator.local_runners import runner_vram_gb
-from tests.engine.api.test_headless_openai import Process, free_port
+from tests.conftest import poll
 from tests.engine.carbon.fake_grids import start_fake_grids
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
-from tests.engine.coordinator.test_end_to_end import CITIES, wait_for
+from tests.engine.coordinator.test_end_to_end import CITIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -89,7 +90,7 @@ def test_the_headless_coordinator_migrates_on_its_schedule_while_every_completio
         new_id = (announced[0] if announced else coordinator.wait_line("deployed ", 60)).split()[1]
         assert new_id != old_id
         done_before = len(results)
-        wait_for(lambda: len(results) >= done_before + 2 or errors, 120, "requests on the new plan")
+        poll(lambda: len(results) >= done_before + 2 or errors, 120, "requests on the new plan")
         stop.set()
         thread.join(120)
         assert not errors, errors

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import time
 
 import pytest
 
-from engine.coordinator.auth import (
+from engine.coordinator.embedded import EmbeddedCoordinator
+from engine.errors import InvalidInput
+from engine.protocol.auth import (
     NotTheCoordinator,
     PeerKeys,
     SigningKey,
@@ -22,11 +23,10 @@ from engine.coordinator.auth import (
     runner_handshake,
     verify,
 )
-from engine.coordinator.embedded import EmbeddedCoordinator
-from engine.coordinator.messages import PROTOCOL_VERSION
-from engine.coordinator.ticket import Ticket, decode_ticket
-from engine.errors import InvalidInput
+from engine.protocol.messages import PROTOCOL_VERSION
+from engine.protocol.ticket import Ticket, decode_ticket
 from engine.transport.tcp_channel import TcpNode, tcp_connect
+from tests.conftest import poll
 from tests.engine.coordinator.test_messages import join
 from tests.engine.coordinator.test_security import HEARTBEAT, RawClient, peer, secret_of
 
@@ -40,13 +40,6 @@ def coordinator(tmp_path_factory):
         yield c
 
 
-def wait_for(condition, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
 def test_a_holder_of_the_secret_cannot_take_over_another_runners_peer_id(coordinator):
     async def scenario():
         victim = await RawClient.open(coordinator.ticket)
@@ -58,7 +51,8 @@ def test_a_holder_of_the_secret_cannot_take_over_another_runners_peer_id(coordin
         assert await forger.recv() == {}                                  # and hung up on
         # The real runner's link was not replaced: its heartbeats still count.
         await victim.send({**HEARTBEAT, "free_vram_gb": 6.25})
-        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "victim")["free_vram_gb"] == 6.25)
+        await asyncio.to_thread(poll, lambda: peer(coordinator, "victim")["free_vram_gb"] == 6.25, 10,
+                                "the victim's own beat")
         record = peer(coordinator, "victim")
         assert record["status"] == "live" and record["lat"] == 48.85 and record["total_vram_gb"] == 24.0
         victim.close()
@@ -200,14 +194,14 @@ def test_absurd_memory_figures_are_capped_and_a_jumping_total_is_kept_and_flagge
         client = await RawClient.open(coordinator.ticket)
         reply = await client.join(secret_of(coordinator), "boaster", free_vram_gb=999_999.0, total_vram_gb=999_999.0)
         assert reply["type"] == "welcome"
-        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "boaster") is not None)
+        await asyncio.to_thread(poll, lambda: peer(coordinator, "boaster") is not None, 10, "the boaster to join")
         joined = peer(coordinator, "boaster")
         assert joined["total_vram_gb"] == joined["free_vram_gb"] == 288.0          # what one GPU can hold
         await client.send({**HEARTBEAT, "total_vram_gb": 80.0, "free_vram_gb": 80.0})
-        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "boaster")["free_vram_gb"] == 80.0)
+        await asyncio.to_thread(poll, lambda: peer(coordinator, "boaster")["free_vram_gb"] == 80.0, 10, "80 GB beaten")
         await client.send({**HEARTBEAT, "total_vram_gb": 900.0, "free_vram_gb": 900.0})     # grew 10x: flagged
         await client.send({**HEARTBEAT, "total_vram_gb": 24.0, "free_vram_gb": 7.5})
-        assert await asyncio.to_thread(wait_for, lambda: peer(coordinator, "boaster")["free_vram_gb"] == 7.5)
+        await asyncio.to_thread(poll, lambda: peer(coordinator, "boaster")["free_vram_gb"] == 7.5, 10, "7.5 GB beaten")
         assert peer(coordinator, "boaster")["total_vram_gb"] == 288.0
         client.close()
     asyncio.run(scenario())

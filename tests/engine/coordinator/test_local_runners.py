@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
+from engine.carbon_values import CarbonSource
 from engine.coordinator.local_runners import demo_cities, runner_vram_gb
 from engine.errors import InvalidInput
 from engine.model import footprint, load_spec
 from engine.paths import REPO_ROOT
 from engine.planning.planner import make_plan
-from engine.planning.types import CarbonSource, Ingress, Peer, Policy, Weights
+from engine.planning.types import Ingress, Peer, Policy, Weights
+from tests.conftest import poll
 
 INGRESS = Ingress(lat=50.11, lon=8.68)
 
@@ -43,7 +44,7 @@ def test_local_runners_end_when_the_app_that_spawned_them_is_killed(tmp_path):
         [sys.executable, "-c",
          "import sys, time\n"
          "from engine.coordinator.local_runners import spawn\n"
-         "from engine.coordinator.ticket import Ticket\n"
+         "from engine.protocol.ticket import Ticket\n"
          f"ps = spawn(Ticket('127.0.0.1:9', 'x', '00' * 32).encode(), 2, 'smollm2', log_dir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
          "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
          "time.sleep(120)\n"],
@@ -57,12 +58,8 @@ def test_local_runners_end_when_the_app_that_spawned_them_is_killed(tmp_path):
     app.wait()
     # A runner watches its parent once its imports are done: seconds when quiet, up to a minute or more
     # on a loaded 2-core machine. The point is that they end by themselves, not how fast.
-    deadline = time.monotonic() + 120
-    alive = runner_pids
-    while alive and time.monotonic() < deadline:
-        alive = [pid for pid in alive if _running(pid)]
-        time.sleep(0.2)
-    assert not alive, f"runners {alive} outlived their app"
+    poll(lambda: not any(_running(pid) for pid in runner_pids), 120,
+         lambda: f"runners {[pid for pid in runner_pids if _running(pid)]} to end with their app")
 
 
 def _running(pid: int) -> bool:

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from engine.coordinator.messages import (
+from engine.errors import InvalidInput
+from engine.protocol.messages import (
     COORDINATOR_TO_RUNNER,
     MAX_TENSOR_BYTES,
     RUNNER_TO_COORDINATOR,
     validate,
 )
-from engine.errors import InvalidInput
 from engine.transport.frames import tensor_to_frame
 
 

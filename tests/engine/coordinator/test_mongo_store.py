@@ -4,19 +4,18 @@ restarted coordinator lists them again, dead until they rejoin."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.store import open_store
+from tests.conftest import poll
 from tests.engine.coordinator.test_security import HEARTBEAT, RawClient, secret_of
-from tests.engine.store.conftest import nx_server  # noqa: F401 - the nx-27017 server fixture
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_peers_and_metrics_live_in_mongodb_and_survive_a_restart(nx_server, tmp_path, monkeypatch):  # noqa: F811
+def test_peers_and_metrics_live_in_mongodb_and_survive_a_restart(nx_server, tmp_path, monkeypatch):
     monkeypatch.setenv("PRISMN_HOME", str(tmp_path))          # the identity file goes beside the store
     spec = f"{nx_server}/prismn_coordinator_test"
 
@@ -29,9 +28,8 @@ def test_peers_and_metrics_live_in_mongodb_and_survive_a_restart(nx_server, tmp_
             with open_store(spec) as store:
                 for stored in (1, 2):
                     await client.send(HEARTBEAT)
-                    deadline_s = time.monotonic() + 20
-                    while len(store.metrics_history("oslo-1")) < stored and time.monotonic() < deadline_s:
-                        await asyncio.sleep(0.05)
+                    await asyncio.to_thread(poll, lambda n=stored: len(store.metrics_history("oslo-1")) >= n, 20,
+                                            f"beat {stored} to be stored")
             client.close()
         asyncio.run(join_and_beat())
         ticket = coordinator.ticket

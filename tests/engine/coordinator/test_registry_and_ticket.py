@@ -7,10 +7,10 @@ import stat
 
 import pytest
 
+from engine.carbon_values import CarbonSource
 from engine.coordinator.registry import DEAD, LIVE, Registry
-from engine.coordinator.ticket import Ticket, decode_ticket, identity_dir, load_identity
 from engine.errors import InvalidInput
-from engine.planning.types import CarbonSource
+from engine.protocol.ticket import Ticket, decode_ticket, identity_dir, load_identity
 from tests.engine.coordinator.test_messages import join
 
 HEARTBEAT = {"gpu": "RTX 4090", "total_vram_gb": 24.0, "free_vram_gb": 20.0, "utilization_pct": 50.0,

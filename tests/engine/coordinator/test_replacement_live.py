@@ -4,7 +4,6 @@ generating; every request completes with the monolithic model's tokens, none los
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -15,9 +14,10 @@ from engine.coordinator.local_runners import runner_vram_gb
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
+from tests.conftest import poll
 from tests.engine.carbon.fake_grids import start_fake_grids
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
-from tests.engine.coordinator.test_end_to_end import CITIES, wait_for
+from tests.engine.coordinator.test_end_to_end import CITIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -27,19 +27,14 @@ INGRESS = Ingress(lat=50.11, lon=8.68, name="Frankfurt")
 
 
 @pytest.fixture
-def grids():
+def grids(monkeypatch):
     server = start_fake_grids()
     for zone, (city, g) in {"FR": ("paris", 50), "ES": ("madrid", 300), "PL": ("warsaw", 700)}.items():
         server.set_zone(zone, *CITIES[city], g)
-    saved = {k: os.environ.get(k) for k in ("ELECTRICITYMAPS_TOKEN", "ELECTRICITYMAPS_API_URL", "NO_PROXY", "no_proxy")}
-    os.environ.update(ELECTRICITYMAPS_TOKEN=server.token, ELECTRICITYMAPS_API_URL=server.url + "/em",
-                      NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    for key, value in {"ELECTRICITYMAPS_TOKEN": server.token, "ELECTRICITYMAPS_API_URL": server.url + "/em",
+                       "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}.items():
+        monkeypatch.setenv(key, value)          # the runner processes started below inherit them
     yield server
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     server.stop()
 
 
@@ -55,7 +50,7 @@ def test_a_dirty_grid_moves_the_deployment_while_every_request_completes_identic
     stop = threading.Event()
     results, errors = [], []
     try:
-        wait_for(lambda: len(coordinator.live_peers()) == 3, 60, "three runners")
+        poll(lambda: len(coordinator.live_peers()) == 3, 60, "three runners")
         fp = footprint(load_spec(str(tiny_model)))
         plan = make_plan(fp, coordinator.swarm(INGRESS).peers, INGRESS, Policy.CARBON, Weights())
         assert {s.peer_id for s in plan.stages} == {"paris", "madrid"}       # the two cleanest grids
@@ -73,7 +68,7 @@ def test_a_dirty_grid_moves_the_deployment_while_every_request_completes_identic
 
         thread = threading.Thread(target=client, daemon=True)
         thread.start()
-        wait_for(lambda: len(results) >= 2, 60, "requests on the first plan")
+        poll(lambda: len(results) >= 2, 60, "requests on the first plan")
         unchanged = coordinator.check_replacement().result(60)
         assert unchanged is not None and not unchanged.migrate           # nothing changed: stay
 
@@ -88,7 +83,7 @@ def test_a_dirty_grid_moves_the_deployment_while_every_request_completes_identic
         assert status["id"] != old_id and status["ready"]
         assert {s.peer_id for s in status["plan"].stages} == {"madrid", "warsaw"}
         done_before = len(results)
-        wait_for(lambda: len(results) >= done_before + 2, 60, "requests on the new plan")
+        poll(lambda: len(results) >= done_before + 2, 60, "requests on the new plan")
         stop.set()
         thread.join(120)
         assert not errors, errors

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.coordinator.agent import _words
+from engine.runner.agent import _words
 from engine.transport.base import ConnectionClosed
 from engine.transport.tcp_channel import TcpNode, tcp_connect
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
-import time
+from functools import partial
 
 import pytest
 
@@ -15,30 +15,20 @@ from engine.model import footprint, load_spec
 from engine.paths import REPO_ROOT
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
+from tests.conftest import poll
 from tests.engine.coordinator.conftest import spawn_runner
-from tests.prismn_gui.test_window import display  # noqa: F401 - the Xvfb display fixture
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.gui]
 INGRESS = Ingress(lat=50.11, lon=8.68)
 SCREENSHOT = REPO_ROOT / "artifacts" / "screenshots" / "runners_panel.png"
 
 
-def pump(root, condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        root.update()
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
-        display, tiny_model, tmp_path):  # noqa: F811
-    os.environ["DISPLAY"] = display
+        display, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISPLAY", display)      # the in-process Tk below opens it
     import customtkinter as ctk
 
+    from prismn_gui.deploy_area import AppContext
     from prismn_gui.runners_panel import STATUS_COLOURS, RunnersPanel
 
     coordinator = EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", transport="tcp", bind_host="127.0.0.1",
@@ -49,12 +39,14 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
     root = ctk.CTk()
     root.geometry("760x520")
     plan_box = []
-    panel = RunnersPanel(root, coordinator, lambda: plan_box[0] if plan_box else None)
+    panel = RunnersPanel(root, AppContext(root=root, current_plan=lambda: plan_box[0] if plan_box else None,
+                                          coordinator=coordinator))
     panel.pack(fill="both", expand=True)
+    pump = partial(poll, every_s=0.02, before_each=root.update)     # the window keeps working meanwhile
     try:
         assert panel.deploy_button.cget("state") == "normal"
         assert panel.ticket_entry.get() == coordinator.ticket
-        pump(root, lambda: len(panel._peer_rows_shown) == 2, 60, "two runners listed")
+        pump(lambda: len(panel._peer_rows_shown) == 2, 60, "two runners listed")
         listed = panel.peer_list.get("1.0", "end")
         assert "lyon" in listed and "turin" in listed
         dots = panel.peer_list.tag_ranges("live")
@@ -66,13 +58,13 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
         assert len(plan.stages) == 2
         plan_box.append(plan)
         panel.deploy_button.invoke()
-        pump(root, lambda: "Deployed" in panel.hint.cget("text"), 90, "the deployment")
+        pump(lambda: "Deployed" in panel.hint.cget("text"), 90, "the deployment")
         assert set(panel._stage_rows) == {s.peer_id for s in plan.stages}
         assert all(bar.get() == 1.0 for _label, bar in panel._stage_rows.values())
 
         panel.prompt_entry.insert(0, "Hello runners")
         panel.generate_button.invoke()
-        pump(root, lambda: panel.last_result is not None, 60, "the generation")
+        pump(lambda: panel.last_result is not None, 60, "the generation")
         assert panel.output.get("1.0", "end-1c") == panel.last_result["text"]
         assert "tokens/s" in panel.stats.cget("text") and "gCO2" in panel.stats.cget("text")
         # the API address is shown once deployed, with a copy button
@@ -85,14 +77,14 @@ def test_the_panel_shows_runners_deploys_with_progress_and_streams_a_generation(
             entry.insert(0, value)
         panel.last_result = None
         panel.generate_button.invoke()
-        pump(root, lambda: panel.last_result is not None, 60, "the sampled generation")
+        pump(lambda: panel.last_result is not None, 60, "the sampled generation")
         assert len(panel.last_result["token_ids"]) == 5
         panel.serving.temperature_entry.delete(0, "end")
         panel.serving.temperature_entry.insert(0, "-1")
         panel.generate_button.invoke()
-        pump(root, lambda: "temperature" in panel.stats.cget("text"), 10, "the refusal naming temperature")
+        pump(lambda: "temperature" in panel.stats.cget("text"), 10, "the refusal naming temperature")
         assert "failed" in panel.stats.cget("text")
-        pump(root, lambda: all(p[5] == "ready" for p in panel._peer_rows_shown), 5, "ready colours")
+        pump(lambda: all(p[5] == "ready" for p in panel._peer_rows_shown), 5, "ready colours")
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         root.update()
         os.system(f"import -window root -display {display} {SCREENSHOT} 2>/dev/null")

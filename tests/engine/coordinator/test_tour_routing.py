@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from engine.model import footprint, load_spec
 from engine.plan import ModelInfo, Plan, PlanMetrics, Stage
 from engine.transport.frames import tensor_to_frame
 from engine.transport.tcp_channel import tcp_connect
+from tests.conftest import poll
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -32,16 +32,6 @@ PROMPT_IDS = [5, 17, 99, 3, 42]
 NEW_TOKENS = 6
 
 
-def wait_for(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def swarm(tiny_model, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("tour")
@@ -50,7 +40,7 @@ def swarm(tiny_model, tmp_path_factory):
     processes = [spawn_runner(coordinator.ticket, peer_id, lat, lon, 1.0, log_dir)
                  for peer_id, (lat, lon) in CITIES.items()]
     try:
-        wait_for(lambda: len(coordinator.live_peers()) == len(CITIES), 120, "four runners to join")
+        poll(lambda: len(coordinator.live_peers()) == len(CITIES), 120, "four runners to join")
         yield coordinator
     finally:
         for process in processes:
@@ -133,7 +123,7 @@ def test_a_middle_stage_killed_mid_generation_is_replaced_and_the_output_is_iden
     swarm.deploy(plan_over(tiny_model, peers, SPLITS[3]), model=str(tiny_model)).result(120)
     victim = peers[1]["id"]
     pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-               and victim.encode() in _cmdline(p) and b"engine.coordinator.agent" in _cmdline(p))
+               and victim.encode() in _cmdline(p) and b"engine.runner.agent" in _cmdline(p))
     streamed, killed = [], []
 
     def on_token(text: str) -> None:

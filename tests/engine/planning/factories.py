@@ -7,8 +7,9 @@ import math
 from hypothesis import strategies as st
 
 from engine import GB
+from engine.carbon_values import CarbonSource
 from engine.model.footprint import ModelFootprint
-from engine.planning.types import CarbonSource, Ingress, Peer
+from engine.planning.types import Ingress, Peer
 
 MB = 2**20
 

@@ -6,11 +6,12 @@ import math
 
 import pytest
 
+from engine.carbon_values import CarbonSource
 from engine.errors import InvalidInput
 from engine.model import footprint, load_spec
 from engine.planning.latency import one_way_ms
 from engine.planning.planner import make_plan
-from engine.planning.types import CarbonSource, Ingress, Peer, Policy, Weights
+from engine.planning.types import Ingress, Peer, Policy, Weights
 
 INGRESS = Ingress(lat=50.11, lon=8.68)
 FP = footprint(load_spec("smollm2"))
@@ -45,7 +46,7 @@ def test_a_measured_round_trip_replaces_the_distance_model_on_a_middle_leg():
 
 
 def _leg_km(plan) -> float:
-    from engine.planning.geo import haversine_km
+    from engine.geo import haversine_km
 
     a, b = plan.stages
     return haversine_km(a.lat, a.lon, b.lat, b.lon)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.planning.geo import pairwise_km, unit_vectors
+from engine.geo import pairwise_km, unit_vectors
 from engine.planning.ordering import best_cycle, cycle_with_fixed_ends, held_karp_cycle, tour_length
 from engine.planning.tour_heuristics import heuristic_cycle
 

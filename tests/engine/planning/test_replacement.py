@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from engine.carbon_values import CarbonSource
 from engine.errors import InvalidInput
 from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
@@ -16,7 +17,7 @@ from engine.planning.replacement import (
     plan_g_per_1k_tokens,
     stage_weight_bytes,
 )
-from engine.planning.types import CarbonSource, Ingress, Peer, Policy, Weights
+from engine.planning.types import Ingress, Peer, Policy, Weights
 
 FP = footprint(load_spec("llama-3.1-8b"), quant="bf16", context=4096, batch=1)
 INGRESS = Ingress(50.1, 8.7, "frankfurt")

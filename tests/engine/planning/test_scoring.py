@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from engine.planning.estimates import StageLoad, stage_seconds
 from engine.planning.inputs import peer_columns
-from engine.planning.metrics import StageLoad, stage_seconds
 from engine.planning.planner import prepare
 from engine.planning.scoring import carbon_scores, min_max, policy_order
 from engine.planning.types import Policy, Weights

@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import InvalidInput, UnknownModel
 from engine.generate import parse_stages
-from engine.runner.model_source import SMOLLM2_GGUF, bundled_smollm2_gguf, resolve_model
+from engine.model.source import SMOLLM2_GGUF, bundled_smollm2_gguf, resolve_model
 
 
 def test_a_local_folder_is_used_in_place(tiny_llama):
@@ -53,7 +53,7 @@ def test_concurrent_processes_convert_the_gguf_once(tmp_path):
     from engine.paths import REPO_ROOT
 
     code = ("import json, sys; from pathlib import Path; "
-            "from engine.runner.model_source import gguf_to_safetensors, bundled_smollm2_gguf; "
+            "from engine.model.source import gguf_to_safetensors, bundled_smollm2_gguf; "
             "print(json.dumps(str(gguf_to_safetensors(bundled_smollm2_gguf(), 'smollm2', Path(sys.argv[1])))))")
     processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=str(REPO_ROOT),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

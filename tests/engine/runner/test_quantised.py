@@ -11,7 +11,7 @@ import torch
 from engine.errors import InvalidInput
 from engine.generate import greedy_generate, open_pipeline, start_runners, stop_runners
 from engine.model import QUANTS, footprint, load_spec
-from engine.runner.model_source import resolve_model
+from engine.model.source import resolve_model
 from engine.runner.quantize import module_weight_bytes
 from engine.runner.shards import load_stage
 from tests.engine.runner.conftest import EOS, PROMPT_IDS, load_monolithic

@@ -4,7 +4,6 @@ a frame naming any other address is refused before compute, and nothing reaches 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from engine.errors import InvalidInput
 from engine.generate import PipelineClient, assign_routes, greedy_generate, start_runners, stop_runners
 from engine.transport import start_node
 from engine.transport.frames import tensor_to_frame
+from tests.conftest import poll
 from tests.engine.runner.conftest import EOS, PROMPT_IDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -85,9 +85,8 @@ def test_a_stranger_cannot_post_results_to_the_ingress(restricted_runners, tiny_
                                                   session_id="spoofed", position=0)
                 await to_ingress.send(header, payload)
             await to_ingress.close()
-            deadline_s = time.monotonic() + 30                    # all forged results are waiting first
-            while client.unclaimed.qsize() < 1000 and time.monotonic() < deadline_s:
-                await asyncio.sleep(0.02)
+            await asyncio.to_thread(poll, lambda: client.unclaimed.qsize() >= 1000, 30,    # all forged results
+                                    "the forged results to arrive")                         # are waiting first
             assert client.unclaimed.qsize() == 1000
             return int(await client.forward("real", 0, torch.tensor([PROMPT_IDS]), timeout_s=60))
         finally:

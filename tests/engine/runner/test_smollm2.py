@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine import generate
-from engine.runner.model_source import resolve_model
+from engine.model.source import resolve_model
 
 pytestmark = pytest.mark.slow
 PROMPT = "What is the capital of France?"

@@ -1,12 +1,9 @@
-"""Backends for the store contract suite: SQLite in tmp_path, MongoDB on a private nx-27017 server."""
+"""Backends for the store contract suite: SQLite in tmp_path, MongoDB on the private nx-27017 server
+(the `nx_server` fixture of tests/engine/conftest.py)."""
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,60 +11,8 @@ from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from engine.store import Store, open_store
-
-_NX_MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
-_NX_READY_TIMEOUT_S = 20.0
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def nx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private nx-27017 (MongoDB wire protocol over SQLite) on a free loopback port; yields its URI."""
-    root = tmp_path_factory.mktemp("nx27017")
-    port = _free_loopback_port()
-    # --pid-file and --log-file default to fixed paths in /tmp; keep ours private.
-    cmd = [sys.executable, "-c", _NX_MAIN, "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(root / "data"), "--pid-file", str(root / "nx.pid"),
-           "--log-file", str(root / "nx.log")]
-    out = (root / "stdout.txt").open("wb")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    uri = f"mongodb://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, uri, root)
-        yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        out.close()
-
-
-def _wait_ready(proc: subprocess.Popen, uri: str, root: Path) -> None:
-    deadline = time.monotonic() + _NX_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log = (root / "stdout.txt").read_text(errors="replace")
-            pytest.fail(f"nx-27017 exited with {proc.returncode}:\n{log}")
-        client: MongoClient = MongoClient(uri, serverSelectionTimeoutMS=200, connectTimeoutMS=200)
-        try:
-            client.admin.command("ping")
-            return
-        except PyMongoError:
-            time.sleep(0.1)
-        finally:
-            client.close()
-    pytest.fail(f"nx-27017 not ready at {uri} after {_NX_READY_TIMEOUT_S} s")
 
 
 @dataclass

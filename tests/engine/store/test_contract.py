@@ -12,11 +12,9 @@ import pytest
 
 from engine.errors import InvalidInput
 from engine.plan import ModelInfo, Plan, PlanMetrics, Stage
+from engine.status import PeerStatus, StageStatus
 from engine.store import (
     METRICS_RETENTION_S,
-    PEER_ALIVE,
-    PEER_DEAD,
-    STAGE_PENDING,
     PeerRecord,
     Store,
     StoreClosed,
@@ -25,13 +23,13 @@ from engine.store import (
 NOW = time.time()
 BERLIN = PeerRecord(
     peer_id="berlin-4090", lat=52.52, lon=13.405, gpu="RTX 4090", free_vram_gb=22.5,
-    carbon_g_per_kwh=310.0, carbon_source="region", status=PEER_ALIVE, last_seen=NOW,
+    carbon_g_per_kwh=310.0, carbon_source="region", status=PeerStatus.LIVE, last_seen=NOW,
     metrics={"tokens_per_s": 41.2, "gpu": {"util": 0.8, "temps_c": [61, 63]}, "warm": True, "note": None},
 )
 OSLO = PeerRecord(peer_id="oslo.a100", lat=59.91, lon=10.75, gpu="A100", free_vram_gb=78.0,
                   carbon_g_per_kwh=None, carbon_source=None, last_seen=NOW)
 SYDNEY = PeerRecord(peer_id="$sydney", lat=-33.87, lon=151.21, gpu=None, free_vram_gb=7,
-                    carbon_g_per_kwh=520, carbon_source="country", status=PEER_DEAD, last_seen=NOW - 60)
+                    carbon_g_per_kwh=520, carbon_source="country", status=PeerStatus.DEAD, last_seen=NOW - 60)
 
 
 def _stage(peer: PeerRecord, start: int, end: int, num_layers: int) -> Stage:
@@ -83,22 +81,34 @@ def test_list_peers_is_sorted_and_filters_by_status(store: Store) -> None:
     for peer in (SYDNEY, OSLO, BERLIN):
         store.upsert_peer(peer)
     assert [p.peer_id for p in store.list_peers()] == ["$sydney", "berlin-4090", "oslo.a100"]
-    assert [p.peer_id for p in store.list_peers(status=PEER_ALIVE)] == ["berlin-4090", "oslo.a100"]
-    assert store.list_peers(status=PEER_DEAD) == [SYDNEY]
+    assert [p.peer_id for p in store.list_peers(status=PeerStatus.LIVE)] == ["berlin-4090", "oslo.a100"]
+    assert store.list_peers(status=PeerStatus.DEAD) == [SYDNEY]
 
 
 def test_mark_peer_changes_only_the_status(store: Store) -> None:
     store.upsert_peer(BERLIN)
-    store.mark_peer(BERLIN.peer_id, PEER_DEAD)
-    assert store.get_peer(BERLIN.peer_id) == replace(BERLIN, status=PEER_DEAD)
-    assert store.list_peers(status=PEER_ALIVE) == []
-    store.mark_peer(BERLIN.peer_id, PEER_ALIVE)
+    store.mark_peer(BERLIN.peer_id, PeerStatus.DEAD)
+    assert store.get_peer(BERLIN.peer_id) == replace(BERLIN, status=PeerStatus.DEAD)
+    assert store.list_peers(status=PeerStatus.LIVE) == []
+    store.mark_peer(BERLIN.peer_id, PeerStatus.LIVE)
     assert store.get_peer(BERLIN.peer_id) == BERLIN
+
+
+def test_a_live_peer_is_stored_as_live_and_the_old_word_alive_still_reads(store: Store) -> None:
+    store.upsert_peer(replace(BERLIN, status="alive"))            # what stores before 2026-12 said
+    assert store.get_peer(BERLIN.peer_id).status == "live"
+    store.mark_peer(BERLIN.peer_id, PeerStatus.DEAD)
+    store.mark_peer(BERLIN.peer_id, "alive")
+    assert [p.peer_id for p in store.list_peers(status="alive")] == [BERLIN.peer_id]
+    assert [p.peer_id for p in store.list_peers(status=PeerStatus.LIVE)] == [BERLIN.peer_id]
+    with pytest.raises(InvalidInput) as err:
+        store.mark_peer(BERLIN.peer_id, "ready")                  # the store keeps only live / dead
+    assert (err.value.field, err.value.value) == ("status", "ready")
 
 
 def test_marking_an_unknown_peer_is_rejected(store: Store) -> None:
     with pytest.raises(InvalidInput) as err:
-        store.mark_peer("ghost", PEER_DEAD)
+        store.mark_peer("ghost", PeerStatus.DEAD)
     assert (err.value.field, err.value.value) == ("peer_id", "ghost")
     assert store.list_peers() == []
 
@@ -139,7 +149,7 @@ def test_a_saved_deployment_becomes_current_with_pending_stages(store: Store) ->
     assert current is not None and current.deployment_id == dep_id and current.active
     assert current.plan == plan
     assert current.to_plan() == Plan.from_dict(plan)
-    assert current.stage_status == {BERLIN.peer_id: STAGE_PENDING, OSLO.peer_id: STAGE_PENDING}
+    assert current.stage_status == {BERLIN.peer_id: StageStatus.PENDING, OSLO.peer_id: StageStatus.PENDING}
     assert before <= current.created_at == current.updated_at <= time.time()
     assert store.get_deployment(dep_id) == current
 
@@ -149,7 +159,7 @@ def test_update_stage_status_touches_one_stage(store: Store) -> None:
     created_at = store.current_deployment().created_at
     store.update_stage_status(dep_id, OSLO.peer_id, "ready")
     current = store.current_deployment()
-    assert current.stage_status == {BERLIN.peer_id: STAGE_PENDING, OSLO.peer_id: "ready"}
+    assert current.stage_status == {BERLIN.peer_id: StageStatus.PENDING, OSLO.peer_id: "ready"}
     assert current.updated_at >= created_at and current.created_at == created_at
 
 
@@ -160,7 +170,7 @@ def test_a_new_deployment_deactivates_the_previous_one(store: Store) -> None:
     assert store.current_deployment().deployment_id == new_id
     assert store.get_deployment(old_id).active is False
     assert store.get_deployment(new_id).active is True
-    store.update_stage_status(old_id, BERLIN.peer_id, "stopped")   # history stays editable
+    store.update_stage_status(old_id, BERLIN.peer_id, StageStatus.LOST)   # history stays editable
     assert store.current_deployment().deployment_id == new_id
 
 
@@ -172,6 +182,14 @@ def test_the_last_of_quickly_saved_deployments_is_the_only_active_one(store: Sto
     assert created == sorted(created) and len(set(created)) == len(created)
 
 
+def test_an_unknown_stage_status_is_rejected(store: Store) -> None:
+    dep_id = store.save_deployment(make_plan(BERLIN))
+    with pytest.raises(InvalidInput) as err:
+        store.update_stage_status(dep_id, BERLIN.peer_id, "stopped")
+    assert (err.value.field, err.value.value) == ("status", "stopped")
+    assert store.current_deployment().stage_status == {BERLIN.peer_id: StageStatus.PENDING}
+
+
 def test_stage_status_of_unknown_deployment_or_peer_is_rejected(store: Store) -> None:
     dep_id = store.save_deployment(make_plan(BERLIN))
     with pytest.raises(InvalidInput) as err:
@@ -180,7 +198,7 @@ def test_stage_status_of_unknown_deployment_or_peer_is_rejected(store: Store) ->
     with pytest.raises(InvalidInput) as err:
         store.update_stage_status(dep_id, OSLO.peer_id, "ready")
     assert (err.value.field, err.value.value) == ("peer_id", OSLO.peer_id)
-    assert store.current_deployment().stage_status == {BERLIN.peer_id: STAGE_PENDING}
+    assert store.current_deployment().stage_status == {BERLIN.peer_id: StageStatus.PENDING}
 
 
 # ---- restart recovery -------------------------------------------------------------------
@@ -189,7 +207,7 @@ def test_reopening_the_store_recovers_peers_deployment_and_metrics(backend) -> N
     first = backend.open()
     for peer in (BERLIN, OSLO, SYDNEY):
         first.upsert_peer(peer)
-    first.mark_peer(OSLO.peer_id, PEER_DEAD)
+    first.mark_peer(OSLO.peer_id, PeerStatus.DEAD)
     first.save_deployment(make_plan(OSLO))
     dep_id = first.save_deployment(make_plan(BERLIN, SYDNEY))
     first.update_stage_status(dep_id, SYDNEY.peer_id, "ready")
@@ -200,7 +218,7 @@ def test_reopening_the_store_recovers_peers_deployment_and_metrics(backend) -> N
     second = backend.open()
     try:
         assert second.list_peers() == peers
-        assert second.get_peer(OSLO.peer_id).status == PEER_DEAD
+        assert second.get_peer(OSLO.peer_id).status == PeerStatus.DEAD
         assert second.current_deployment() == deployment
         assert deployment.deployment_id == dep_id
         assert [s.metrics for s in second.metrics_history(BERLIN.peer_id)] == [{"tokens_per_s": 40.0}]

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -29,6 +28,7 @@ from engine.transport import (
     tensor_to_frame,
 )
 from engine.transport.frames import PREFIX
+from tests.conftest import poll
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -379,10 +379,8 @@ def test_frames_sent_right_before_close_still_reach_a_slow_reader(transport: str
             await to_client.close()
             # The lingering side lets go as soon as the reader is done: well before LINGER_S, when it
             # would let go anyway (the budget stays under it so the check can fail; slack for a busy box).
-            deadline_s = time.monotonic() + base.LINGER_S * 0.8
-            while base._LINGERING and time.monotonic() < deadline_s:
-                await asyncio.sleep(0.02)
-            assert not base._LINGERING
+            await asyncio.to_thread(poll, lambda: not base._LINGERING, base.LINGER_S * 0.8,
+                                    "the lingering side to let go", every_s=0.02)
 
     asyncio.run(scenario())
 

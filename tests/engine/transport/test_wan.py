@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InvalidInput
-from engine.planning.geo import haversine_km
+from engine.geo import haversine_km
 from engine.planning.latency import one_way_ms
 from engine.transport.wan import WanEmulation
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import iroh
 
-from engine.coordinator.ticket import Ticket
 from engine.errors import InvalidInput, PrismnError
 from engine.paths import user_data_dir
+from engine.protocol.ticket import Ticket
 from engine.transport.base import Channel
 
 log = logging.getLogger("prismn.auth")
@@ -202,7 +202,7 @@ async def runner_handshake(channel: Channel, ticket: Ticket, key: SigningKey, jo
 
     `join` is the join message without its proof fields (type, protocol, peer_id, metrics...).
     """
-    from engine.coordinator.messages import PROTOCOL_VERSION, validate
+    from engine.protocol.messages import PROTOCOL_VERSION, validate
 
     runner_nonce = new_nonce()
     await channel.send({"type": "join_hello", "protocol": PROTOCOL_VERSION, "nonce": runner_nonce})
@@ -222,7 +222,7 @@ async def runner_handshake(channel: Channel, ticket: Ticket, key: SigningKey, jo
 async def coordinator_handshake(channel: Channel, join_secret: str, key: SigningKey, peer_keys: PeerKeys,
                                 timeout_s: float) -> dict[str, Any]:
     """Run the coordinator's side up to an admitted join message; raises `Refusal` (say it, hang up)."""
-    from engine.coordinator.messages import PROTOCOL_VERSION, validate
+    from engine.protocol.messages import PROTOCOL_VERSION, validate
 
     try:
         header, payload = await asyncio.wait_for(channel.recv(), timeout_s)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.coordinator.agent import parse_args
-from engine.coordinator.ticket import Ticket
 from engine.errors import InvalidInput
+from engine.protocol.ticket import Ticket
+from engine.runner.agent import parse_args
 
 TICKET = Ticket("127.0.0.1:4000", "s3cret-s3cret", "ab" * 32)
 ARGS = ["--lat", "48.85", "--lon", "2.35", "--id", "paris"]

@@ -5,7 +5,7 @@ from geopy.distance import great_circle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.planning.geo import EARTH_RADIUS_KM, distances_from_km, haversine_km, pairwise_km, unit_vectors
+from engine.geo import EARTH_RADIUS_KM, distances_from_km, haversine_km, pairwise_km, unit_vectors
 from engine.planning.latency import PER_LEG_OVERHEAD_MS, ingress_one_way_ms, one_way_ms
 
 lat = st.floats(-90, 90, allow_nan=False)

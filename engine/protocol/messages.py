@@ -20,7 +20,8 @@ from engine.model.sizing import QUANTS
 from engine.transport.frames import DTYPES, FrameLimits, check_tensor_fields
 from engine.validate import finite_number
 
-PROTOCOL_VERSION = 2                    # 2: the join handshake of engine.coordinator.auth
+PROTOCOL_VERSION = 2                    # 2: the join handshake of engine.protocol.auth
+MISSED_BEATS = 3                        # beats a side may miss before it gives the other up
 MAX_HEADER_BYTES = 16 * 1024            # JSON header; the largest (join) is well under 1 KiB
 MAX_TENSOR_BYTES = 256 * 2**20          # hidden states of a long prompt on a wide model
 # What both ends' transports enforce before reading a frame: larger lengths drop the connection.
@@ -162,7 +163,7 @@ SCHEMAS: dict[str, tuple[dict[str, Field], int]] = {
                 "token": TOKEN}, 0),
     "routes": ({"deployment_id": DEPLOYMENT_ID, "routes": Field("hops"), "reply_to": HOP, "token": TOKEN}, 0),
     # `position`: the session position of the tensor's first token (0 = prefill); `route`/`reply_to`:
-    # the tour's later stages and the ingress (engine.runner.protocol)
+    # the tour's later stages and the ingress (engine.protocol.stage)
     # `sampling`: how the last stage picks the token (engine.decoding.Sampling.wire; absent = greedy)
     "forward": ({"request_id": REQUEST_ID, "session_id": SESSION_ID, "position": Field("int", low=0, high=2**31),
                  "dtype": DTYPE, "shape": SHAPE, "route": Field("addresses", required=False),
@@ -260,7 +261,7 @@ def _check_value(value: Any, spec: Field, where: str) -> Any:
         item = HOP if spec.kind == "hops" else ADDRESS
         value = [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     elif spec.kind == "trace":
-        from engine.runner.protocol import parse_trace
+        from engine.protocol.stage import parse_trace
 
         value = [list(pair) for pair in parse_trace(value)]
     elif spec.kind == "object":

@@ -1,11 +1,11 @@
-"""The ingress: deploys plans and runs generations through the pipeline, recovering from lost runners.
+"""The orchestrator: deploys plans and runs generations through the pipeline, recovering from lost runners.
 
 engine.decoding's loop with a KV cache per session on every stage: the prompt is one prefill step,
 then one token per step, each step travelling the plan's tour (Coordinator.step). The last stage picks
 the token (engine.decoding.pick_token) and returns it. Every generation also reports what it measured
 (`measured`): time to first token, decode ms per token, per-stage compute and network time, and
 energy / gCO2 by each runner's method. When a runner is lost (missed beats,
-dropped connection), the ingress re-plans over the live peers with the same model, policy and
+dropped connection), the orchestrator re-plans over the live peers with the same model, policy and
 weights, redeploys, and re-runs the request from its prompt; `TextStream` makes sure the caller's
 `on_token` never sees text it was already given.
 """
@@ -41,8 +41,8 @@ from engine.decoding import (
 from engine.errors import InfeasiblePlan, InvalidInput
 from engine.model.footprint import ModelFootprint
 from engine.plan import Plan
-from engine.planning.metrics import JOULES_PER_KWH
-from engine.planning.types import Ingress as IngressPoint
+from engine.planning.estimates import JOULES_PER_KWH
+from engine.planning.types import Ingress
 
 log = logging.getLogger("prismn.coordinator")
 
@@ -53,7 +53,7 @@ RESTORE_GRACE_S = 10.0              # after a restart, how long stages may take 
 TokenCallback = Callable[[str], None]
 
 
-class Ingress:
+class Orchestrator:
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
         self._footprints: dict[tuple[str, str], ModelFootprint] = {}     # (model name, quant) ->
@@ -108,7 +108,7 @@ class Ingress:
         if key not in self._footprints:
             self._footprints[key] = await asyncio.to_thread(footprint_for, plan, model)
         footprint = self._footprints[key]
-        ingress = IngressPoint(lat=plan.ingress["lat"], lon=plan.ingress["lon"])
+        ingress = Ingress(lat=plan.ingress["lat"], lon=plan.ingress["lon"])
         peers = self.coordinator.peers_for(plan.model.name, ingress)
         return await asyncio.to_thread(replan, plan, footprint, peers)
 
@@ -328,7 +328,7 @@ def _prompt_ids(prompt: str | Sequence[int] | Sequence[dict[str, str]], tokenize
 
 def _load_text(model: str) -> tuple[Any, frozenset[int]]:
     """The model source's tokenizer (None for a bare checkpoint) and its end-of-sequence ids."""
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
 
     return load_text(resolve_model(model).folder)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InvalidInput
-from engine.runner.metrics import CPU_FALLBACK_NOTE, GpuMetrics, _read_host_memory, read_metrics
+from engine.runner.device_metrics import CPU_FALLBACK_NOTE, GpuMetrics, _read_host_memory, read_metrics
 
 
 def _has_nvidia() -> bool:

@@ -1,7 +1,7 @@
 """The runner's join mode: `python -m engine.runner --ticket T --lat .. --lon ..` (or this module).
 
 The agent dials the coordinator named in the ticket, joins (proving the join secret and its own key,
-after the coordinator proved the ticket's key: engine.coordinator.auth), beats once per
+after the coordinator proved the ticket's key: engine.protocol.auth), beats once per
 `heartbeat_s` with fresh NVML metrics, loads the stage it is told to (reporting progress and then
 its own measured step times), and reconnects by itself whenever the coordinator goes away (three
 missing pings or a dropped connection). A stage it holds survives reconnects: it tells the
@@ -38,20 +38,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import GB
-from engine.coordinator.auth import NotTheCoordinator, SigningKey, runner_handshake, runner_key_path
-from engine.coordinator.messages import (
+from engine.errors import InvalidInput, PrismnError
+from engine.protocol.auth import NotTheCoordinator, SigningKey, runner_handshake, runner_key_path
+from engine.protocol.messages import (
     COORDINATOR_TO_RUNNER,
     FRAME_LIMITS,
+    MISSED_BEATS,
     PEER_ID_PATTERN,
     PROTOCOL_VERSION,
     STAGE_FIELDS,
     validate,
 )
-from engine.coordinator.registry import MISSED_BEATS
-from engine.coordinator.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
-from engine.errors import InvalidInput, PrismnError
+from engine.protocol.ticket import MAX_TICKET_CHARS, Ticket, decode_ticket
+from engine.runner.device_metrics import read_metrics
 from engine.runner.energy import CPU_WATTS_PER_CORE, EnergyMeter
-from engine.runner.metrics import read_metrics
 from engine.runner.server import RunnerServer, error_header
 from engine.transport.base import Channel, ConnectionClosed, Node
 from engine.transport.frames import FrameError
@@ -430,7 +430,7 @@ def _preload() -> None:
 
 def _load_executor(msg: dict[str, Any], config: AgentConfig, progress: Any) -> Any:
     """Resolve the model source, load this stage's layers only, and wrap them in a StageExecutor."""
-    from engine.runner.model_source import resolve_model
+    from engine.model.source import resolve_model
     from engine.runner.shards import load_stage
     from engine.runner.stage import StageExecutor
 

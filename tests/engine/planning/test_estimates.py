@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from engine.plan import Stage
-from engine.planning.gpus import GpuSpec
-from engine.planning.latency import one_way_ms
-from engine.planning.metrics import (
+from engine.planning.estimates import (
     BANDWIDTH_EFFICIENCY,
     COMPUTE_EFFICIENCY,
     StageLoad,
     plan_metrics,
     stage_seconds,
 )
+from engine.planning.gpus import GpuSpec
+from engine.planning.latency import one_way_ms
 from tests.engine.planning.factories import MB, footprint
 
 

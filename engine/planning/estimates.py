@@ -1,4 +1,4 @@
-"""Plan metrics: tour length, time per token, carbon per 1,000 tokens, VRAM use.
+"""Plan estimates (the figures of PlanMetrics): tour length, time per token, carbon per 1,000 tokens, VRAM use.
 
 Time per token (one decode step through the pipeline, batch 1):
     est_ms_per_token = Σ legs one-way latency (ingress -> stage 1 -> ... -> stage k -> ingress)

@@ -2,7 +2,7 @@
 
 A ticket is ``prismn1.<base64url(JSON {"address": transport address, "secret": join secret,
 "key": the coordinator's Ed25519 public key, hex})>``. With the key a runner checks, on any transport,
-that it talks to the coordinator that printed the ticket (engine.coordinator.auth); a TCP ticket
+that it talks to the coordinator that printed the ticket (engine.protocol.auth); a TCP ticket
 without one is refused (iroh's endpoint address already pins the coordinator's key).
 The identity (iroh secret key, join secret, bound port) is persisted as JSON next to the store (or
 in the user data dir), readable by the owner only, so a restarted coordinator hands out the same
@@ -30,7 +30,7 @@ IDENTITY_FILE = "coordinator_identity.json"
 @dataclass(frozen=True)
 class Ticket:
     address: str        # the transport's address string (an iroh endpoint ticket, or host:port for TCP)
-    secret: str         # join secret: proves a runner may join (never sent, see engine.coordinator.auth)
+    secret: str         # join secret: proves a runner may join (never sent, see engine.protocol.auth)
     key: str = ""       # the coordinator's public key (hex); "" only in tickets from before protocol 2
 
     def encode(self) -> str:
