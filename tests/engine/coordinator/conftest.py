@@ -71,3 +71,21 @@ def spawn_runner(ticket: str, peer_id: str, lat: float, lon: float, vram_gb: flo
             cwd=str(REPO_ROOT), env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     finally:
         log_file.close()
+
+
+@pytest.fixture
+def grids(monkeypatch):
+    """A fake Electricity Maps server on 127.0.0.1 (Paris clean, Madrid middling, Warsaw dirty), set in
+    the environment as a user would, so runner and coordinator processes started by the test use it."""
+    from tests.engine.carbon.fake_grids import start_fake_grids
+    from tests.engine.coordinator.test_end_to_end import CITIES
+
+    server = start_fake_grids()
+    for zone, (city, g) in {"FR": ("paris", 50), "ES": ("madrid", 300), "PL": ("warsaw", 700)}.items():
+        server.set_zone(zone, *CITIES[city], g)
+    for key, value in {"ELECTRICITYMAPS_TOKEN": server.token, "ELECTRICITYMAPS_API_URL": server.url + "/em",
+                       "PRISMN_NATIONALGRID": "0", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WATTTIME_USERNAME", raising=False)
+    yield server
+    server.stop()

@@ -14,7 +14,6 @@ import pytest
 from benchmarks.headless import Process, free_port
 from engine.coordinator.local_runners import runner_vram_gb
 from tests.conftest import poll
-from tests.engine.carbon.fake_grids import start_fake_grids
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
 from tests.engine.coordinator.test_end_to_end import CITIES
 
@@ -23,18 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 PROMPT = "Carbon moves"
 MAX_NEW_TOKENS = 16
 
-
-@pytest.fixture
-def grids(monkeypatch):
-    server = start_fake_grids()
-    for zone, (city, g) in {"FR": ("paris", 50), "ES": ("madrid", 300), "PL": ("warsaw", 700)}.items():
-        server.set_zone(zone, *CITIES[city], g)
-    for key, value in {"ELECTRICITYMAPS_TOKEN": server.token, "ELECTRICITYMAPS_API_URL": server.url + "/em",
-                       "PRISMN_NATIONALGRID": "0", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("WATTTIME_USERNAME", raising=False)
-    yield server
-    server.stop()
 
 
 def test_the_headless_coordinator_migrates_on_its_schedule_while_every_completion_stays_identical(

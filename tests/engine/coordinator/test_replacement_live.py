@@ -15,7 +15,6 @@ from engine.model import footprint, load_spec
 from engine.planning.planner import make_plan
 from engine.planning.types import Ingress, Policy, Weights
 from tests.conftest import poll
-from tests.engine.carbon.fake_grids import start_fake_grids
 from tests.engine.coordinator.conftest import greedy_monolithic, spawn_runner
 from tests.engine.coordinator.test_end_to_end import CITIES
 
@@ -25,17 +24,6 @@ PROMPT = "Carbon moves"
 MAX_NEW_TOKENS = 16
 INGRESS = Ingress(lat=50.11, lon=8.68, name="Frankfurt")
 
-
-@pytest.fixture
-def grids(monkeypatch):
-    server = start_fake_grids()
-    for zone, (city, g) in {"FR": ("paris", 50), "ES": ("madrid", 300), "PL": ("warsaw", 700)}.items():
-        server.set_zone(zone, *CITIES[city], g)
-    for key, value in {"ELECTRICITYMAPS_TOKEN": server.token, "ELECTRICITYMAPS_API_URL": server.url + "/em",
-                       "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}.items():
-        monkeypatch.setenv(key, value)          # the runner processes started below inherit them
-    yield server
-    server.stop()
 
 
 def test_a_dirty_grid_moves_the_deployment_while_every_request_completes_identically(grids, tiny_model, tmp_path):
