@@ -146,7 +146,7 @@ async def _monolithic_text(monolithic: Any, tokenizer: Any, eos_ids: frozenset[i
 
     async def step(ids: list[int], position: int, _wire: Any) -> int:
         with torch.inference_mode():
-            logits = monolithic(torch.tensor([ids]), past_key_values=cache, use_cache=True).logits[0, -1]
+            logits = monolithic(torch.tensor([ids]), cache=cache, use_cache=True).logits[0, -1]
         return pick_token(logits, sampling, position + len(ids))
 
     stream = TextStream(tokenizer)
