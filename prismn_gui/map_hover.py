@@ -1,4 +1,4 @@
-"""Map navigation (matplotlib's zoom / pan toolbar) and a tooltip for the peer under the mouse.
+"""A tooltip for the peer under the mouse on the map (zoom / pan: prismn_gui.map_toolbar).
 
 The tooltip is a Tk label placed over the canvas, not a matplotlib artist: showing it never redraws
 the map. It names the peer's id, GPU, free VRAM and grid carbon intensity; where the plan resolved a
@@ -13,20 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_tkagg import NavigationToolbar2Tk
 
 from engine.carbon_values import CarbonSignal
 from prismn_gui.carbon_signals import signal_hover
 
 HOVER_PX = 9.0
-
-
-def add_navigation(canvas: Any, parent: Any) -> NavigationToolbar2Tk:
-    """Zoom and pan for the map; the canvas must be packed after this so the bar keeps its row."""
-    toolbar = NavigationToolbar2Tk(canvas, parent, pack_toolbar=False)
-    toolbar.update()
-    toolbar.pack(side="bottom", fill="x")
-    return toolbar
 
 
 def peer_tooltip(peer: Any, signal: CarbonSignal | None = None, now: datetime | None = None) -> str:
