@@ -49,3 +49,23 @@ def unit_vectors(lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
     lam = np.radians(np.asarray(lons, dtype=np.float64))
     cos_phi = np.cos(phi)
     return np.stack([cos_phi * np.cos(lam), cos_phi * np.sin(lam), np.sin(phi)], axis=-1)
+
+
+def great_circle_path(lats, lons, points_per_leg: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """The great-circle legs through the given stops, `points_per_leg` points each (spherical linear
+    interpolation of unit vectors): (lats, lons) in degrees, lons in [-180, 180]."""
+    if points_per_leg < 2:
+        raise ValueError(f"points_per_leg={points_per_leg}: expected >= 2")
+    stops = unit_vectors(lats, lons)
+    if len(stops) < 2:
+        return np.asarray(lats, dtype=np.float64), np.asarray(lons, dtype=np.float64)
+    start, end = stops[:-1, None, :], stops[1:, None, :]
+    omega = np.arccos(np.clip(np.sum(start * end, axis=-1, keepdims=True), -1.0, 1.0))
+    t = np.linspace(0.0, 1.0, points_per_leg)[None, :, None]
+    sin_omega = np.sin(omega)
+    safe = sin_omega > 1e-12                       # one stop twice: the leg is that point
+    weight_start = np.where(safe, np.sin((1 - t) * omega) / np.where(safe, sin_omega, 1.0), 1 - t)
+    weight_end = np.where(safe, np.sin(t * omega) / np.where(safe, sin_omega, 1.0), t)
+    path = (weight_start * start + weight_end * end).reshape(-1, 3)
+    path /= np.linalg.norm(path, axis=1, keepdims=True)
+    return np.degrees(np.arcsin(np.clip(path[:, 2], -1, 1))), np.degrees(np.arctan2(path[:, 1], path[:, 0]))

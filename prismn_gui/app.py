@@ -59,12 +59,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _resolved_appearance(choice: str) -> str:
+    """"system" read once at start: left as "system", customtkinter asks the desktop again every few
+    tens of milliseconds, which on Linux (darkdetect) starts a `gsettings` process each time and cost
+    every slider update ~0.1 s. A theme switched while the app runs shows after a restart."""
+    if choice != "system":
+        return choice
+    try:
+        import darkdetect
+
+        return "dark" if darkdetect.isDark() else "light"
+    except Exception:       # no desktop to ask (Xvfb, a bare X server): customtkinter's default
+        return "light"
+
+
 class PrismnApp:
     def __init__(self, args: argparse.Namespace) -> None:
         self.started = time.perf_counter()
         self.args = args
         self.observers: list[Callable[[str], None]] = []     # told what changed (prismn_gui.state_file)
-        ctk.set_appearance_mode(args.appearance)
+        ctk.set_appearance_mode(_resolved_appearance(args.appearance))
         theme = "dark" if ctk.get_appearance_mode() == "Dark" else "light"
         configure_cartopy()
 
@@ -234,7 +248,7 @@ class PrismnApp:
         if self.tabs.get() == "Pareto":
             self.pareto_canvas.draw_idle()
         elif self.tabs.get() == "Carbon 24 h":
-            self.carbon_time.canvas.draw_idle()
+            self.carbon_time.render()
         else:
             self.map_canvas.draw_idle()
 

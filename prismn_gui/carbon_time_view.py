@@ -60,6 +60,7 @@ class CarbonTimeTab:
         self.canvas = FigureCanvasTkAgg(self.figure, master=parent)
         self.canvas.mpl_connect("draw_event", lambda _e: self._on_updated())
         self._dark = theme == "dark"
+        self._pending_draw = None          # the chart's latest contents, built when the tab is shown
 
         # The controls are packed from the bottom first, so a short tab squeezes the chart, not them.
         migration = ctk.CTkFrame(parent)
@@ -352,9 +353,21 @@ class CarbonTimeTab:
     # ---- drawing -------------------------------------------------------------------------------
 
     def _draw_error(self, text: str) -> None:
-        draw_message(self.figure, text)
-        self.canvas.draw_idle()
+        self._pending_draw = lambda: draw_message(self.figure, text)
+        self._render_if_shown()
 
     def _draw(self, now: datetime, points) -> None:
-        draw_timeline(self.figure, now, points, self._note)
+        self._pending_draw = lambda: draw_timeline(self.figure, now, points, self._note)
+        self._render_if_shown()
+
+    def _render_if_shown(self) -> None:
+        """A hidden tab is neither built nor drawn (the chart's rebuild and draw cost every slider
+        update on the map ~0.1 s); the window calls `render` when the tab is chosen."""
+        if self.canvas.get_tk_widget().winfo_ismapped():
+            self.render()
+
+    def render(self) -> None:
+        pending, self._pending_draw = self._pending_draw, None
+        if pending is not None:
+            pending()
         self.canvas.draw_idle()

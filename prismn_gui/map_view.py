@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import cartopy
 import numpy as np
 
+from engine.geo import great_circle_path
 from engine.paths import ASSETS_DIR
 from engine.status import PeerStatus, StageStatus
 from prismn_gui.status_colours import status_colour
@@ -91,7 +92,8 @@ class MapFigure:
         self._peer_rgba: np.ndarray | None = None
         self._scatter = None
         self._ingress_artist = None
-        self._dynamic: list = []            # tours, stage numbers, legend
+        self._dynamic: list = []            # tours, stage numbers
+        self._add_plans_legend()
         self._animated = False              # True once a BlitManager draws the changing artists
         self._ingress = None
         self._carbon_plan = None
@@ -210,7 +212,6 @@ class MapFigure:
                                                transform=self.ccrs.PlateCarree(), zorder=7)
 
     def _set_plans(self, ingress, vram_plan, carbon_plan) -> None:
-        from matplotlib.lines import Line2D
         for artist in self._dynamic:
             artist.remove()
         self._dynamic = []
@@ -224,7 +225,7 @@ class MapFigure:
             used.update(s.peer_id for s in plan.stages)
             lons = [ingress.lon] + [s.lon for s in plan.stages] + [ingress.lon]
             lats = [ingress.lat] + [s.lat for s in plan.stages] + [ingress.lat]
-            (line,) = self.ax.plot(lons, lats, transform=self.ccrs.Geodetic(), zorder=5,
+            (line,) = self.ax.plot(*self._projected_path(lats, lons), zorder=5,
                                    solid_capstyle="round", **{k: v for k, v in style.items() if k != "label"})
             self._dynamic.append(line)
             if plan is carbon_plan:
@@ -242,6 +243,11 @@ class MapFigure:
                           "edgecolor": "white", "linewidth": 0.6})
                 self._dynamic.append(label)
         self._dim_unused(used)
+
+    def _add_plans_legend(self) -> None:
+        """Once, into the cached basemap: the legend never changes, and drawing it with every update cost
+        more than the tours themselves."""
+        from matplotlib.lines import Line2D
         handles = [
             Line2D([], [], **CARBON_STYLE),
             Line2D([], [], **VRAM_STYLE),
@@ -250,10 +256,9 @@ class MapFigure:
             Line2D([], [], marker="o", linestyle="none", markersize=6, markerfacecolor="#999999",
                    markeredgecolor="#111111", label="Peer in a plan"),
         ]
-        legend = self.ax.legend(handles=handles, loc="lower left", ncol=1, fontsize=6.5, borderaxespad=0.2,
-                                framealpha=0.85, facecolor=self.theme["figure"],
-                                edgecolor=self.theme["border"], labelcolor=self.theme["text"])
-        self._dynamic.append(legend)
+        self.ax.legend(handles=handles, loc="lower left", ncol=1, fontsize=6.5, borderaxespad=0.2,
+                       framealpha=0.85, facecolor=self.theme["figure"],
+                       edgecolor=self.theme["border"], labelcolor=self.theme["text"])
         self._fit_legend()
 
     def _fit_legend(self) -> None:
@@ -339,11 +344,21 @@ class MapFigure:
         stops = [(self._ingress.lon, self._ingress.lat)] + [(s.lon, s.lat) for s in plan.stages[:ready]]
         if ready == len(plan.stages):
             stops.append((self._ingress.lon, self._ingress.lat))
-        (self._progress_line,) = self.ax.plot([p[0] for p in stops], [p[1] for p in stops],
-                                              transform=self.ccrs.Geodetic(), zorder=5, solid_capstyle="round",
+        (self._progress_line,) = self.ax.plot(*self._projected_path([p[1] for p in stops], [p[0] for p in stops]),
+                                              zorder=5, solid_capstyle="round",
                                               animated=self._animated,
                                               **{k: v for k, v in CARBON_STYLE.items() if k != "label"})
         self._dynamic.insert(0, self._progress_line)
+
+    def _projected_path(self, lats, lons) -> tuple[np.ndarray, np.ndarray]:
+        """Great-circle legs through the stops in the map's own coordinates, broken where they cross
+        the date line. Computed in bulk here: cartopy's Geodetic transform resamples each line with
+        thousands of single-point geodesic calls (about 0.2 s per plan update)."""
+        path_lats, path_lons = great_circle_path(lats, lons)
+        xy = self.ax.projection.transform_points(self.ccrs.PlateCarree(), path_lons, path_lats)
+        x, y = xy[:, 0].copy(), xy[:, 1].copy()
+        wraps = np.flatnonzero(np.abs(np.diff(path_lons)) > 180.0) + 1
+        return np.insert(x, wraps, np.nan), np.insert(y, wraps, np.nan)
 
     def _dim_unused(self, used: set[str]) -> None:
         if self._scatter is None or self._peer_rgba is None:
