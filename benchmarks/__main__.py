@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated script names (bench_planner,soak,...)")
     parser.add_argument("--quick", action="store_true", help="smaller runs where a script offers them")
     parser.add_argument("--output", type=Path, default=REPORT_PATH)
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only the --only benchmarks and keep the other sections of the report as they are")
     args = parser.parse_args(argv)
     wanted = {name.strip().removesuffix(".py") for name in args.only.split(",") if name.strip()}
     benches = [b for b in BENCHES if not wanted or b.script.removesuffix(".py") in wanted]
@@ -138,13 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --only = {','.join(sorted(unknown))!r}: not a benchmark here", file=sys.stderr)
         return 2
+    kept = _sections(args.output) if args.update else {}
     lines = ["# Prismn benchmark report", "",
              f"Written by `python -m benchmarks{' --quick' if args.quick else ''}` on "
              f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}. Every figure below was printed by the "
              "script named in its section on this run; goals stand beside them.", "", "## Machine", "", *machine(), ""]
     summary = ["| benchmark | goal | run |", "| --- | --- | --- |"]
     body: list[str] = []
-    for bench in benches:
+    if kept:
+        lines[2] += (f" Sections rerun by `--update` then: {', '.join(b.name for b in benches)} (the load at the "
+                     "start above is that rerun's); the others are kept from the run before, each with its own output.")
+    for bench in BENCHES if kept else benches:
+        if bench not in benches:
+            old = kept.get(bench.name)
+            if old is not None:
+                summary.append(f"| [{bench.name}](#{_anchor(bench.name)}) | {bench.goal} | {old[0]} (kept) |")
+                body += old[1]
+            continue
         print(f"running {bench.script} ...", flush=True)
         status, output, seconds = run(bench, args.quick)
         print(f"  {status} in {seconds:.0f} s", flush=True)
@@ -153,6 +165,25 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text("\n".join([*lines, "## Summary", "", *summary, "", *body]))
     print(f"wrote {args.output}")
     return 0
+
+
+def _sections(report: Path) -> dict[str, tuple[str, list[str]]]:
+    """The benchmark sections of an earlier report: name -> (its run status, its lines)."""
+    if not report.is_file():
+        return {}
+    names = {b.name for b in BENCHES}
+    sections: dict[str, tuple[str, list[str]]] = {}
+    current: list[str] | None = None
+    for line in report.read_text().splitlines():
+        if line.startswith("## "):
+            current = [] if line[3:] in names else None
+            if current is not None:
+                sections[line[3:]] = ("ran", current)
+        if current is not None:
+            current.append(line)
+            if line.startswith("- command:") and " — " in line:
+                sections[current[0][3:]] = (line.split(" — ", 1)[1].rsplit(",", 1)[0], current)
+    return sections
 
 
 def _anchor(title: str) -> str:
