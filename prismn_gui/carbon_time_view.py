@@ -82,7 +82,7 @@ class CarbonTimeTab:
                        ctk.CTkLabel(entries, text="h", font=small), self.find_button):
             widget.pack(side="left", padx=(0, 4))
         self.window_text = ctk.CTkLabel(window, text="", font=small, anchor="w", justify="left",
-                                        wraplength=520, height=30)
+                                        wraplength=430, height=30)
         self.window_text.pack(fill="x", padx=8, pady=(0, 2))
 
         head = ctk.CTkFrame(migration, fg_color="transparent")
@@ -100,7 +100,7 @@ class CarbonTimeTab:
             widget.pack(side="left", padx=(0, 6))
         # Fixed height: the buttons above must not move when a longer proposal arrives.
         self.proposal_text = ctk.CTkLabel(migration, text="No proposal yet.", font=small, anchor="nw",
-                                          justify="left", wraplength=520, height=44)
+                                          justify="left", wraplength=430, height=44)
         self.proposal_text.pack(fill="x", padx=8)
         self.history_box = ctk.CTkTextbox(migration, height=40, font=ctk.CTkFont(size=10))
         self.history_box.pack(fill="x", padx=8, pady=(0, 4))

@@ -344,6 +344,7 @@ class MapFigure:
         stops = [(self._ingress.lon, self._ingress.lat)] + [(s.lon, s.lat) for s in plan.stages[:ready]]
         if ready == len(plan.stages):
             stops.append((self._ingress.lon, self._ingress.lat))
+        self._progress_legs = len(stops) - 1          # the line itself holds many points per leg
         (self._progress_line,) = self.ax.plot(*self._projected_path([p[1] for p in stops], [p[0] for p in stops]),
                                               zorder=5, solid_capstyle="round",
                                               animated=self._animated,
@@ -391,7 +392,7 @@ class MapFigure:
         return {"dynamic": len(self._dynamic), "peers": len(self._peer_ids),
                 "status_rings": len(self._status_key or ()),
                 "ring_statuses": {r[0]: r[3] for r in self._status_key or ()},
-                "ready_legs": 0 if self._progress_line is None else len(self._progress_line.get_xdata()) - 1}
+                "ready_legs": 0 if self._progress_line is None else self._progress_legs}
 
 
 class BlitManager:
