@@ -8,6 +8,7 @@ A point inside (or on the border of) a polygon gets that country. A point that m
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,16 @@ class CountryLocator:
         self._tree = STRtree(geometries)
         self._geometry_array = np.asarray(geometries, dtype=object)
         shapely.prepare(self._geometry_array)
+        # GEOS builds a prepared polygon's indexes lazily on its first queries: two threads querying at
+        # once (a join resolving its carbon while a re-plan resolves the swarm) is the likely cause of the heap
+        # ("double free or corruption" in the coordinator). One query at a time.
+        self._lock = threading.Lock()
 
     def locate(self, lat: float, lon: float) -> Country | None:
+        with self._lock:
+            return self._locate(lat, lon)
+
+    def _locate(self, lat: float, lon: float) -> Country | None:
         point = Point(lon, lat)
         inside = self._tree.query(point, predicate="intersects")
         if len(inside):
@@ -69,6 +78,10 @@ class CountryLocator:
         Points inside a country: one STRtree over the points queried with each (prepared) polygon, which
         is several times faster than querying the country tree point by point. The rest: `_nearest_many`.
         """
+        with self._lock:
+            return self._locate_many(lats, lons)
+
+    def _locate_many(self, lats, lons) -> list[Country | None]:
         lats = np.asarray(lats, dtype=np.float64)
         lons = np.asarray(lons, dtype=np.float64)
         found: list[Country | None] = [None] * len(lats)
