@@ -57,8 +57,8 @@ class CountryLocator:
         self._geometry_array = np.asarray(geometries, dtype=object)
         shapely.prepare(self._geometry_array)
         # GEOS builds a prepared polygon's indexes lazily on its first queries: two threads querying at
-        # once (a join resolving its carbon while a re-plan resolves the swarm) is the likely cause of the heap
-        # ("double free or corruption" in the coordinator). One query at a time.
+        # once (a join resolving its carbon while a re-plan resolves the swarm) are the likely cause of a
+        # rare "double free or corruption" abort of the coordinator. One query at a time.
         self._lock = threading.Lock()
 
     def locate(self, lat: float, lon: float) -> Country | None:
